@@ -1,0 +1,1 @@
+"""The embedded-default site: fastmon on SQLite with no external services."""

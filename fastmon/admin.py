@@ -1,0 +1,46 @@
+from django.contrib import admin
+
+from fastmon.models import DeadLetter, Run, StfFile, Subscriber, TfSample
+
+
+@admin.register(Run)
+class RunAdmin(admin.ModelAdmin):
+    list_display = ["run_number", "state", "substate", "started_at", "ended_at", "total_stf_files"]
+    list_filter = ["state", "substate", "namespace"]
+    search_fields = ["=run_number", "execution_id"]
+
+
+@admin.register(StfFile)
+class StfFileAdmin(admin.ModelAdmin):
+    list_display = ["stf_filename", "run", "sequence", "size_bytes", "tf_count", "status"]
+    list_filter = ["status", "state", "substate"]
+    list_select_related = ["run"]
+    search_fields = ["stf_filename"]
+    raw_id_fields = ["run"]
+    date_hierarchy = "received_at"
+
+
+@admin.register(TfSample)
+class TfSampleAdmin(admin.ModelAdmin):
+    list_display = ["tf_filename", "tf_first", "tf_last", "tf_count", "file_size_bytes", "status"]
+    list_filter = ["status"]
+    search_fields = ["tf_filename", "=tf_file_id"]
+    raw_id_fields = ["stf"]
+    date_hierarchy = "created_at"
+
+
+@admin.register(DeadLetter)
+class DeadLetterAdmin(admin.ModelAdmin):
+    list_display = ["id", "received_at", "reason_code", "msg_type", "destination", "status"]
+    list_filter = ["status", "reason_code", "msg_type"]
+    search_fields = ["reason", "body"]
+    readonly_fields = [f.name for f in DeadLetter._meta.fields]
+    date_hierarchy = "received_at"
+
+
+@admin.register(Subscriber)
+class SubscriberAdmin(admin.ModelAdmin):
+    list_display = ["name", "destination", "fraction", "active", "delivered_count", "dropped_count"]
+    list_filter = ["active"]
+    search_fields = ["name", "destination"]
+    readonly_fields = ["delivered_count", "dropped_count", "last_delivery_at"]

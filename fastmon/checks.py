@@ -1,0 +1,25 @@
+"""System checks: a typo in ``FASTMON`` should be caught at start, not by a silent default."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import Error, Warning, register
+
+from fastmon.conf import DEFAULTS
+
+
+@register()
+def check_fastmon_settings(app_configs: Any = None, **kwargs: Any) -> list[Warning | Error]:
+    user_settings = getattr(settings, "FASTMON", {})
+    if not isinstance(user_settings, dict):
+        return [Error("settings.FASTMON must be a dict.", id="fastmon.E001")]
+    return [
+        Warning(
+            f"Unknown key {key!r} in settings.FASTMON: it has no effect.",
+            hint=f"Known keys: {', '.join(sorted(DEFAULTS))}.",
+            id="fastmon.W001",
+        )
+        for key in sorted(set(user_settings) - set(DEFAULTS))
+    ]

@@ -1,0 +1,1 @@
+"""How fastmon talks to the testbed's broker: message schema, transports and the outbox."""

@@ -1,0 +1,184 @@
+"""The testbed's inbound message formats (``shared/spec``), parsed and validated.
+
+Pure Python (pydantic, no Django): ``decode_body`` and ``validate_message`` turn a raw STOMP body into a
+typed message or raise ``MessageError`` with a reason code and a sentence an operator can act on. The models
+are lenient where the testbed is (any field but ``msg_type`` may be missing or null, ``run_id``
+is an integer or a digit string, extra fields are kept) and strict where a wrong type would
+store garbage.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+STF_FILENAME_RE = re.compile(r"^swf\.(?P<run>\d+)\.(?P<seq>\d+)\.stf$")
+_COMPACT_TIME_RE = re.compile(r"^\d{14}(\d{1,6})?$")
+
+
+class MessageError(Exception):
+    """A message that can never be used; ``code`` is a ``DeadLetter.Reason`` value."""
+
+    def __init__(self, code: str, reason: str, msg_type: str = "") -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+        self.msg_type = msg_type
+
+
+def _run_number(value: Any) -> Any:
+    """Run ids arrive as integers from the runner and as digit strings on other paths."""
+    if isinstance(value, bool):
+        raise ValueError("run_id must be an integer or a string of digits, not a boolean")
+    if isinstance(value, str):
+        if not value.strip().isdigit():
+            raise ValueError(f"run_id must be an integer or a string of digits, got {value!r}")
+        return int(value)
+    return value
+
+
+def _timestamp(value: Any) -> Any:
+    """ISO 8601 (the runner) or ``%Y%m%d%H%M%S%f`` (the DAQ simulator and data agents)."""
+    if isinstance(value, str) and _COMPACT_TIME_RE.match(value):
+        return datetime.strptime(value, "%Y%m%d%H%M%S%f" if len(value) > 14 else "%Y%m%d%H%M%S")
+    return value
+
+
+# Bounds match the database columns, so a value the database would refuse is named here.
+RunNumber = Annotated[int, BeforeValidator(_run_number), Field(ge=0, le=2**63 - 1)]
+Timestamp = Annotated[datetime, BeforeValidator(_timestamp)]
+Count = Annotated[int, Field(ge=0, le=2**31 - 1)]
+Bytes = Annotated[int, Field(ge=0, le=2**63 - 1)]
+Label = Annotated[str, Field(max_length=100)]
+
+
+class Message(BaseModel):
+    """Fields every agent message may carry. Unknown fields are kept in ``model_extra``."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    msg_type: str
+    namespace: Label | None = None
+    sender: str | None = None
+
+    def extra_fields(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class RunMessage(Message):
+    """Run lifecycle: ``run_imminent``, ``start_run``, ``pause_run``, ``resume_run``, ``end_run``."""
+
+    TYPES: ClassVar[frozenset[str]] = frozenset(
+        {"run_imminent", "start_run", "pause_run", "resume_run", "end_run"}
+    )
+
+    msg_type: Literal["run_imminent", "start_run", "pause_run", "resume_run", "end_run"]
+    run_id: RunNumber
+    execution_id: Annotated[str, Field(max_length=200)] | None = None
+    timestamp: Timestamp | None = None
+    simulation_tick: float | None = None
+    state: Label | None = None
+    substate: Label | None = None
+    reason: str | None = None
+    run_conditions: dict[str, Any] | None = None
+    total_stf_files: Count | None = None
+
+
+class StfMessage(Message):
+    """STF announcements: ``stf_gen`` (DAQ or runner) and ``stf_ready`` (data agent)."""
+
+    TYPES: ClassVar[frozenset[str]] = frozenset({"stf_gen", "stf_ready"})
+
+    msg_type: Literal["stf_gen", "stf_ready"]
+    filename: str = Field(min_length=1, max_length=255)
+    run_id: RunNumber | None = None
+    execution_id: Annotated[str, Field(max_length=200)] | None = None
+    sequence: Count | None = None
+    timestamp: Timestamp | None = None
+    simulation_tick: float | None = None
+    start: Timestamp | None = None
+    end: Timestamp | None = None
+    state: Label | None = None
+    substate: Label | None = None
+    checksum: str | None = Field(default=None, max_length=100)
+    size: Bytes | None = None
+    size_bytes: Bytes | None = None
+    file_url: str | None = None
+    tf_count: Count | None = None
+    run_conditions: dict[str, Any] | None = None
+
+    @property
+    def file_size(self) -> int | None:
+        """The DAQ simulator says ``size``, the data agent ``size_bytes``."""
+        return self.size_bytes if self.size_bytes is not None else self.size
+
+    @property
+    def run_number(self) -> int | None:
+        """The announced run, else the one the testbed's file name ``swf.<run>.<seq>.stf`` gives."""
+        if self.run_id is not None:
+            return self.run_id
+        match = STF_FILENAME_RE.match(self.filename)
+        return int(match["run"]) if match else None
+
+    @property
+    def sequence_number(self) -> int | None:
+        if self.sequence is not None:
+            return self.sequence
+        match = STF_FILENAME_RE.match(self.filename)
+        return int(match["seq"]) if match else None
+
+
+class UnknownMessage(Message):
+    """A ``msg_type`` fastmon does not consume (including its own ``tf_file_registered``)."""
+
+
+KNOWN_TYPES: dict[str, type[Message]] = {
+    **dict.fromkeys(RunMessage.TYPES, RunMessage),
+    **dict.fromkeys(StfMessage.TYPES, StfMessage),
+}
+
+ParsedMessage = RunMessage | StfMessage | UnknownMessage
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors(include_url=False, include_input=False):
+        where = ".".join(str(p) for p in item["loc"]) or "body"
+        message = "missing" if item["type"] == "missing" else item["msg"]
+        parts.append(f"{where}: {message}")
+    return "; ".join(parts)
+
+
+def decode_body(body: bytes | str, max_bytes: int) -> dict[str, Any]:
+    """Decode a raw body into a JSON object with a ``msg_type``, or raise ``MessageError``."""
+    raw = body.encode("utf-8", "surrogateescape") if isinstance(body, str) else body
+    if len(raw) > max_bytes:
+        raise MessageError("too_large", f"body is {len(raw)} bytes, over the {max_bytes} limit")
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MessageError("not_json", f"body is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise MessageError("not_object", f"body is a JSON {type(data).__name__}, not an object")
+    msg_type = data.get("msg_type")
+    if not isinstance(msg_type, str) or not msg_type:
+        raise MessageError("no_msg_type", "body has no msg_type string")
+    return data
+
+
+def validate_message(data: dict[str, Any]) -> ParsedMessage:
+    """Type a decoded body by its ``msg_type``, or raise ``MessageError`` naming each bad field."""
+    msg_type = data["msg_type"]
+    model = KNOWN_TYPES.get(msg_type, UnknownMessage)
+    if model is StfMessage and not data.get("filename"):
+        raise MessageError(
+            "no_filename", f"{msg_type} has no filename, so its STF cannot be sampled", msg_type
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise MessageError("invalid", f"{msg_type}: {_describe(exc)}", msg_type) from None

@@ -1,0 +1,223 @@
+"""fastmon's data: runs, STF files, TF samples, dead letters and subscribers.
+
+Natural keys (run number, STF file name, TF file name) are unique, so redelivered messages
+update rows instead of duplicating them. Every table is ``fastmon_*``.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+
+class Run(models.Model):
+    """A data-taking run, built from the workflow runner's lifecycle messages."""
+
+    run_number = models.BigIntegerField(unique=True)
+    namespace = models.CharField(max_length=100, blank=True, default="")
+    execution_id = models.CharField(max_length=200, blank=True, default="")
+    state = models.CharField(max_length=100, blank=True, default="", help_text="DAQ state")
+    substate = models.CharField(max_length=100, blank=True, default="", help_text="DAQ substate")
+    state_changed_at = models.DateTimeField(
+        null=True, blank=True, help_text="Timestamp of the message that set state/substate."
+    )
+    run_conditions = models.JSONField(default=dict, blank=True)
+    imminent_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    total_stf_files = models.PositiveIntegerField(
+        null=True, blank=True, help_text="STF total announced by end_run."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-run_number"]
+        indexes = [models.Index(fields=["state", "substate"], name="fastmon_run_state_idx")]
+
+    def __str__(self) -> str:
+        return f"run {self.run_number}"
+
+
+class StfFile(models.Model):
+    """A Super Time Frame file, announced by ``stf_gen`` and enriched by ``stf_ready``."""
+
+    class Status(models.TextChoices):
+        ANNOUNCED = "announced", "announced (stf_gen)"
+        READY = "ready", "ready (stf_ready)"
+
+    stf_filename = models.CharField(max_length=255, unique=True)
+    run = models.ForeignKey(
+        Run, null=True, blank=True, on_delete=models.PROTECT, related_name="stf_files"
+    )
+    sequence = models.PositiveIntegerField(null=True, blank=True)
+    size_bytes = models.BigIntegerField(null=True, blank=True)
+    checksum = models.CharField(max_length=100, blank=True, default="")
+    file_url = models.TextField(blank=True, default="")
+    tf_count = models.PositiveIntegerField(null=True, blank=True, help_text="TFs in the STF.")
+    state = models.CharField(max_length=100, blank=True, default="")
+    substate = models.CharField(max_length=100, blank=True, default="")
+    started_at = models.DateTimeField(null=True, blank=True, help_text="DAQ start of the STF.")
+    ended_at = models.DateTimeField(null=True, blank=True, help_text="DAQ end of the STF.")
+    received_at = models.DateTimeField(auto_now_add=True, help_text="First announcement seen.")
+    updated_at = models.DateTimeField(auto_now=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.ANNOUNCED)
+    metadata = models.JSONField(
+        default=dict, blank=True, help_text="Other announcement fields, per message type."
+    )
+
+    class Meta:
+        ordering = ["-received_at"]
+        indexes = [
+            models.Index(fields=["run", "sequence"], name="fastmon_stf_run_seq_idx"),
+            models.Index(fields=["status", "-received_at"], name="fastmon_stf_status_idx"),
+            models.Index(fields=["-received_at"], name="fastmon_stf_received_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(size_bytes__isnull=True) | Q(size_bytes__gte=0),
+                name="fastmon_stf_size_nonnegative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.stf_filename
+
+
+class TfSample(models.Model):
+    """A sampled range of Time Frames of one STF (swf-monitor's FastMonFile)."""
+
+    class Status(models.TextChoices):
+        REGISTERED = "registered"
+        PROCESSING = "processing"
+        PROCESSED = "processed"
+        DONE = "done"
+        FAILED = "failed"
+
+    tf_file_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    tf_filename = models.CharField(max_length=255, unique=True)
+    stf = models.ForeignKey(StfFile, on_delete=models.CASCADE, related_name="tf_samples")
+    tf_first = models.PositiveIntegerField()
+    tf_last = models.PositiveIntegerField()
+    tf_count = models.PositiveIntegerField()
+    file_size_bytes = models.BigIntegerField(null=True, blank=True)
+    checksum = models.CharField(max_length=100, blank=True, default="")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.REGISTERED)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["stf", "tf_first"], name="fastmon_tf_stf_first_idx"),
+            models.Index(fields=["status", "-created_at"], name="fastmon_tf_status_idx"),
+            models.Index(fields=["-created_at"], name="fastmon_tf_created_idx"),
+        ]
+        constraints = [
+            # The spec's range rules; tf_last < the STF's tf_count spans two tables and is
+            # checked by the service that records samples.
+            models.CheckConstraint(
+                condition=Q(tf_first__lte=F("tf_last")), name="fastmon_tf_first_le_last"
+            ),
+            models.CheckConstraint(
+                condition=Q(tf_count=F("tf_last") - F("tf_first") + 1),
+                name="fastmon_tf_count_matches_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(file_size_bytes__isnull=True) | Q(file_size_bytes__gte=0),
+                name="fastmon_tf_size_nonnegative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.tf_filename
+
+
+class DeadLetter(models.Model):
+    """A message fastmon could not use, kept whole with the reason, to browse or replay."""
+
+    class Reason(models.TextChoices):
+        TOO_LARGE = "too_large", "body over the size limit"
+        NOT_JSON = "not_json", "body is not JSON"
+        NOT_OBJECT = "not_object", "JSON is not an object"
+        NO_MSG_TYPE = "no_msg_type", "no msg_type"
+        INVALID = "invalid", "missing or mistyped fields"
+        NO_FILENAME = "no_filename", "STF announcement without a filename"
+        REJECTED = "rejected", "refused by the database"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        REPLAYED = "replayed"
+        DISCARDED = "discarded"
+
+    class Encoding(models.TextChoices):
+        UTF8 = "utf-8"
+        BASE64 = "base64", "base64 (body was not text PostgreSQL can store)"
+
+    body = models.TextField(blank=True, default="")
+    body_encoding = models.CharField(max_length=10, choices=Encoding.choices, default="utf-8")
+    body_size = models.PositiveBigIntegerField(help_text="Size of the raw body in bytes.")
+    body_sha256 = models.CharField(max_length=64, help_text="Identifies repeats of one body.")
+    headers = models.JSONField(default=dict, blank=True)
+    destination = models.CharField(max_length=255, blank=True, default="")
+    msg_type = models.CharField(max_length=100, blank=True, default="")
+    reason_code = models.CharField(max_length=20, choices=Reason.choices)
+    reason = models.TextField(help_text="What was wrong, in words.")
+    received_at = models.DateTimeField(auto_now_add=True)
+    occurrences = models.PositiveIntegerField(
+        default=1, help_text="Times this body arrived while pending (redeliveries, floods)."
+    )
+    last_received_at = models.DateTimeField(default=timezone.now)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.CharField(max_length=150, blank=True, default="")
+
+    class Meta:
+        ordering = ["-received_at"]
+        indexes = [
+            models.Index(fields=["status", "-received_at"], name="fastmon_dl_status_idx"),
+            models.Index(fields=["reason_code", "-received_at"], name="fastmon_dl_reason_idx"),
+            models.Index(fields=["body_sha256", "status"], name="fastmon_dl_sha_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"dead letter {self.pk} ({self.reason_code})"
+
+    def raw_body(self) -> bytes:
+        """The body exactly as it arrived, for replay."""
+        if self.body_encoding == self.Encoding.BASE64:
+            return base64.b64decode(self.body)
+        return self.body.encode("utf-8")
+
+
+class Subscriber(models.Model):
+    """A consumer of TF metadata that asked for a share of the stream."""
+
+    name = models.CharField(max_length=150, unique=True)
+    destination = models.CharField(max_length=255, help_text="/queue/... or /topic/...")
+    filters = models.JSONField(default=dict, blank=True)
+    fraction = models.FloatField(default=1.0, help_text="Share of TF samples delivered, 0..1.")
+    active = models.BooleanField(default=True)
+    delivered_count = models.PositiveBigIntegerField(default=0)
+    dropped_count = models.PositiveBigIntegerField(default=0)
+    last_delivery_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        indexes = [models.Index(fields=["active"], name="fastmon_sub_active_idx")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(fraction__gte=0) & Q(fraction__lte=1),
+                name="fastmon_sub_fraction_0_1",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,0 +1,19 @@
+"""Reads for pages, the API and commands: the queries live here, not in views."""
+
+from __future__ import annotations
+
+from django.db.models import Count, Q, QuerySet
+
+from fastmon.models import DeadLetter, Run, StfFile
+
+
+def runs_with_counts() -> QuerySet[Run]:
+    """Runs, newest first, with how many STFs were announced and ready, in one query."""
+    return Run.objects.annotate(
+        stf_announced=Count("stf_files"),
+        stf_ready=Count("stf_files", filter=Q(stf_files__status=StfFile.Status.READY)),
+    ).order_by("-run_number")
+
+
+def pending_dead_letters() -> QuerySet[DeadLetter]:
+    return DeadLetter.objects.filter(status=DeadLetter.Status.PENDING).order_by("-received_at")

@@ -1,0 +1,271 @@
+"""The domain operations every entry point calls (consumer, tasks, API, demo).
+
+``ingest_batch`` is the one door through which broker messages become rows: a whole batch
+commits or none of it does, so the consumer can ack every frame of the batch after the commit.
+Inside the batch, each message runs in its own savepoint: a message the database refuses
+becomes a dead letter instead of rolling back its neighbours. Database outages (OperationalError)
+are not the message's fault: they propagate, nothing commits, nothing is acked.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from django.db import DataError, IntegrityError, models, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from fastmon.conf import fastmon_settings
+from fastmon.messaging.schema import (
+    MessageError,
+    RunMessage,
+    StfMessage,
+    UnknownMessage,
+    decode_body,
+    validate_message,
+)
+from fastmon.models import DeadLetter, Run, StfFile
+
+logger = logging.getLogger("fastmon.ingest")
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """A message as the transport delivered it: raw body and STOMP headers."""
+
+    body: bytes | str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def destination(self) -> str:
+        return self.headers.get("destination", "")
+
+
+class Outcome(StrEnum):
+    STORED = "stored"
+    IGNORED = "ignored"  # a msg_type fastmon does not consume
+    FILTERED = "filtered"  # another namespace
+    DEAD_LETTERED = "dead_lettered"
+
+
+@dataclass(frozen=True)
+class MessageResult:
+    outcome: Outcome
+    msg_type: str
+    detail: str
+    dead_letter_id: int | None = None
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What happened to each message of a batch, in input order."""
+
+    results: list[MessageResult]
+
+    @property
+    def counts(self) -> Counter[Outcome]:
+        return Counter(result.outcome for result in self.results)
+
+    @property
+    def ignored_types(self) -> Counter[str]:
+        """Unknown message types seen, by msg_type."""
+        return Counter(r.msg_type for r in self.results if r.outcome is Outcome.IGNORED)
+
+
+def ingest_message(body: bytes | str, headers: Mapping[str, str] | None = None) -> MessageResult:
+    """Ingest one message in its own transaction."""
+    return ingest_batch([InboundMessage(body, headers or {})]).results[0]
+
+
+def ingest_batch(messages: Iterable[InboundMessage]) -> BatchResult:
+    """Ingest a batch in one transaction; never raises for bad input, only for database outages."""
+    with transaction.atomic():
+        results = [_ingest_one(message) for message in messages]
+    batch = BatchResult(results)
+    if results:
+        logger.debug("ingested batch of %d: %s", len(results), dict(batch.counts))
+    return batch
+
+
+def _ingest_one(message: InboundMessage) -> MessageResult:
+    try:
+        data = decode_body(message.body, fastmon_settings.MAX_BODY_BYTES)
+        # Other namespaces' traffic is not ours to judge: filter before validating.
+        namespace, theirs = fastmon_settings.NAMESPACE, data.get("namespace")
+        if namespace and theirs and theirs != namespace:
+            return MessageResult(
+                Outcome.FILTERED, data["msg_type"], f"namespace {theirs!r} is not {namespace!r}"
+            )
+        parsed = validate_message(data)
+    except MessageError as exc:
+        return _dead_letter(message, exc.code, exc.reason, exc.msg_type)
+
+    if isinstance(parsed, UnknownMessage):
+        logger.info("ignoring message of unknown type %r", parsed.msg_type)
+        return MessageResult(Outcome.IGNORED, parsed.msg_type, "msg_type not consumed by fastmon")
+
+    try:
+        with transaction.atomic():
+            detail = _apply(parsed)
+    except (IntegrityError, DataError) as exc:
+        reason = f"{parsed.msg_type}: the database refused it: {exc}".strip()
+        return _dead_letter(message, DeadLetter.Reason.REJECTED, reason, parsed.msg_type)
+    return MessageResult(Outcome.STORED, parsed.msg_type, detail)
+
+
+def _apply(message: RunMessage | StfMessage) -> str:
+    if isinstance(message, RunMessage):
+        return _apply_run_message(message)
+    return _apply_stf_message(message)
+
+
+def _storable_body(raw: bytes) -> tuple[str, str]:
+    """The body as text when PostgreSQL can store it as such (UTF-8, no NUL), else base64."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is None or "\x00" in text:
+        return base64.b64encode(raw).decode("ascii"), DeadLetter.Encoding.BASE64
+    return text, DeadLetter.Encoding.UTF8
+
+
+def _dead_letter(message: InboundMessage, code: str, reason: str, msg_type: str) -> MessageResult:
+    raw = (
+        message.body.encode("utf-8", "surrogateescape")
+        if isinstance(message.body, str)
+        else bytes(message.body)
+    )
+    digest = hashlib.sha256(raw).hexdigest()
+    destination = message.destination[:255]
+    # The same body again while its letter is pending (a redelivery, a flood) is counted,
+    # not stored again: ingest stays idempotent and the table bounded.
+    pending = (
+        DeadLetter.objects.select_for_update()
+        .filter(body_sha256=digest, destination=destination, status=DeadLetter.Status.PENDING)
+        .first()
+    )
+    if pending:
+        DeadLetter.objects.filter(pk=pending.pk).update(
+            occurrences=F("occurrences") + 1, last_received_at=timezone.now()
+        )
+        logger.warning("dead letter %d arrived again (%s): %s", pending.pk, code, reason)
+        return MessageResult(Outcome.DEAD_LETTERED, msg_type, reason, pending.pk)
+    body, encoding = _storable_body(raw)
+    headers = {str(k): str(v).replace("\x00", "\ufffd") for k, v in message.headers.items()}
+    letter = DeadLetter.objects.create(
+        body=body,
+        body_encoding=encoding,
+        body_size=len(raw),
+        body_sha256=digest,
+        headers=headers,
+        destination=destination,
+        msg_type=msg_type.replace("\x00", "\ufffd")[:100],
+        reason_code=code,
+        reason=reason,
+    )
+    logger.warning("dead-lettered message %d (%s): %s", letter.pk, code, reason)
+    return MessageResult(Outcome.DEAD_LETTERED, msg_type, reason, letter.pk)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """Testbed agents send naive local times; read them in the site's time zone."""
+    if value is None or timezone.is_aware(value):
+        return value
+    return timezone.make_aware(value, timezone.get_default_timezone())
+
+
+def _update(instance: models.Model, values: Mapping[str, Any]) -> list[str]:
+    """Set the values that differ and return their names, so a redelivery writes nothing."""
+    changed = [name for name, value in values.items() if getattr(instance, name) != value]
+    for name in changed:
+        setattr(instance, name, values[name])
+    return changed
+
+
+def _save_changes(instance: models.Model, changed: list[str]) -> None:
+    if changed:
+        instance.save(update_fields=[*changed, "updated_at"])
+
+
+_RUN_STAMPS = {"run_imminent": "imminent_at", "start_run": "started_at", "end_run": "ended_at"}
+
+
+def _apply_run_message(message: RunMessage) -> str:
+    run, created = Run.objects.select_for_update().get_or_create(run_number=message.run_id)
+    timestamp = _aware(message.timestamp)
+    values: dict[str, Any] = {}
+    if message.namespace:
+        values["namespace"] = message.namespace
+    if message.execution_id:
+        values["execution_id"] = message.execution_id
+    if message.run_conditions:
+        values["run_conditions"] = {**run.run_conditions, **message.run_conditions}
+    if message.total_stf_files is not None:
+        values["total_stf_files"] = message.total_stf_files
+    stamp = _RUN_STAMPS.get(message.msg_type)
+    if stamp and timestamp:
+        values[stamp] = timestamp
+    # Messages can arrive out of order (redelivery): an older state never overwrites a newer one.
+    newer = timestamp is None or run.state_changed_at is None or timestamp >= run.state_changed_at
+    if (message.state or message.substate) and newer:
+        values["state"] = message.state or ""
+        values["substate"] = message.substate or ""
+        values["state_changed_at"] = timestamp or run.state_changed_at
+    _save_changes(run, _update(run, values))
+    return f"run {run.run_number} {'created' if created else 'updated'} by {message.msg_type}"
+
+
+# STF columns filled from an announcement; everything else it carries goes to metadata.
+_STF_COLUMNS = {
+    "msg_type", "filename", "run_id", "sequence", "start", "end", "state", "substate",
+    "checksum", "size", "size_bytes", "file_url", "tf_count",
+}  # fmt: skip
+_STF_STATUS_RANK = {StfFile.Status.ANNOUNCED: 0, StfFile.Status.READY: 1}
+
+
+def _apply_stf_message(message: StfMessage) -> str:
+    run = None
+    if message.run_number is not None:
+        run, _ = Run.objects.get_or_create(
+            run_number=message.run_number,
+            defaults={
+                "namespace": message.namespace or "",
+                "execution_id": message.execution_id or "",
+            },
+        )
+    announced = {
+        "run": run,
+        "sequence": message.sequence_number,
+        "size_bytes": message.file_size,
+        "checksum": message.checksum,
+        "file_url": message.file_url,
+        "tf_count": message.tf_count,
+        "state": message.state,
+        "substate": message.substate,
+        "started_at": _aware(message.start),
+        "ended_at": _aware(message.end),
+    }
+    # A later message enriches an earlier one: what it leaves out never erases what is known.
+    values = {name: value for name, value in announced.items() if value is not None}
+    status = StfFile.Status.READY if message.msg_type == "stf_ready" else StfFile.Status.ANNOUNCED
+    extras = message.model_dump(mode="json", exclude=_STF_COLUMNS, exclude_none=True)
+
+    stf, created = StfFile.objects.select_for_update().get_or_create(
+        stf_filename=message.filename,
+        defaults={**values, "status": status, "metadata": {message.msg_type: extras}},
+    )
+    if not created:
+        if _STF_STATUS_RANK[status] > _STF_STATUS_RANK[StfFile.Status(stf.status)]:
+            values["status"] = status
+        values["metadata"] = {**stf.metadata, message.msg_type: extras}
+        _save_changes(stf, _update(stf, values))
+    return f"STF {stf.stf_filename} {'created' if created else 'updated'} by {message.msg_type}"

@@ -1,0 +1,1 @@
+"""Fixtures other sites can reuse to test their fastmon integration."""

@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Start, stop or check the real services fastmon's tests use: PostgreSQL, Redis and ActiveMQ
+# (STOMP on 127.0.0.1:61613). Idempotent: safe to run twice and safe when already running.
+#   scripts/services.sh up|down|status
+# Everything listens on 127.0.0.1 only. Settings (with defaults):
+#   FASTMON_DB_NAME=fastmon FASTMON_DB_USER=fastmon FASTMON_DB_PASSWORD=fastmon
+#   FASTMON_SERVICES_TIMEOUT=90 (seconds to wait for each service to be ready)
+set -euo pipefail
+
+DB_NAME=${FASTMON_DB_NAME:-fastmon}
+DB_USER=${FASTMON_DB_USER:-fastmon}
+DB_PASSWORD=${FASTMON_DB_PASSWORD:-fastmon}
+TIMEOUT=${FASTMON_SERVICES_TIMEOUT:-90}
+REDIS_PORT=6379
+STOMP_PORT=61613
+AMQ_BASE=/var/lib/fastmon-activemq
+REDIS_DIR=/var/lib/fastmon-redis
+
+say() { printf '[services] %s\n' "$*"; }
+die() { printf '[services] ERROR: %s\n' "$*" >&2; exit 1; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+wait_for() {  # wait_for NAME LOGFILE CHECK-COMMAND...
+  local name=$1 log=$2; shift 2
+  local deadline=$((SECONDS + TIMEOUT))
+  until "$@"; do
+    if [ $SECONDS -ge $deadline ]; then
+      [ -f "$log" ] && tail -n 20 "$log" >&2
+      die "$name did not become ready within ${TIMEOUT}s (log: $log)"
+    fi
+    sleep 1
+  done
+  say "$name ready"
+}
+
+install_missing() {
+  local missing=()
+  command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  [ -f /usr/share/activemq/bin/activemq.jar ] || missing+=(activemq)
+  command -v java >/dev/null || missing+=(default-jre-headless)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  say "installing ${missing[*]} with apt"
+  as_root apt-get update -qq
+  # Debian's postinst scripts may try to start services; the policy below keeps them down.
+  printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
+  as_root chmod +x /usr/sbin/policy-rc.d
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "${missing[@]}" >/dev/null \
+    || { as_root rm -f /usr/sbin/policy-rc.d; die "apt-get install ${missing[*]} failed"; }
+  as_root rm -f /usr/sbin/policy-rc.d
+}
+
+# --- PostgreSQL -------------------------------------------------------------
+pg_cluster() { pg_lsclusters --no-header | awk 'NR==1 {print $1, $2}'; }
+
+pg_ready() { pg_isready -q -h 127.0.0.1 -p 5432; }
+
+postgres_up() {
+  if [ -z "$(pg_cluster)" ]; then
+    local version; version=$(ls /usr/lib/postgresql | sort -n | tail -1)
+    say "creating PostgreSQL $version cluster"
+    as_root pg_createcluster "$version" main >/dev/null
+  fi
+  read -r version cluster <<<"$(pg_cluster)"
+  if ! pg_ready; then
+    say "starting PostgreSQL $version/$cluster"
+    as_root pg_ctlcluster "$version" "$cluster" start || die "PostgreSQL $version/$cluster failed to start"
+  fi
+  wait_for PostgreSQL "/var/log/postgresql/postgresql-$version-$cluster.log" pg_ready
+  as_root runuser -u postgres -- psql -q -v ON_ERROR_STOP=1 <<SQL >/dev/null
+DO \$\$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$DB_USER') THEN
+    CREATE ROLE "$DB_USER" LOGIN CREATEDB PASSWORD '$DB_PASSWORD';
+  END IF;
+END \$\$;
+SQL
+  if ! as_root runuser -u postgres -- psql -tAc "SELECT 1 FROM pg_database WHERE datname='$DB_NAME'" | grep -q 1; then
+    as_root runuser -u postgres -- createdb -O "$DB_USER" "$DB_NAME"
+  fi
+}
+
+postgres_down() {
+  local version cluster
+  read -r version cluster <<<"$(pg_cluster)"
+  [ -n "${version:-}" ] && pg_ready && as_root pg_ctlcluster "$version" "$cluster" stop || true
+}
+
+# --- Redis ------------------------------------------------------------------
+redis_ready() { [ "$(redis-cli -h 127.0.0.1 -p $REDIS_PORT ping 2>/dev/null)" = PONG ]; }
+
+redis_up() {
+  if ! redis_ready; then
+    say "starting Redis on 127.0.0.1:$REDIS_PORT"
+    as_root mkdir -p "$REDIS_DIR"
+    as_root redis-server --bind 127.0.0.1 --port $REDIS_PORT --daemonize yes --save '' \
+      --dir "$REDIS_DIR" --logfile "$REDIS_DIR/redis.log" --pidfile "$REDIS_DIR/redis.pid" \
+      || die "Redis failed to start (log: $REDIS_DIR/redis.log)"
+  fi
+  wait_for Redis "$REDIS_DIR/redis.log" redis_ready
+}
+
+redis_down() { redis_ready && redis-cli -h 127.0.0.1 -p $REDIS_PORT shutdown nosave >/dev/null 2>&1 || true; }
+
+# --- ActiveMQ ---------------------------------------------------------------
+amq_ready() { port_open $STOMP_PORT; }
+
+amq_write_config() {
+  as_root mkdir -p "$AMQ_BASE/conf" "$AMQ_BASE/data" "$AMQ_BASE/tmp"
+  as_root tee "$AMQ_BASE/conf/activemq.xml" >/dev/null <<'XML'
+<beans xmlns="http://www.springframework.org/schema/beans"
+  xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+  xsi:schemaLocation="http://www.springframework.org/schema/beans http://www.springframework.org/schema/beans/spring-beans-2.0.xsd
+  http://activemq.apache.org/schema/core http://activemq.apache.org/schema/core/activemq-core.xsd">
+  <bean class="org.springframework.beans.factory.config.PropertyPlaceholderConfigurer"/>
+  <broker xmlns="http://activemq.apache.org/schema/core" useJmx="false" brokerName="fastmon"
+          dataDirectory="${activemq.data}" schedulerSupport="false">
+    <persistenceAdapter><kahaDB directory="${activemq.data}/kahadb"/></persistenceAdapter>
+    <transportConnectors>
+      <transportConnector name="stomp" uri="stomp://127.0.0.1:61613?transport.closeAsync=false"/>
+    </transportConnectors>
+  </broker>
+</beans>
+XML
+  as_root chown -R activemq "$AMQ_BASE"
+}
+
+amq_up() {
+  if ! amq_ready; then
+    say "starting ActiveMQ (STOMP on 127.0.0.1:$STOMP_PORT, base $AMQ_BASE)"
+    amq_write_config
+    (cd "$AMQ_BASE" && as_root runuser -u activemq -- nohup java -Xms128M -Xmx512M \
+      -Dactivemq.home=/usr/share/activemq -Dactivemq.base="$AMQ_BASE" \
+      -Dactivemq.conf="$AMQ_BASE/conf" -Dactivemq.data="$AMQ_BASE/data" \
+      -Djava.io.tmpdir="$AMQ_BASE/tmp" \
+      -jar /usr/share/activemq/bin/activemq.jar start "xbean:file:$AMQ_BASE/conf/activemq.xml" \
+      >"$AMQ_BASE/broker.log" 2>&1 &)
+  fi
+  wait_for "ActiveMQ STOMP" "$AMQ_BASE/broker.log" amq_ready
+}
+
+amq_down() { pkill -u activemq -f "activemq.base=$AMQ_BASE" 2>/dev/null || true; }
+
+status() {
+  local rc=0
+  pg_ready && say "PostgreSQL: up (127.0.0.1:5432)" || { say "PostgreSQL: down"; rc=1; }
+  redis_ready && say "Redis: up (127.0.0.1:$REDIS_PORT)" || { say "Redis: down"; rc=1; }
+  amq_ready && say "ActiveMQ STOMP: up (127.0.0.1:$STOMP_PORT)" || { say "ActiveMQ STOMP: down"; rc=1; }
+  return $rc
+}
+
+case "${1:-}" in
+  up) install_missing; postgres_up; redis_up; amq_up ;;
+  down) amq_down; redis_down; postgres_down; say "stopped" ;;
+  status) status ;;
+  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac

@@ -1,0 +1,62 @@
+"""The minimal site fastmon's tests run in: real PostgreSQL, Redis and ActiveMQ on loopback.
+
+Start them with ``scripts/services.sh up``. Each can be pointed elsewhere by environment.
+"""
+
+import os
+
+SECRET_KEY = "fastmon-tests"
+DEBUG = False
+ALLOWED_HOSTS = ["*"]
+USE_TZ = True
+TIME_ZONE = "UTC"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "fastmon",
+]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+ROOT_URLCONF = "tests.urls"
+ASGI_APPLICATION = "tests.asgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.postgresql",
+        "HOST": os.environ.get("FASTMON_DB_HOST", "127.0.0.1"),
+        "PORT": os.environ.get("FASTMON_DB_PORT", "5432"),
+        "NAME": os.environ.get("FASTMON_DB_NAME", "fastmon"),
+        "USER": os.environ.get("FASTMON_DB_USER", "fastmon"),
+        "PASSWORD": os.environ.get("FASTMON_DB_PASSWORD", "fastmon"),
+    }
+}
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+STATIC_URL = "static/"
+FASTMON = {
+    "BROKER_HOSTS": [
+        (os.environ.get("FASTMON_TEST_STOMP_HOST", "127.0.0.1"),
+         int(os.environ.get("FASTMON_TEST_STOMP_PORT", "61613"))),
+    ],
+}  # fmt: skip
