@@ -1,10 +1,10 @@
 """The testbed's inbound message formats (``shared/spec``), parsed and validated.
 
-Pure Python (pydantic, no Django): ``decode_body`` and ``validate_message`` turn a raw STOMP body into a
-typed message or raise ``MessageError`` with a reason code and a sentence an operator can act on. The models
-are lenient where the testbed is (any field but ``msg_type`` may be missing or null, ``run_id``
-is an integer or a digit string, extra fields are kept) and strict where a wrong type would
-store garbage.
+Pure Python (pydantic, no Django): ``decode_body`` and ``validate_message`` turn a raw STOMP
+body into a typed message or raise ``MessageError`` with a reason code and a sentence an operator
+can act on. The models are lenient where the testbed is (any field but ``msg_type`` may be
+missing or null, ``run_id`` is an integer or a digit string, extra fields are kept) and strict
+where a wrong type would store garbage.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class Message(BaseModel):
 
 
 class RunMessage(Message):
-    """Run lifecycle: ``run_imminent``, ``start_run``, ``pause_run``, ``resume_run``, ``end_run``."""
+    """Run lifecycle messages, from ``run_imminent`` to ``end_run``."""
 
     TYPES: ClassVar[frozenset[str]] = frozenset(
         {"run_imminent", "start_run", "pause_run", "resume_run", "end_run"}
