@@ -243,7 +243,7 @@ def _apply_stf_message(message: StfMessage) -> str:
             },
         )
     announced = {
-        "run": run,
+        "run_id": run.pk if run else None,
         "sequence": message.sequence_number,
         "size_bytes": message.file_size,
         "checksum": message.checksum,

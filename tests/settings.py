@@ -60,3 +60,9 @@ FASTMON = {
          int(os.environ.get("FASTMON_TEST_STOMP_PORT", "61613"))),
     ],
 }  # fmt: skip
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL]},
+    }
+}
