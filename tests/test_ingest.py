@@ -129,7 +129,11 @@ def test_an_older_state_never_overwrites_a_newer_one() -> None:
     run = Run.objects.get()
     assert (run.state, run.substate) == ("run", "standby")
     assert run.started_at is not None
-    send(example("pause_run", msg_type="resume_run", substate="physics", timestamp="2026-11-20T14:04:30"))
+    send(
+        example(
+            "pause_run", msg_type="resume_run", substate="physics", timestamp="2026-11-20T14:04:30"
+        )
+    )
     run.refresh_from_db()
     assert (run.state, run.substate) == ("run", "physics")
 
@@ -228,9 +232,7 @@ def test_a_message_the_database_refuses_is_dead_lettered_alone() -> None:
     letter = DeadLetter.objects.get()
     assert letter.reason_code == DeadLetter.Reason.REJECTED
     assert "database refused" in letter.reason
-    assert list(StfFile.objects.values_list("stf_filename", flat=True)) == [
-        "swf.101993.000001.stf"
-    ]
+    assert list(StfFile.objects.values_list("stf_filename", flat=True)) == ["swf.101993.000001.stf"]
 
 
 def test_a_mixed_batch_stores_the_good_and_dead_letters_the_bad_in_one_transaction(
