@@ -119,17 +119,15 @@ class StfMessage(Message):
     @property
     def run_number(self) -> int | None:
         """The announced run, else the one the testbed's file name ``swf.<run>.<seq>.stf`` gives."""
-        if self.run_id is not None:
-            return self.run_id
-        match = STF_FILENAME_RE.match(self.filename)
-        return int(match["run"]) if match else None
+        return self.run_id if self.run_id is not None else self._from_filename("run")
 
     @property
     def sequence_number(self) -> int | None:
-        if self.sequence is not None:
-            return self.sequence
+        return self.sequence if self.sequence is not None else self._from_filename("seq")
+
+    def _from_filename(self, part: str) -> int | None:
         match = STF_FILENAME_RE.match(self.filename)
-        return int(match["seq"]) if match else None
+        return int(match[part]) if match else None
 
 
 class UnknownMessage(Message):
