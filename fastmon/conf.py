@@ -48,6 +48,8 @@ DEFAULTS: dict[str, Any | Callable[[], Any]] = {
     "DEFAULT_TF_COUNT": 1000,
     # Bodies larger than this are dead-lettered unparsed.
     "MAX_BODY_BYTES": 1024 * 1024,
+    # The broker connection class (dotted path), as DRF names its classes.
+    "TRANSPORT": "fastmon.messaging.transports.StompTransport",
     # Broker: a list of (host, port) pairs, tried in order.
     "BROKER_HOSTS": _broker_hosts,
     "BROKER_USER": lambda: _env("ACTIVEMQ_USER"),
@@ -58,9 +60,31 @@ DEFAULTS: dict[str, Any | Callable[[], Any]] = {
     "BROKER_SSL_KEY_FILE": lambda: _env("ACTIVEMQ_SSL_KEY_FILE"),
     # STOMP heart-beats (send, receive) in ms, as the testbed agents use.
     "BROKER_HEARTBEATS": (30000, 30000),
-    # Where announcements come from, and where tf_file_registered goes.
+    # Where announcements come from, and where tf_file_registered goes. A /topic/ destination
+    # gets a durable subscription (see DURABLE_SUBSCRIPTION); a /queue/ destination is shared
+    # by every run_fastmon reading it, as competing consumers (README: "Scaling out").
     "SUBSCRIBE_DESTINATIONS": ["/topic/epictopic"],
     "PUBLISH_DESTINATION": "/topic/epictopic",
+    # Topics: keep what is sent while fastmon is down, under client-id AGENT_NAME and this name.
+    "DURABLE_SUBSCRIPTION": True,
+    "SUBSCRIPTION_NAME": "fastmon",
+    # Unacknowledged frames the broker may have in flight per subscription; bounds memory.
+    "PREFETCH": 1000,
+    # A batch (one transaction) closes at this many frames or after this wait, whichever first.
+    "BATCH_SIZE": 500,
+    "BATCH_MAX_WAIT_MS": 100,
+    # Retry delays after a transient failure: exponential from MIN to MAX, with jitter.
+    "RETRY_MIN_S": 0.5,
+    "RETRY_MAX_S": 30.0,
+    # At start, how long to keep trying an unreachable broker before exiting (exit code 4).
+    "STARTUP_CONNECT_TIMEOUT_S": 60.0,
+    # On SIGTERM/SIGINT, how long to try to commit and ack the batch in hand.
+    "STOP_TIMEOUT_S": 10.0,
+    # Seconds between run_fastmon's one-line summaries.
+    "SUMMARY_INTERVAL_S": 60.0,
+    # Outbox rows sent per relay round, and how long to wait for the broker's receipt.
+    "OUTBOX_BATCH_SIZE": 500,
+    "OUTBOX_RECEIPT_TIMEOUT_S": 10.0,
     # swf-monitor, for heartbeats and registering samples there (None: off).
     "SWF_MONITOR_URL": lambda: _env("SWF_MONITOR_URL"),
     "SWF_API_TOKEN": lambda: _env("SWF_API_TOKEN"),

@@ -221,3 +221,30 @@ class Subscriber(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class OutboxMessage(models.Model):
+    """A message to publish, written in the same transaction as the data it describes.
+
+    The relay sends pending rows in ``id`` order and stamps ``sent_at``; a rolled-back
+    transaction leaves no row, so nothing is ever published for data that was not stored.
+    """
+
+    destination = models.CharField(max_length=255)
+    body = models.TextField()
+    headers = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(
+                fields=["id"], condition=Q(sent_at__isnull=True), name="fastmon_outbox_pending_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"outbox {self.pk} to {self.destination}"

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -32,7 +33,7 @@ from fastmon.messaging.schema import (
     decode_body,
     validate_message,
 )
-from fastmon.models import DeadLetter, Run, StfFile
+from fastmon.models import DeadLetter, OutboxMessage, Run, StfFile, TfSample
 
 logger = logging.getLogger("fastmon.ingest")
 
@@ -269,3 +270,84 @@ def _apply_stf_message(message: StfMessage) -> str:
         values["metadata"] = {**stf.metadata, message.msg_type: extras}
         _save_changes(stf, _update(stf, values))
     return f"STF {stf.stf_filename} {'created' if created else 'updated'} by {message.msg_type}"
+
+
+@dataclass(frozen=True)
+class TfRange:
+    """One sampled range of an STF's Time Frames, as a sampling policy chose it."""
+
+    tf_first: int
+    tf_last: int
+    file_size_bytes: int | None = None
+    checksum: str = ""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+def tf_sample_filename(stf_filename: str, number: int) -> str:
+    """The testbed's TF sample name: ``<stf name without .stf>_tf_<NNN>.tf``, from 1."""
+    return f"{stf_filename.removesuffix('.stf')}_tf_{number:03d}.tf"
+
+
+def record_tf_samples(stf: StfFile, ranges: Sequence[TfRange]) -> list[TfSample]:
+    """Store an STF's TF samples and, in the same transaction, their ``tf_file_registered``
+    announcements in the outbox. Idempotent: samples already stored are neither stored nor
+    announced again. Returns the samples stored now."""
+    tf_count = stf.tf_count or fastmon_settings.DEFAULT_TF_COUNT
+    for tf_range in ranges:
+        if not 0 <= tf_range.tf_first <= tf_range.tf_last < tf_count:
+            raise ValueError(
+                f"TF range {tf_range.tf_first}..{tf_range.tf_last} is outside "
+                f"0..{tf_count - 1} of {stf.stf_filename}"
+            )
+    names = [tf_sample_filename(stf.stf_filename, n) for n in range(1, len(ranges) + 1)]
+    with transaction.atomic():
+        known = set(
+            TfSample.objects.filter(tf_filename__in=names).values_list("tf_filename", flat=True)
+        )
+        samples = TfSample.objects.bulk_create(
+            TfSample(
+                stf=stf,
+                tf_filename=name,
+                tf_first=tf_range.tf_first,
+                tf_last=tf_range.tf_last,
+                tf_count=tf_range.tf_last - tf_range.tf_first + 1,
+                file_size_bytes=tf_range.file_size_bytes,
+                checksum=tf_range.checksum,
+                metadata=dict(tf_range.metadata),
+            )
+            for name, tf_range in zip(names, ranges, strict=True)
+            if name not in known
+        )
+        OutboxMessage.objects.bulk_create(
+            OutboxMessage(
+                destination=fastmon_settings.PUBLISH_DESTINATION,
+                body=json.dumps(tf_file_registered_body(stf, sample)),
+            )
+            for sample in samples
+        )
+    return samples
+
+
+def tf_file_registered_body(stf: StfFile, sample: TfSample) -> dict[str, Any]:
+    """The spec's ``tf_file_registered``, field by field. Never ``agent_name`` beside
+    ``status``: swf-monitor would take the body for an agent heartbeat."""
+    run = stf.run
+    agent = fastmon_settings.AGENT_NAME
+    created = timezone.localtime(sample.created_at).replace(tzinfo=None)
+    return {
+        "msg_type": "tf_file_registered",
+        "namespace": fastmon_settings.NAMESPACE or (run.namespace if run else "") or None,
+        "run_id": run.run_number if run else None,
+        "execution_id": (run.execution_id if run else "") or None,
+        "processed_by": agent,
+        "sender": agent,
+        "tf_file_id": str(sample.tf_file_id),
+        "tf_filename": sample.tf_filename,
+        "tf_first": sample.tf_first,
+        "tf_last": sample.tf_last,
+        "tf_count": sample.tf_count,
+        "file_size_bytes": sample.file_size_bytes,
+        "stf_filename": stf.stf_filename,
+        "status": sample.status,
+        "timestamp": created.isoformat(),
+    }

@@ -2,7 +2,7 @@
 # Start, stop or check the real services fastmon's tests use: PostgreSQL, Redis and ActiveMQ
 # (STOMP on 127.0.0.1:61613). Idempotent: safe to run twice and safe when already running.
 #   scripts/services.sh up|down|status
-# Everything listens on 127.0.0.1 only. Settings (with defaults):
+# Everything listens on 127.0.0.1 only. ActiveMQ requires the login fastmon/fastmon. Settings:
 #   FASTMON_DB_NAME=fastmon FASTMON_DB_USER=fastmon FASTMON_DB_PASSWORD=fastmon
 #   FASTMON_SERVICES_TIMEOUT=90 (seconds to wait for each service to be ready)
 set -euo pipefail
@@ -18,7 +18,8 @@ REDIS_DIR=/var/lib/fastmon-redis
 
 say() { printf '[services] %s\n' "$*"; }
 die() { printf '[services] ERROR: %s\n' "$*" >&2; exit 1; }
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+as_root() { $SUDO "$@"; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -116,7 +117,23 @@ amq_write_config() {
   <bean class="org.springframework.beans.factory.config.PropertyPlaceholderConfigurer"/>
   <broker xmlns="http://activemq.apache.org/schema/core" useJmx="false" brokerName="fastmon"
           dataDirectory="${activemq.data}" schedulerSupport="false">
+    <!-- Every topic is also a virtual topic: run_fastmon processes reading
+         /queue/Consumer.<group>.<topic> share that topic's messages as competing consumers. -->
+    <destinationInterceptors>
+      <virtualDestinationInterceptor>
+        <virtualDestinations>
+          <virtualTopic name=">" prefix="Consumer.*." selectorAware="false"/>
+        </virtualDestinations>
+      </virtualDestinationInterceptor>
+    </destinationInterceptors>
     <persistenceAdapter><kahaDB directory="${activemq.data}/kahadb"/></persistenceAdapter>
+    <plugins>
+      <simpleAuthenticationPlugin anonymousAccessAllowed="false">
+        <users>
+          <authenticationUser username="fastmon" password="fastmon" groups="users,admins"/>
+        </users>
+      </simpleAuthenticationPlugin>
+    </plugins>
     <transportConnectors>
       <transportConnector name="stomp" uri="stomp://127.0.0.1:61613?transport.closeAsync=false"/>
     </transportConnectors>
@@ -130,12 +147,14 @@ amq_up() {
   if ! amq_ready; then
     say "starting ActiveMQ (STOMP on 127.0.0.1:$STOMP_PORT, base $AMQ_BASE)"
     amq_write_config
-    (cd "$AMQ_BASE" && as_root runuser -u activemq -- nohup java -Xms128M -Xmx512M \
+    # Fully detached (own session, no inherited stdout): a caller reading our output to its
+    # end must not wait for the broker to exit.
+    (cd "$AMQ_BASE" && exec $SUDO setsid runuser -u activemq -- java -Xms128M -Xmx512M \
       -Dactivemq.home=/usr/share/activemq -Dactivemq.base="$AMQ_BASE" \
       -Dactivemq.conf="$AMQ_BASE/conf" -Dactivemq.data="$AMQ_BASE/data" \
       -Djava.io.tmpdir="$AMQ_BASE/tmp" \
       -jar /usr/share/activemq/bin/activemq.jar start "xbean:file:$AMQ_BASE/conf/activemq.xml" \
-      >"$AMQ_BASE/broker.log" 2>&1 &)
+    ) >"$AMQ_BASE/broker.log" 2>&1 </dev/null &
   fi
   wait_for "ActiveMQ STOMP" "$AMQ_BASE/broker.log" amq_ready
 }

@@ -50,9 +50,13 @@ def stomp_address() -> tuple[str, int]:
 def stomp_connection(stomp_address: tuple[str, int]) -> Iterator[stomp.Connection]:
     """A plain stomp.py connection to the test broker, closed after the test."""
     connection = stomp.Connection([stomp_address], heartbeats=(0, 0))
-    connection.connect(wait=True)
+    connection.connect(*broker_login(), wait=True)
     yield connection
     connection.disconnect()
+
+
+def broker_login() -> tuple[str, str]:
+    return fastmon_settings.BROKER_USER, fastmon_settings.BROKER_PASSWORD
 
 
 @pytest.fixture

@@ -28,6 +28,8 @@ DATABASES = {
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 STATIC_URL = "static/"
 FASTMON = {
+    "BROKER_USER": os.environ.get("FASTMON_TEST_STOMP_USER", "fastmon"),
+    "BROKER_PASSWORD": os.environ.get("FASTMON_TEST_STOMP_PASSWORD", "fastmon"),
     "BROKER_HOSTS": [
         (os.environ.get("FASTMON_TEST_STOMP_HOST", "127.0.0.1"),
          int(os.environ.get("FASTMON_TEST_STOMP_PORT", "61613"))),

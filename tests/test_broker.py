@@ -12,6 +12,7 @@ import stomp
 from fastmon.models import DeadLetter, Run, StfFile
 from fastmon.services import InboundMessage, Outcome, ingest_batch
 from fastmon.testing.messages import RUN_ORDER, example_body
+from tests.conftest import broker_login
 
 pytestmark = pytest.mark.django_db
 
@@ -44,7 +45,7 @@ def test_testbed_messages_over_activemq_are_ingested_then_acked(
     consumer = stomp.Connection([stomp_address], auto_decode=False)
     listener = Collect()
     consumer.set_listener("collect", listener)
-    consumer.connect(wait=True, headers={"client-id": "fastmon-test-consumer"})
+    consumer.connect(*broker_login(), wait=True, headers={"client-id": "fastmon-test-consumer"})
     consumer.subscribe(unique_topic, id="1", ack="client-individual", headers={"receipt": "sub"})
     # A topic keeps nothing for a subscription the broker has not registered yet.
     assert listener.receipts.get(timeout=10) == "sub"

@@ -1,0 +1,307 @@
+"""run_fastmon's engine: broker frames in, committed batches, acks after commit, outbox out.
+
+Threads: stomp.py's receiver thread only appends frames to a bounded intake queue; everything
+else (batching, ingest, acks, reconnects, the outbox relay, summaries) runs in the one loop of
+``Consumer.run``. Memory stays bounded because the broker never has more than PREFETCH
+unacknowledged frames in flight per subscription, and the queue holds exactly that many.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections
+from django.utils.module_loading import import_string
+
+from fastmon.conf import fastmon_settings
+from fastmon.messaging.outbox import outbox_lag, relay_outbox
+from fastmon.messaging.transports import (
+    BrokerAuthFailed,
+    BrokerError,
+    BrokerRefused,
+    BrokerUnreachable,
+    Delivery,
+    durable_subscription_name,
+    validate_destination,
+)
+from fastmon.models import Run
+from fastmon.services import InboundMessage, Outcome, ingest_batch
+
+logger = logging.getLogger("fastmon.consumer")
+
+# Failures that pass: the database or its connection is away for a while.
+TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
+
+
+class ExitCode(IntEnum):
+    """What run_fastmon's exit status tells an operator."""
+
+    OK = 0
+    CONFIG = 2  # bad settings (a destination without /topic/ or /queue/, ...) or no tables
+    AUTH = 3  # the broker refused the login
+    UNREACHABLE = 4  # no broker answered within STARTUP_CONNECT_TIMEOUT_S
+    DATABASE = 5  # the database did not answer within STARTUP_CONNECT_TIMEOUT_S
+    REFUSED = 6  # the broker refused the connection or a subscription
+
+
+def backoff_delay(attempt: int) -> float:
+    """Exponential from RETRY_MIN_S to RETRY_MAX_S, with jitter so restarts do not stampede."""
+    ceiling = min(fastmon_settings.RETRY_MAX_S, fastmon_settings.RETRY_MIN_S * 2**attempt)
+    return ceiling * random.uniform(0.5, 1.0)
+
+
+@dataclass
+class Stats:
+    """Counters for the periodic summary line; reset at each line."""
+
+    since: float = field(default_factory=time.monotonic)
+    messages: int = 0
+    batches: int = 0
+    dead_letters: int = 0
+    unacked: int = 0
+    published: int = 0
+
+    def line(self, backlog: int, lag: tuple[int, float | None]) -> str:
+        elapsed = max(time.monotonic() - self.since, 1e-9)
+        pending, oldest = lag
+        age = f", oldest {oldest:.1f}s" if oldest is not None else ""
+        return (
+            f"{self.messages / elapsed:.1f} msg/s, "
+            f"batch {self.messages / self.batches if self.batches else 0:.1f}, "
+            f"backlog {backlog}, dead letters {self.dead_letters}, "
+            f"outbox {pending} pending{age}, published {self.published}"
+        )
+
+
+class Consumer:
+    """Reads the configured destinations until ``stop()``; see ``run`` for the loop."""
+
+    def __init__(self, *, relay: bool = True) -> None:
+        self.destinations: list[str] = list(fastmon_settings.SUBSCRIBE_DESTINATIONS)
+        self.relay = relay
+        # Frames in flight are bounded by the prefetch, so this queue never fills.
+        self.intake: queue.Queue[Delivery] = queue.Queue(
+            maxsize=fastmon_settings.PREFETCH * max(len(self.destinations), 1)
+        )
+        self.transport = import_string(fastmon_settings.TRANSPORT)(on_delivery=self._receive)
+        self.stopping = threading.Event()
+        self.stats = Stats()
+        self.last_message_at: float | None = None
+
+    # -- the receiver thread ------------------------------------------------------------------
+
+    def _receive(self, delivery: Delivery) -> None:
+        """stomp.py's thread: hand over, never block. A frame not taken stays unacked and the
+        broker redelivers it."""
+        if self.stopping.is_set():
+            return
+        try:
+            self.intake.put_nowait(delivery)
+        except queue.Full:
+            logger.error("intake full (prefetch misconfigured?): frame left to redelivery")
+
+    # -- the main loop -------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Safe from a signal handler: the loop finishes the batch in hand and exits."""
+        self.stopping.set()
+
+    def run(self) -> ExitCode:
+        try:
+            for destination in self.destinations:
+                validate_destination(destination)
+        except ValueError as exc:
+            logger.error("configuration: %s", exc)
+            return ExitCode.CONFIG
+        logger.info(self.describe())
+        failure = self._start()
+        if failure is not None:
+            return failure
+
+        next_summary = time.monotonic() + fastmon_settings.SUMMARY_INTERVAL_S
+        while not self.stopping.is_set():
+            if not self.transport.connected:
+                self._reconnect()
+                continue
+            batch = self._next_batch()
+            if batch:
+                self._commit_and_ack(batch)
+            if self.relay:
+                self._relay()
+            if time.monotonic() >= next_summary:
+                self._summary()
+                next_summary = time.monotonic() + fastmon_settings.SUMMARY_INTERVAL_S
+
+        self._finish()
+        return ExitCode.OK
+
+    def describe(self) -> str:
+        subscriptions = []
+        for destination in self.destinations:
+            durable = destination.startswith("/topic/") and fastmon_settings.DURABLE_SUBSCRIPTION
+            kind = f"durable {durable_subscription_name(destination)!r}" if durable else "shared"
+            subscriptions.append(f"{destination} ({kind})")
+        return (
+            f"run_fastmon: broker {self.transport.describe()}; subscribing to "
+            f"{', '.join(subscriptions)} with prefetch {fastmon_settings.PREFETCH}; "
+            f"batches of up to {fastmon_settings.BATCH_SIZE} frames or "
+            f"{fastmon_settings.BATCH_MAX_WAIT_MS} ms; outbox relay {'on' if self.relay else 'off'}"
+        )
+
+    def _start(self) -> ExitCode | None:
+        """Check the database, then connect: give up with an exit code only at start."""
+        deadline = time.monotonic() + fastmon_settings.STARTUP_CONNECT_TIMEOUT_S
+        attempt = 0
+        while True:
+            try:
+                close_old_connections()
+                Run.objects.exists()
+                break
+            except TRANSIENT_DB_ERRORS as exc:
+                if time.monotonic() >= deadline or self.stopping.is_set():
+                    logger.error("database unreachable: %s", exc)
+                    return ExitCode.DATABASE
+                self._pause(attempt, f"database unreachable ({exc})")
+                attempt += 1
+            except DatabaseError as exc:
+                logger.error("database not ready (run `manage.py migrate`?): %s", exc)
+                return ExitCode.CONFIG
+        attempt = 0
+        while not self.stopping.is_set():
+            try:
+                self._connect()
+                return None
+            except BrokerAuthFailed as exc:
+                logger.error("%s", exc)
+                return ExitCode.AUTH
+            except BrokerRefused as exc:
+                logger.error("%s", exc)
+                return ExitCode.REFUSED
+            except BrokerUnreachable as exc:
+                if time.monotonic() >= deadline:
+                    logger.error("%s; giving up after %.0fs", exc,
+                                 fastmon_settings.STARTUP_CONNECT_TIMEOUT_S)  # fmt: skip
+                    return ExitCode.UNREACHABLE
+                self._pause(attempt, str(exc))
+                attempt += 1
+        return None
+
+    def _connect(self) -> None:
+        self._drop_stale_frames()
+        self.transport.connect()
+        self.transport.subscribe(self.destinations)
+
+    def _reconnect(self) -> None:
+        """After the start, a lost broker is waited for, however long it takes."""
+        attempt = 0
+        while not self.stopping.is_set():
+            try:
+                self._connect()
+                logger.info("reconnected to the broker")
+                return
+            except BrokerError as exc:
+                self._pause(attempt, f"broker: {exc}")
+                attempt += 1
+
+    def _drop_stale_frames(self) -> None:
+        """Frames of a lost connection cannot be acked; the broker redelivers them."""
+        dropped = 0
+        while True:
+            try:
+                self.intake.get_nowait()
+                dropped += 1
+            except queue.Empty:
+                break
+        if dropped:
+            logger.info("dropped %d unacked frames of the lost connection", dropped)
+
+    def _pause(self, attempt: int, why: str) -> None:
+        delay = backoff_delay(attempt)
+        logger.warning("%s; retrying in %.1fs", why, delay)
+        self.stopping.wait(delay)
+
+    def _next_batch(self, first_wait: float = 0.5) -> list[Delivery]:
+        try:
+            batch = [self.intake.get(timeout=first_wait)]
+        except queue.Empty:
+            return []
+        deadline = time.monotonic() + fastmon_settings.BATCH_MAX_WAIT_MS / 1000
+        while len(batch) < fastmon_settings.BATCH_SIZE:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(self.intake.get(timeout=remaining))
+            except queue.Empty:
+                break
+        generation = self.transport.generation
+        return [delivery for delivery in batch if delivery.generation == generation]
+
+    def _commit_and_ack(self, batch: list[Delivery], stop_deadline: float | None = None) -> None:
+        """Ingest in one transaction, retrying while the database is away; ack after commit."""
+        attempt = 0
+        while True:
+            close_old_connections()
+            try:
+                result = ingest_batch(InboundMessage(d.body, d.headers) for d in batch)
+                break
+            except TRANSIENT_DB_ERRORS as exc:
+                if self.stopping.is_set() and stop_deadline is None:
+                    stop_deadline = time.monotonic() + fastmon_settings.STOP_TIMEOUT_S
+                if stop_deadline is not None and time.monotonic() >= stop_deadline:
+                    logger.warning("stopping with %d frames uncommitted: the broker keeps them",
+                                   len(batch))  # fmt: skip
+                    return
+                delay = backoff_delay(attempt)
+                logger.warning("database unavailable (%s); batch of %d not acked, retry in %.1fs",
+                               str(exc).strip(), len(batch), delay)  # fmt: skip
+                time.sleep(delay if stop_deadline is None else min(delay, 0.5))
+                attempt += 1
+        acked = sum(self.transport.ack(delivery) for delivery in batch)
+        self.last_message_at = time.time()
+        self.stats.messages += len(batch)
+        self.stats.batches += 1
+        self.stats.dead_letters += result.counts[Outcome.DEAD_LETTERED]
+        self.stats.unacked += len(batch) - acked
+
+    def _relay(self) -> None:
+        try:
+            self.stats.published += relay_outbox(self.transport)
+        except TRANSIENT_DB_ERRORS as exc:
+            logger.warning("outbox relay: database unavailable (%s)", exc)
+
+    def _summary(self) -> None:
+        try:
+            lag = outbox_lag()
+        except TRANSIENT_DB_ERRORS:
+            lag = (-1, None)
+        logger.info("run_fastmon: %s", self.stats.line(self.intake.qsize(), lag))
+        self.stats = Stats()
+
+    def _finish(self) -> None:
+        """Commit and ack what was already received, within STOP_TIMEOUT_S, then disconnect."""
+        deadline = time.monotonic() + fastmon_settings.STOP_TIMEOUT_S
+        generation = self.transport.generation
+        in_hand = []
+        while True:
+            try:
+                delivery = self.intake.get_nowait()
+            except queue.Empty:
+                break
+            if delivery.generation == generation:
+                in_hand.append(delivery)
+        for start in range(0, len(in_hand), fastmon_settings.BATCH_SIZE):
+            if time.monotonic() >= deadline:
+                break
+            chunk = in_hand[start : start + fastmon_settings.BATCH_SIZE]
+            self._commit_and_ack(chunk, stop_deadline=deadline)
+        if self.relay and self.transport.connected:
+            self._relay()
+        self.transport.disconnect()
+        logger.info("run_fastmon: stopped")

@@ -1,0 +1,273 @@
+"""The broker connection, behind a small interface the consumer and the outbox relay share.
+
+``StompTransport`` speaks STOMP (stomp.py) to ActiveMQ Classic or Artemis. Its listener runs on
+stomp.py's receiver thread and only hands frames over: it never blocks, never reconnects and
+never touches the database. Reconnecting is the caller's job (a supervisor loop): each
+``connect()`` makes a fresh stomp.py connection and a new ``generation``, so an ack for a frame
+of an older connection is dropped (the broker redelivers that frame) instead of sent on the
+wrong connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import stomp
+from stomp.exception import StompException
+
+from fastmon.conf import fastmon_settings
+
+logger = logging.getLogger("fastmon.broker")
+
+
+class BrokerError(Exception):
+    """The broker could not be used; the subclass says why."""
+
+
+class BrokerUnreachable(BrokerError):
+    """No broker answered at any configured host and port (or the connection was lost)."""
+
+
+class BrokerAuthFailed(BrokerError):
+    """The broker refused fastmon's user name or password."""
+
+
+class BrokerRefused(BrokerError):
+    """The broker answered with an ERROR frame (a destination it refuses, for example)."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One MESSAGE frame, tagged with the connection it came on."""
+
+    body: bytes
+    headers: Mapping[str, str]
+    generation: int
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    destination: str
+    body: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+_AUTH_WORDS = ("password", "authenticat", "credential", "not authorized", "login")
+
+
+def validate_destination(destination: str) -> None:
+    if not destination.startswith(("/topic/", "/queue/")) or destination.endswith("/"):
+        raise ValueError(f"destination {destination!r} must be /topic/<name> or /queue/<name>")
+
+
+class _Listener(stomp.ConnectionListener):
+    """Runs on stomp.py's receiver thread: record and hand over, nothing more."""
+
+    def __init__(self, transport: StompTransport, generation: int) -> None:
+        self.transport = transport
+        self.generation = generation
+        self.error: str | None = None
+        self.receipts: set[str] = set()
+        self.changed = threading.Condition()
+
+    def on_message(self, frame: stomp.utils.Frame) -> None:
+        if self.transport.on_delivery:
+            self.transport.on_delivery(Delivery(frame.body, dict(frame.headers), self.generation))
+
+    def on_error(self, frame: stomp.utils.Frame) -> None:
+        message = frame.headers.get("message", "") or _text(frame.body)
+        logger.error("broker error: %s", message)
+        with self.changed:
+            self.error = message
+            self.changed.notify_all()
+
+    def on_receipt(self, frame: stomp.utils.Frame) -> None:
+        with self.changed:
+            self.receipts.add(frame.headers.get("receipt-id", ""))
+            self.changed.notify_all()
+
+    def on_disconnected(self) -> None:
+        with self.changed:
+            self.changed.notify_all()
+
+    def on_heartbeat_timeout(self) -> None:
+        logger.warning("broker heart-beat timed out")
+
+    def wait_for(self, ready: Callable[[], bool], timeout: float) -> bool:
+        with self.changed:
+            return self.changed.wait_for(lambda: ready() or self.error is not None, timeout)
+
+
+def _text(body: bytes | str) -> str:
+    return body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+
+
+class StompTransport:
+    """fastmon's connection to the testbed's STOMP broker, configured from ``FASTMON``."""
+
+    def __init__(self, on_delivery: Callable[[Delivery], None] | None = None) -> None:
+        self.on_delivery = on_delivery
+        self.hosts: list[tuple[str, int]] = [(h, int(p)) for h, p in fastmon_settings.BROKER_HOSTS]
+        self.client_id: str = fastmon_settings.AGENT_NAME
+        self.generation = 0
+        self._connection: stomp.Connection | None = None
+        self._listener: _Listener | None = None
+        self._receipt_counter = 0
+
+    def describe(self) -> str:
+        hosts = ", ".join(f"{h}:{p}" for h, p in self.hosts)
+        tls = " (TLS)" if fastmon_settings.BROKER_USE_SSL else ""
+        user = fastmon_settings.BROKER_USER or "anonymous"
+        return f"stomp://{hosts}{tls} as {user}, client-id {self.client_id}"
+
+    @property
+    def connected(self) -> bool:
+        return self._connection is not None and self._connection.is_connected()
+
+    def connect(self, timeout: float = 10.0) -> None:
+        """Open a fresh connection, trying each host in turn; raise a ``BrokerError`` if none."""
+        self.disconnect()
+        self.generation += 1
+        connection = stomp.Connection(
+            self.hosts,
+            heartbeats=tuple(fastmon_settings.BROKER_HEARTBEATS),
+            reconnect_attempts_max=1,
+            auto_decode=False,
+            heart_beat_receive_scale=2.0,
+        )
+        if fastmon_settings.BROKER_USE_SSL:
+            connection.set_ssl(
+                for_hosts=self.hosts,
+                key_file=fastmon_settings.BROKER_SSL_KEY_FILE,
+                cert_file=fastmon_settings.BROKER_SSL_CERT_FILE,
+                ca_certs=fastmon_settings.BROKER_SSL_CA_CERTS,
+            )
+        listener = _Listener(self, self.generation)
+        connection.set_listener("fastmon", listener)
+        try:
+            connection.connect(
+                fastmon_settings.BROKER_USER,
+                fastmon_settings.BROKER_PASSWORD,
+                wait=False,
+                headers={"client-id": self.client_id},
+            )
+        except StompException as exc:
+            raise BrokerUnreachable(f"no broker at {self.describe()}: {exc}") from None
+        # stomp.py's own wait has no deadline; a port that accepts but never answers must not hang.
+        if not listener.wait_for(connection.is_connected, timeout) or listener.error:
+            error = listener.error
+            _quietly_disconnect(connection)
+            if error and any(word in error.lower() for word in _AUTH_WORDS):
+                raise BrokerAuthFailed(f"the broker refused the login: {error}")
+            if error:
+                raise BrokerRefused(f"the broker refused the connection: {error}")
+            raise BrokerUnreachable(f"no answer from the broker at {self.describe()}")
+        self._connection, self._listener = connection, listener
+        host, port = connection.transport.current_host_and_port
+        logger.info("connected to %s:%s as client-id %s", host, port, self.client_id)
+
+    def subscribe(self, destinations: Sequence[str], timeout: float = 10.0) -> None:
+        """Subscribe with client-individual ack; topics durably unless configured otherwise."""
+        connection, _ = self._require_connection()
+        for number, destination in enumerate(destinations, 1):
+            headers = {"activemq.prefetchSize": str(fastmon_settings.PREFETCH)}
+            if destination.startswith("/topic/") and fastmon_settings.DURABLE_SUBSCRIPTION:
+                name = durable_subscription_name(destination)
+                headers["activemq.subscriptionName"] = name  # ActiveMQ Classic
+                headers["durable-subscription-name"] = name  # Artemis
+            self._send_confirmed(
+                lambda receipt, d=destination, n=number, h=headers: connection.subscribe(
+                    d, id=str(n), ack="client-individual", headers={**h, "receipt": receipt}
+                ),
+                timeout,
+                f"subscription to {destination}",
+            )
+
+    def ack(self, delivery: Delivery) -> bool:
+        """Ack one frame; False (nothing sent) when its connection is gone."""
+        if delivery.generation != self.generation or not self.connected:
+            return False
+        assert self._connection is not None
+        try:
+            self._connection.ack(delivery.headers["message-id"], delivery.headers["subscription"])
+        except StompException:
+            return False
+        return True
+
+    def send(self, messages: Sequence[Outgoing], timeout: float = 10.0) -> None:
+        """Send messages, persistent and in order; return once the broker has them all.
+
+        One receipt on the last frame covers the whole sequence: the broker handles a
+        connection's frames in order.
+        """
+        if not messages:
+            return
+        connection, _ = self._require_connection()
+        try:
+            for message in messages[:-1]:
+                connection.send(message.destination, message.body, headers=_publish(message))
+        except StompException as exc:
+            raise BrokerUnreachable(f"connection lost while sending: {exc}") from None
+        last = messages[-1]
+        self._send_confirmed(
+            lambda receipt: connection.send(
+                last.destination, last.body, headers={**_publish(last), "receipt": receipt}
+            ),
+            timeout,
+            f"send to {last.destination}",
+        )
+
+    def disconnect(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            _quietly_disconnect(connection)
+
+    def _require_connection(self) -> tuple[stomp.Connection, _Listener]:
+        if not self.connected or self._listener is None:
+            raise BrokerUnreachable("not connected to the broker")
+        assert self._connection is not None
+        return self._connection, self._listener
+
+    def _send_confirmed(self, send: Callable[[str], Any], timeout: float, what: str) -> None:
+        connection, listener = self._require_connection()
+        self._receipt_counter += 1
+        receipt = f"fastmon-{self.generation}-{self._receipt_counter}"
+        try:
+            send(receipt)
+        except StompException as exc:
+            raise BrokerUnreachable(f"connection lost during {what}: {exc}") from None
+        confirmed = listener.wait_for(
+            lambda: receipt in listener.receipts or not connection.is_connected(), timeout
+        )
+        if listener.error:
+            raise BrokerRefused(f"the broker refused the {what}: {listener.error}")
+        if not confirmed or receipt not in listener.receipts:
+            raise BrokerUnreachable(f"no receipt from the broker for the {what}")
+        listener.receipts.discard(receipt)
+
+
+def durable_subscription_name(destination: str) -> str:
+    """Stable per topic, so a restarted fastmon resumes the same durable subscription."""
+    return f"{fastmon_settings.SUBSCRIPTION_NAME}.{destination.removeprefix('/topic/')}"
+
+
+def _publish(message: Outgoing) -> dict[str, str]:
+    return {"persistent": "true", "content-type": "application/json", **message.headers}
+
+
+def _quietly_disconnect(connection: stomp.Connection, timeout: float = 3.0) -> None:
+    """DISCONNECT and wait (bounded) for the broker's receipt, so frames already written (acks)
+    are handled; then close the socket whatever happened. stomp.py's own wait has no deadline."""
+    try:
+        connection.disconnect()  # without a receipt argument stomp.py does not block
+        deadline = time.monotonic() + timeout
+        while connection.is_connected() and time.monotonic() < deadline:
+            time.sleep(0.02)
+    except (StompException, OSError):
+        pass
+    connection.transport.disconnect_socket()
