@@ -110,7 +110,7 @@ def _ingest_one(message: InboundMessage) -> MessageResult:
         return _dead_letter(message, exc.code, exc.reason, exc.msg_type)
 
     if isinstance(parsed, UnknownMessage):
-        logger.info("ignoring message of unknown type %r", parsed.msg_type)
+        logger.debug("ignoring message of unknown type %r", parsed.msg_type)
         return MessageResult(Outcome.IGNORED, parsed.msg_type, "msg_type not consumed by fastmon")
 
     try:

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import socket
+import subprocess
+import sys
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import pytest
 import stomp
 from django.conf import settings
+from django.db import connection
 
 from fastmon.conf import fastmon_settings
 
@@ -63,3 +73,137 @@ def broker_login() -> tuple[str, str]:
 def unique_topic() -> str:
     """A topic no other test uses, so tests sharing the broker cannot see each other's traffic."""
     return f"/topic/fastmon.test.{uuid.uuid4().hex}"
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll until ``condition()`` is truthy; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}", pytrace=False)
+        time.sleep(0.1)
+
+
+class ConsumerProcess:
+    """``manage.py run_fastmon`` in a subprocess, on the test database, its log in a file."""
+
+    def __init__(self, log_path: Path, settings_changes: dict[str, Any], db_port: int | None):
+        self.log_path = log_path
+        db = connection.settings_dict
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "FASTMON_DB_NAME": db["NAME"],
+            "FASTMON_DB_PORT": str(db_port or db["PORT"]),
+            "FASTMON_TEST_SETTINGS": json.dumps(settings_changes),
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.log = log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "run_fastmon"],
+            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, text: str, timeout: float = 20, count: int = 1) -> None:
+        wait_until(
+            lambda: self.output().count(text) >= count or self.process.poll() is not None,
+            timeout, f"{text!r} in the run_fastmon log",
+        )  # fmt: skip
+        assert self.output().count(text) >= count, f"run_fastmon exited:\n{self.output()}"
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def wait(self, timeout: float = 30) -> int:
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self.log.close()
+
+
+@pytest.fixture
+def start_consumer(
+    tmp_path: Path, stomp_address: tuple[str, int]
+) -> Iterator[Callable[..., ConsumerProcess]]:
+    """Start run_fastmon processes; any still running at the end are killed."""
+    started: list[ConsumerProcess] = []
+
+    def start(settings_changes: dict[str, Any], db_port: int | None = None) -> ConsumerProcess:
+        log = tmp_path / f"run_fastmon-{len(started)}.log"
+        consumer = ConsumerProcess(log, settings_changes, db_port)
+        started.append(consumer)
+        return consumer
+
+    yield start
+    for consumer in started:
+        if consumer.process.poll() is None:
+            consumer.process.kill()
+            consumer.wait()
+
+
+class TcpProxy:
+    """A loopback TCP relay to a real server that a test can cut and restore, to make the
+    server unreachable for one client without stopping it for everyone."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.open = threading.Event()
+        self.open.set()
+        self.sockets: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def cut(self) -> None:
+        """Refuse new connections and break the ones that are open."""
+        self.open.clear()
+        with self.lock:
+            for sock in self.sockets:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            self.sockets.clear()
+
+    def restore(self) -> None:
+        self.open.set()
+
+    def _accept(self) -> None:
+        while True:
+            client, _ = self.listener.accept()
+            if not self.open.is_set():
+                client.close()
+                continue
+            try:
+                server = socket.create_connection(self.target)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.sockets += [client, server]
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.fixture
+def db_proxy() -> TcpProxy:
+    db = settings.DATABASES["default"]
+    return TcpProxy((db["HOST"], int(db["PORT"])))

@@ -3,6 +3,7 @@
 Start them with ``scripts/services.sh up``. Each can be pointed elsewhere by environment.
 """
 
+import json
 import os
 
 from fastmon.testing.site import INSTALLED_APPS, MIDDLEWARE, TEMPLATES  # noqa: F401
@@ -41,3 +42,6 @@ CHANNEL_LAYERS = {
         "CONFIG": {"hosts": [REDIS_URL]},
     }
 }
+
+# Subprocesses started by tests (run_fastmon) get their settings changes through the environment.
+FASTMON.update(json.loads(os.environ.get("FASTMON_TEST_SETTINGS", "{}")))

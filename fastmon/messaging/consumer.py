@@ -64,6 +64,7 @@ class Stats:
     messages: int = 0
     batches: int = 0
     dead_letters: int = 0
+    ignored: int = 0
     unacked: int = 0
     published: int = 0
 
@@ -74,7 +75,7 @@ class Stats:
         return (
             f"{self.messages / elapsed:.1f} msg/s, "
             f"batch {self.messages / self.batches if self.batches else 0:.1f}, "
-            f"backlog {backlog}, dead letters {self.dead_letters}, "
+            f"backlog {backlog}, dead letters {self.dead_letters}, ignored {self.ignored}, "
             f"outbox {pending} pending{age}, published {self.published}"
         )
 
@@ -268,6 +269,7 @@ class Consumer:
         self.stats.messages += len(batch)
         self.stats.batches += 1
         self.stats.dead_letters += result.counts[Outcome.DEAD_LETTERED]
+        self.stats.ignored += result.counts[Outcome.IGNORED] + result.counts[Outcome.FILTERED]
         self.stats.unacked += len(batch) - acked
 
     def _relay(self) -> None:

@@ -91,6 +91,10 @@ class _Listener(stomp.ConnectionListener):
             self.receipts.add(frame.headers.get("receipt-id", ""))
             self.changed.notify_all()
 
+    def on_connected(self, frame: stomp.utils.Frame) -> None:
+        with self.changed:
+            self.changed.notify_all()
+
     def on_disconnected(self) -> None:
         with self.changed:
             self.changed.notify_all()
@@ -187,6 +191,7 @@ class StompTransport:
                 timeout,
                 f"subscription to {destination}",
             )
+            logger.info("subscribed to %s", destination)
 
     def ack(self, delivery: Delivery) -> bool:
         """Ack one frame; False (nothing sent) when its connection is gone."""

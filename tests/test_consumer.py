@@ -1,0 +1,266 @@
+"""run_fastmon against the real ActiveMQ and PostgreSQL: nothing acknowledged is ever lost."""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import subprocess
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import pytest
+import stomp
+
+from fastmon.conf import fastmon_settings
+from fastmon.messaging.consumer import backoff_delay
+from fastmon.models import DeadLetter, Run, StfFile
+from fastmon.testing.messages import RUN_ORDER, example, example_body
+from tests.conftest import ROOT, ConsumerProcess, TcpProxy, broker_login, wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+StartConsumer = Callable[..., ConsumerProcess]
+
+
+def stf_gen(number: int) -> str:
+    return json.dumps(example("stf_gen", run_id=100100, sequence=number,
+                              filename=f"swf.100100.{number:06d}.stf"))  # fmt: skip
+
+
+def publish(destination: str, bodies: Iterable[str], address: tuple[str, int]) -> None:
+    """Persistent sends on a connection of their own, confirmed by a receipt at the end."""
+    connection = stomp.Connection([address])
+    receipts: queue.Queue[str] = queue.Queue()
+
+    class Receipts(stomp.ConnectionListener):
+        def on_receipt(self, frame: stomp.utils.Frame) -> None:
+            receipts.put(frame.headers["receipt-id"])
+
+    connection.set_listener("receipts", Receipts())
+    connection.connect(*broker_login(), wait=True)
+    for body in bodies:
+        connection.send(destination, body, headers={"persistent": "true"})
+    connection.send(destination, json.dumps({"msg_type": "test_end"}),
+                    headers={"persistent": "true", "receipt": "end"})  # fmt: skip
+    assert receipts.get(timeout=30) == "end"
+    connection.disconnect()
+
+
+def consumer_settings(topic: str, **changes: Any) -> dict[str, Any]:
+    return {
+        "SUBSCRIBE_DESTINATIONS": [topic],
+        "AGENT_NAME": f"fastmon-agent-test-{uuid.uuid4().hex[:8]}",
+        "RETRY_MIN_S": 0.1,
+        "RETRY_MAX_S": 1.0,
+        "SUMMARY_INTERVAL_S": 1.0,
+        **changes,
+    }
+
+
+def leftover_on_durable_subscription(
+    address: tuple[str, int], client_id: str, topic: str, wait: float = 2.0
+) -> list[bytes]:
+    """What the broker still holds for a durable subscription (each frame acked here)."""
+    frames: queue.Queue = queue.Queue()
+
+    class Collect(stomp.ConnectionListener):
+        def on_message(self, frame: stomp.utils.Frame) -> None:
+            frames.put(frame)
+
+    connection = stomp.Connection([address], auto_decode=False)
+    connection.set_listener("collect", Collect())
+    connection.connect(*broker_login(), wait=True, headers={"client-id": client_id})
+    name = f"fastmon.{topic.removeprefix('/topic/')}"
+    connection.subscribe(topic, id="1", ack="client-individual",
+                         headers={"activemq.subscriptionName": name})  # fmt: skip
+    bodies = []
+    try:
+        while True:
+            frame = frames.get(timeout=wait)
+            connection.ack(frame.headers["message-id"], frame.headers["subscription"])
+            bodies.append(frame.body)
+    except queue.Empty:
+        pass
+    connection.disconnect()
+    return bodies
+
+
+def stored_stf_names() -> set[str]:
+    return set(StfFile.objects.values_list("stf_filename", flat=True))
+
+
+def expected_names(count: int) -> set[str]:
+    return {f"swf.100100.{n:06d}.stf" for n in range(1, count + 1)}
+
+
+def test_announcements_become_rows_then_acks_and_sigterm_stops_cleanly(
+    start_consumer: StartConsumer, stomp_address: tuple[str, int], unique_topic: str
+) -> None:
+    settings = consumer_settings(unique_topic)
+    consumer = start_consumer(settings)
+    consumer.wait_for_log(f"subscribed to {unique_topic}")
+
+    publish(unique_topic, (example_body(name) for name in RUN_ORDER), stomp_address)
+    wait_until(lambda: Run.objects.filter(total_stf_files=42).exists(), 20, "end_run stored")
+    wait_until(lambda: DeadLetter.objects.exists(), 5, "the nameless stf_ready dead-lettered")
+    assert StfFile.objects.filter(status=StfFile.Status.READY).count() == 1
+    consumer.wait_for_log("msg/s")  # the periodic summary line
+
+    consumer.signal(signal.SIGTERM)
+    assert consumer.wait(timeout=15) == 0
+    log = consumer.output()
+    assert f"subscribing to {unique_topic} (durable 'fastmon." in log.splitlines()[0]
+    assert "run_fastmon: stopped" in log
+    # Everything was acked: the durable subscription holds nothing more.
+    assert leftover_on_durable_subscription(stomp_address, settings["AGENT_NAME"],
+                                            unique_topic) == []  # fmt: skip
+
+
+def test_sigkill_mid_stream_then_restart_stores_every_announcement_once_durable(
+    start_consumer: StartConsumer, stomp_address: tuple[str, int], unique_topic: str
+) -> None:
+    count = 3000
+    settings = consumer_settings(unique_topic, BATCH_SIZE=100)
+    first = start_consumer(settings)
+    first.wait_for_log(f"subscribed to {unique_topic}")
+
+    publish(unique_topic, (stf_gen(n) for n in range(1, count + 1)), stomp_address)
+    wait_until(lambda: StfFile.objects.count() >= 300, 30, "the first announcements stored")
+    first.process.kill()
+    first.wait()
+    assert StfFile.objects.count() < count, "killed too late to prove anything"
+
+    second = start_consumer(settings)  # same client-id: the same durable subscription
+    wait_until(lambda: StfFile.objects.count() >= count, 60, "every announcement stored")
+    assert stored_stf_names() == expected_names(count)
+    assert not DeadLetter.objects.exists()
+    second.signal(signal.SIGINT)
+    assert second.wait(timeout=15) == 0
+
+
+def test_competing_consumers_on_a_virtual_topic_queue_share_the_stream_and_survive_a_kill(
+    start_consumer: StartConsumer, stomp_address: tuple[str, int], unique_topic: str
+) -> None:
+    count = 3000
+    shared_queue = f"/queue/Consumer.fastmon.{unique_topic.removeprefix('/topic/')}"
+    settings = consumer_settings(shared_queue, BATCH_SIZE=50, PREFETCH=200)
+    workers = [start_consumer(settings | {"AGENT_NAME": f"fastmon-agent-test-{n}"})
+               for n in (1, 2)]  # fmt: skip
+    for worker in workers:
+        worker.wait_for_log(f"subscribed to {shared_queue}")
+    assert "(shared)" in workers[0].output()
+
+    publish(unique_topic, (stf_gen(n) for n in range(1, count + 1)), stomp_address)
+    wait_until(lambda: StfFile.objects.count() >= 300, 30, "the first announcements stored")
+    workers[0].process.kill()
+    workers[0].wait()
+
+    wait_until(lambda: StfFile.objects.count() >= count, 60, "every announcement stored")
+    assert stored_stf_names() == expected_names(count)
+    workers[1].signal(signal.SIGTERM)
+    assert workers[1].wait(timeout=15) == 0
+
+
+def restart_broker() -> None:
+    subprocess.run(["pkill", "-u", "activemq", "-f", "fastmon-activemq"], check=False)
+    wait_until(
+        lambda: subprocess.run(["pgrep", "-u", "activemq", "-f", "fastmon-activemq"],
+                               capture_output=True).returncode != 0,
+        30, "the broker to stop",
+    )  # fmt: skip
+    subprocess.run([str(ROOT / "scripts" / "services.sh"), "up"], check=True,
+                   capture_output=True, timeout=120)  # fmt: skip
+
+
+def test_the_consumer_reconnects_by_itself_after_a_broker_restart(
+    start_consumer: StartConsumer, stomp_address: tuple[str, int], unique_topic: str
+) -> None:
+    consumer = start_consumer(consumer_settings(unique_topic))
+    consumer.wait_for_log(f"subscribed to {unique_topic}")
+    publish(unique_topic, (stf_gen(n) for n in range(1, 501)), stomp_address)
+
+    restart_broker()
+    publish(unique_topic, (stf_gen(n) for n in range(501, 1001)), stomp_address)
+
+    wait_until(lambda: StfFile.objects.count() >= 1000, 60, "every announcement stored")
+    assert stored_stf_names() == expected_names(1000)
+    consumer.wait_for_log("reconnected to the broker")
+    assert consumer.process.poll() is None
+    consumer.signal(signal.SIGTERM)
+    assert consumer.wait(timeout=15) == 0
+
+
+def test_nothing_is_acked_while_the_database_is_away_and_all_is_stored_when_it_returns(
+    start_consumer: StartConsumer,
+    stomp_address: tuple[str, int],
+    unique_topic: str,
+    db_proxy: TcpProxy,
+) -> None:
+    consumer = start_consumer(consumer_settings(unique_topic), db_port=db_proxy.port)
+    consumer.wait_for_log(f"subscribed to {unique_topic}")
+
+    db_proxy.cut()
+    publish(unique_topic, (stf_gen(n) for n in range(1, 201)), stomp_address)
+    consumer.wait_for_log("database unavailable", count=2)
+    assert StfFile.objects.count() == 0
+    assert consumer.process.poll() is None
+
+    db_proxy.restore()
+    wait_until(lambda: StfFile.objects.count() >= 200, 30, "every announcement stored")
+    assert stored_stf_names() == expected_names(200)
+    consumer.signal(signal.SIGTERM)
+    assert consumer.wait(timeout=15) == 0
+
+
+def test_a_flood_of_malformed_bodies_is_dead_lettered_while_good_ones_flow(
+    start_consumer: StartConsumer, stomp_address: tuple[str, int], unique_topic: str
+) -> None:
+    consumer = start_consumer(consumer_settings(unique_topic))
+    consumer.wait_for_log(f"subscribed to {unique_topic}")
+
+    def stream() -> Iterable[str]:
+        for n in range(1, 201):
+            yield stf_gen(n)
+            for k in range(5):
+                yield (
+                    f"<garbage {n}.{k}>"
+                    if k % 2
+                    else json.dumps({"msg_type": "stf_ready", "req_id": f"{n}.{k}"})
+                )
+
+    publish(unique_topic, stream(), stomp_address)
+    wait_until(lambda: StfFile.objects.count() >= 200 and DeadLetter.objects.count() >= 1000,
+               60, "good ones stored and bad ones dead-lettered")  # fmt: skip
+    assert stored_stf_names() == expected_names(200)
+    reasons = set(DeadLetter.objects.values_list("reason_code", flat=True))
+    assert reasons == {DeadLetter.Reason.NOT_JSON, DeadLetter.Reason.NO_FILENAME}
+    assert consumer.process.poll() is None
+    consumer.signal(signal.SIGTERM)
+    assert consumer.wait(timeout=15) == 0
+
+
+@pytest.mark.parametrize(
+    ("changes", "code", "words"),
+    [
+        ({"BROKER_PASSWORD": "wrong"}, 3, "refused the login"),
+        ({"BROKER_HOSTS": [["127.0.0.1", 9]], "STARTUP_CONNECT_TIMEOUT_S": 1}, 4, "giving up"),
+        ({"SUBSCRIBE_DESTINATIONS": ["epictopic"]}, 2, "must be /topic/<name> or /queue/<name>"),
+    ],
+)
+def test_startup_failures_say_what_is_wrong_in_words_and_exit_code(
+    start_consumer: StartConsumer, changes: dict, code: int, words: str
+) -> None:
+    consumer = start_consumer(consumer_settings("/topic/unused") | changes)
+    assert consumer.wait(timeout=60) == code
+    assert words in consumer.output()
+
+
+def test_backoff_grows_exponentially_with_jitter_up_to_the_ceiling() -> None:
+    delays = [[backoff_delay(attempt) for attempt in range(12)] for _ in range(20)]
+    floor, ceiling = fastmon_settings.RETRY_MIN_S, fastmon_settings.RETRY_MAX_S
+    for series in delays:
+        assert floor / 2 <= series[0] <= floor
+        assert all(ceiling / 2 <= d <= ceiling for d in series[7:])
+    assert len({round(series[3], 6) for series in delays}) > 1  # jittered
