@@ -91,9 +91,12 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
 
 
 class ConsumerProcess:
-    """``manage.py run_fastmon`` in a subprocess, on the test database, its log in a file."""
+    """``manage.py run_fastmon`` (or another long-running command) in a subprocess, on the
+    test database, its log in a file."""
 
-    def __init__(self, log_path: Path, settings_changes: dict[str, Any], db_port: int | None):
+    def __init__(
+        self, log_path: Path, settings_changes: dict[str, Any], db_port: int | None, command: str
+    ) -> None:
         self.log_path = log_path
         db = connection.settings_dict
         env = {
@@ -106,7 +109,7 @@ class ConsumerProcess:
         }
         self.log = log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "run_fastmon"],
+            [sys.executable, "manage.py", command],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
 
@@ -137,9 +140,11 @@ def start_consumer(
     """Start run_fastmon processes; any still running at the end are killed."""
     started: list[ConsumerProcess] = []
 
-    def start(settings_changes: dict[str, Any], db_port: int | None = None) -> ConsumerProcess:
-        log = tmp_path / f"run_fastmon-{len(started)}.log"
-        consumer = ConsumerProcess(log, settings_changes, db_port)
+    def start(
+        settings_changes: dict[str, Any], db_port: int | None = None, command: str = "run_fastmon"
+    ) -> ConsumerProcess:
+        log = tmp_path / f"{command}-{len(started)}.log"
+        consumer = ConsumerProcess(log, settings_changes, db_port, command)
         started.append(consumer)
         return consumer
 

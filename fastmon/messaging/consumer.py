@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import random
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -83,8 +84,11 @@ class Stats:
 class Consumer:
     """Reads the configured destinations until ``stop()``; see ``run`` for the loop."""
 
-    def __init__(self, *, relay: bool = True) -> None:
-        self.destinations: list[str] = list(fastmon_settings.SUBSCRIBE_DESTINATIONS)
+    def __init__(self, *, relay: bool = True, destinations: list[str] | None = None) -> None:
+        """``destinations=[]`` makes a relay-only process (``fastmon_relay``)."""
+        if destinations is None:
+            destinations = list(fastmon_settings.SUBSCRIBE_DESTINATIONS)
+        self.destinations = destinations
         self.relay = relay
         # Frames in flight are bounded by the prefetch, so this queue never fills.
         self.intake: queue.Queue[Delivery] = queue.Queue(
@@ -112,6 +116,12 @@ class Consumer:
     def stop(self) -> None:
         """Safe from a signal handler: the loop finishes the batch in hand and exits."""
         self.stopping.set()
+
+    def run_until_signalled(self) -> ExitCode:
+        """``run`` in the main thread, with SIGTERM and SIGINT stopping it cleanly."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: self.stop())
+        return self.run()
 
     def run(self) -> ExitCode:
         try:
@@ -150,7 +160,7 @@ class Consumer:
             subscriptions.append(f"{destination} ({kind})")
         return (
             f"run_fastmon: broker {self.transport.describe()}; subscribing to "
-            f"{', '.join(subscriptions)} with prefetch {fastmon_settings.PREFETCH}; "
+            f"{', '.join(subscriptions) or 'nothing'} with prefetch {fastmon_settings.PREFETCH}; "
             f"batches of up to {fastmon_settings.BATCH_SIZE} frames or "
             f"{fastmon_settings.BATCH_MAX_WAIT_MS} ms; outbox relay {'on' if self.relay else 'off'}"
         )

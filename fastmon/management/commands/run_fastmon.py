@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 from argparse import ArgumentParser
 from typing import Any
@@ -25,14 +24,11 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, no_relay: bool, **options: Any) -> None:
-        _log_to_console(options["verbosity"])
-        consumer = Consumer(relay=not no_relay)
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: consumer.stop())
-        sys.exit(consumer.run())
+        log_to_console(options["verbosity"])
+        sys.exit(Consumer(relay=not no_relay).run_until_signalled())
 
 
-def _log_to_console(verbosity: int) -> None:
+def log_to_console(verbosity: int) -> None:
     """The operator's view when the site configures no logging for fastmon."""
     logger = logging.getLogger("fastmon")
     if not logger.handlers:
