@@ -82,7 +82,10 @@ DEFAULTS: dict[str, Any | Callable[[], Any]] = {
     "STOP_TIMEOUT_S": 10.0,
     # Seconds between run_fastmon's one-line summaries.
     "SUMMARY_INTERVAL_S": 60.0,
-    # Outbox rows sent per relay round, and how long to wait for the broker's receipt.
+    # How long run_fastmon keeps a healthy database connection before opening a new one.
+    "DB_CONNECTION_MAX_AGE_S": 600.0,
+    # Outbox: seconds between relay rounds, rows sent per round, wait for the broker's receipt.
+    "OUTBOX_POLL_S": 0.2,
     "OUTBOX_BATCH_SIZE": 500,
     "OUTBOX_RECEIPT_TIMEOUT_S": 10.0,
     # swf-monitor, for heartbeats and registering samples there (None: off).

@@ -25,6 +25,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from fastmon.conf import fastmon_settings
+from fastmon.db import bulk_insert
 from fastmon.messaging.schema import (
     MessageError,
     RunMessage,
@@ -87,16 +88,35 @@ def ingest_message(body: bytes | str, headers: Mapping[str, str] | None = None) 
 
 
 def ingest_batch(messages: Iterable[InboundMessage]) -> BatchResult:
-    """Ingest a batch in one transaction; never raises for bad input, only for database outages."""
+    """Ingest a batch in one transaction; never raises for bad input, only for database outages.
+
+    Run lifecycle messages are applied one by one, in order. STF announcements, the bulk of the
+    traffic, are upserted together (a handful of queries for the whole batch); if the database
+    refuses that set, they are redone one by one so only the culprit is dead-lettered.
+    """
     with transaction.atomic():
-        results = [_ingest_one(message) for message in messages]
-    batch = BatchResult(results)
-    if results:
-        logger.debug("ingested batch of %d: %s", len(results), dict(batch.counts))
+        results: list[MessageResult | None] = []
+        announcements: list[tuple[int, InboundMessage, StfMessage]] = []
+        for index, message in enumerate(messages):
+            parsed = _parse(message)
+            if isinstance(parsed, StfMessage):
+                announcements.append((index, message, parsed))
+                results.append(None)
+            elif isinstance(parsed, RunMessage):
+                results.append(_apply_alone(message, parsed))
+            else:
+                results.append(parsed)
+        if announcements:
+            for index, result in _apply_announcements(announcements):
+                results[index] = result
+    batch = BatchResult([result for result in results if result is not None])
+    if batch.results:
+        logger.debug("ingested batch of %d: %s", len(batch.results), dict(batch.counts))
     return batch
 
 
-def _ingest_one(message: InboundMessage) -> MessageResult:
+def _parse(message: InboundMessage) -> RunMessage | StfMessage | MessageResult:
+    """A message to apply, or the result for one that will not be applied."""
     try:
         data = decode_body(message.body, fastmon_settings.MAX_BODY_BYTES)
         # Other namespaces' traffic is not ours to judge: filter before validating.
@@ -108,24 +128,49 @@ def _ingest_one(message: InboundMessage) -> MessageResult:
         parsed = validate_message(data)
     except MessageError as exc:
         return _dead_letter(message, exc.code, exc.reason, exc.msg_type)
-
     if isinstance(parsed, UnknownMessage):
         logger.debug("ignoring message of unknown type %r", parsed.msg_type)
         return MessageResult(Outcome.IGNORED, parsed.msg_type, "msg_type not consumed by fastmon")
+    return parsed
 
+
+def _apply_announcements(
+    announcements: list[tuple[int, InboundMessage, StfMessage]],
+) -> list[tuple[int, MessageResult]]:
     try:
         with transaction.atomic():
-            detail = _apply(parsed)
-    except (IntegrityError, DataError) as exc:
-        reason = f"{parsed.msg_type}: the database refused it: {exc}".strip()
-        return _dead_letter(message, DeadLetter.Reason.REJECTED, reason, parsed.msg_type)
-    return MessageResult(Outcome.STORED, parsed.msg_type, detail)
+            details = _upsert_stf_files([parsed for _, _, parsed in announcements])
+    except (IntegrityError, DataError):
+        return [(index, _apply_alone(message, parsed)) for index, message, parsed in announcements]
+    return [
+        (index, MessageResult(Outcome.STORED, parsed.msg_type, detail))
+        for (index, _, parsed), detail in zip(announcements, details, strict=True)
+    ]
 
 
-def _apply(message: RunMessage | StfMessage) -> str:
-    if isinstance(message, RunMessage):
-        return _apply_run_message(message)
-    return _apply_stf_message(message)
+def _apply_alone(message: InboundMessage, parsed: RunMessage | StfMessage) -> MessageResult:
+    """Apply one message in its own savepoint: if the database refuses it, dead-letter it.
+
+    A competing consumer inserting the same STF or run at the same moment also raises an
+    IntegrityError; the second attempt then finds the row and updates it.
+    """
+    for attempt in (1, 2):
+        try:
+            with transaction.atomic():
+                if isinstance(parsed, RunMessage):
+                    detail = _apply_run_message(parsed)
+                else:
+                    [detail] = _upsert_stf_files([parsed])
+            return MessageResult(Outcome.STORED, parsed.msg_type, detail)
+        except IntegrityError as exc:
+            error: Exception = exc
+            if attempt == 2:
+                break
+        except DataError as exc:
+            error = exc
+            break
+    reason = f"{parsed.msg_type}: the database refused it: {error}".strip()
+    return _dead_letter(message, DeadLetter.Reason.REJECTED, reason, parsed.msg_type)
 
 
 def _storable_body(raw: bytes) -> tuple[str, str]:
@@ -233,18 +278,75 @@ _STF_COLUMNS = {
 _STF_STATUS_RANK = {StfFile.Status.ANNOUNCED: 0, StfFile.Status.READY: 1}
 
 
-def _apply_stf_message(message: StfMessage) -> str:
-    run = None
-    if message.run_number is not None:
-        run, _ = Run.objects.get_or_create(
-            run_number=message.run_number,
-            defaults={
-                "namespace": message.namespace or "",
-                "execution_id": message.execution_id or "",
-            },
+def _upsert_stf_files(messages: list[StfMessage]) -> list[str]:
+    """Create or enrich the STF files of these announcements, in order, in a few queries."""
+    runs = _run_ids([m for m in messages if m.run_number is not None])
+    stored = {
+        stf.stf_filename: stf
+        for stf in StfFile.objects.select_for_update().filter(
+            stf_filename__in={m.filename for m in messages}
         )
+    }
+    new: dict[str, StfFile] = {}
+    changed: dict[str, StfFile] = {}
+    changed_fields: set[str] = set()
+    details = []
+    for message in messages:
+        values, status, extras = _stf_values(message, runs)
+        stf = stored.get(message.filename) or new.get(message.filename)
+        if stf is None:
+            stf = StfFile(
+                stf_filename=message.filename,
+                status=status,
+                metadata={message.msg_type: extras},
+                **values,
+            )
+            new[message.filename] = stf
+            details.append(f"STF {stf.stf_filename} created by {message.msg_type}")
+            continue
+        # A later message enriches an earlier one: what it leaves out never erases what is known.
+        if _STF_STATUS_RANK[status] > _STF_STATUS_RANK[StfFile.Status(stf.status)]:
+            values["status"] = status
+        values["metadata"] = {**stf.metadata, message.msg_type: extras}
+        fields = _update(stf, values)
+        if fields and message.filename in stored:
+            changed[message.filename] = stf
+            changed_fields.update(fields)
+        details.append(f"STF {stf.stf_filename} updated by {message.msg_type}")
+    bulk_insert(StfFile, list(new.values()))
+    if changed:
+        now = timezone.now()  # bulk_update does not apply auto_now
+        for stf in changed.values():
+            stf.updated_at = now
+        StfFile.objects.bulk_update(changed.values(), [*changed_fields, "updated_at"])
+    return details
+
+
+def _run_ids(messages: list[StfMessage]) -> dict[int, int]:
+    """Run number to primary key, creating the runs announcements name before their run_imminent."""
+    numbers = {m.run_number for m in messages}
+    ids = dict(Run.objects.filter(run_number__in=numbers).values_list("run_number", "pk"))
+    missing = {m.run_number: m for m in messages if m.run_number not in ids}
+    if missing:
+        Run.objects.bulk_create(
+            [
+                Run(
+                    run_number=number,
+                    namespace=m.namespace or "",
+                    execution_id=m.execution_id or "",
+                )
+                for number, m in missing.items()
+            ],
+            ignore_conflicts=True,
+        )
+        ids.update(Run.objects.filter(run_number__in=missing).values_list("run_number", "pk"))
+    return ids
+
+
+def _stf_values(message: StfMessage, runs: dict[int, int]) -> tuple[dict[str, Any], str, dict]:
+    """The columns an announcement sets (nulls left out), its status, and its other fields."""
     announced = {
-        "run_id": run.pk if run else None,
+        "run_id": runs.get(message.run_number) if message.run_number is not None else None,
         "sequence": message.sequence_number,
         "size_bytes": message.file_size,
         "checksum": message.checksum,
@@ -255,21 +357,10 @@ def _apply_stf_message(message: StfMessage) -> str:
         "started_at": _aware(message.start),
         "ended_at": _aware(message.end),
     }
-    # A later message enriches an earlier one: what it leaves out never erases what is known.
     values = {name: value for name, value in announced.items() if value is not None}
     status = StfFile.Status.READY if message.msg_type == "stf_ready" else StfFile.Status.ANNOUNCED
     extras = message.model_dump(mode="json", exclude=_STF_COLUMNS, exclude_none=True)
-
-    stf, created = StfFile.objects.select_for_update().get_or_create(
-        stf_filename=message.filename,
-        defaults={**values, "status": status, "metadata": {message.msg_type: extras}},
-    )
-    if not created:
-        if _STF_STATUS_RANK[status] > _STF_STATUS_RANK[StfFile.Status(stf.status)]:
-            values["status"] = status
-        values["metadata"] = {**stf.metadata, message.msg_type: extras}
-        _save_changes(stf, _update(stf, values))
-    return f"STF {stf.stf_filename} {'created' if created else 'updated'} by {message.msg_type}"
+    return values, status, extras
 
 
 @dataclass(frozen=True)

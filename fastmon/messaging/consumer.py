@@ -16,8 +16,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
+from weakref import WeakKeyDictionary
 
-from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections
+from django.db import DatabaseError, InterfaceError, OperationalError, connections
 from django.utils.module_loading import import_string
 
 from fastmon.conf import fastmon_settings
@@ -49,6 +51,27 @@ class ExitCode(IntEnum):
     UNREACHABLE = 4  # no broker answered within STARTUP_CONNECT_TIMEOUT_S
     DATABASE = 5  # the database did not answer within STARTUP_CONNECT_TIMEOUT_S
     REFUSED = 6  # the broker refused the connection or a subscription
+
+
+def refresh_db_connections() -> None:
+    """Drop database connections that broke or grew old, before each batch.
+
+    Django's ``close_old_connections`` would also close a healthy connection whenever the
+    site's CONN_MAX_AGE is 0 (the default), and reconnecting for every batch cost run_fastmon
+    about a tenth of its time; a consumer keeps its connection for DB_CONNECTION_MAX_AGE_S.
+    """
+    max_age = fastmon_settings.DB_CONNECTION_MAX_AGE_S
+    for connection in connections.all(initialized_only=True):
+        if connection.connection is None:
+            continue
+        opened_at = _first_seen.setdefault(connection.connection, time.monotonic())
+        too_old = time.monotonic() - opened_at > max_age
+        if too_old or (connection.errors_occurred and not connection.is_usable()):
+            connection.close()
+
+
+# When each driver connection was first seen; a reconnect brings a new driver connection.
+_first_seen: WeakKeyDictionary[Any, float] = WeakKeyDictionary()
 
 
 def backoff_delay(attempt: int) -> float:
@@ -136,6 +159,7 @@ class Consumer:
             return failure
 
         next_summary = time.monotonic() + fastmon_settings.SUMMARY_INTERVAL_S
+        next_relay = time.monotonic()
         while not self.stopping.is_set():
             if not self.transport.connected:
                 self._reconnect()
@@ -143,8 +167,9 @@ class Consumer:
             batch = self._next_batch()
             if batch:
                 self._commit_and_ack(batch)
-            if self.relay:
+            if self.relay and time.monotonic() >= next_relay:
                 self._relay()
+                next_relay = time.monotonic() + fastmon_settings.OUTBOX_POLL_S
             if time.monotonic() >= next_summary:
                 self._summary()
                 next_summary = time.monotonic() + fastmon_settings.SUMMARY_INTERVAL_S
@@ -171,7 +196,7 @@ class Consumer:
         attempt = 0
         while True:
             try:
-                close_old_connections()
+                refresh_db_connections()
                 Run.objects.exists()
                 break
             except TRANSIENT_DB_ERRORS as exc:
@@ -258,7 +283,7 @@ class Consumer:
         """Ingest in one transaction, retrying while the database is away; ack after commit."""
         attempt = 0
         while True:
-            close_old_connections()
+            refresh_db_connections()
             try:
                 result = ingest_batch(InboundMessage(d.body, d.headers) for d in batch)
                 break

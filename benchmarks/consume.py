@@ -1,0 +1,183 @@
+"""Announcements/s that run_fastmon stores and acks, beside stomp.py's raw consume rate.
+
+    .venv/bin/python benchmarks/consume.py [--messages 20000]
+
+Needs the services (`scripts/services.sh up`). In one run, on the same broker: N persistent
+stf_gen bodies are queued, then drained (1) by a bare stomp.py client acking each frame
+(client-individual, the same prefetch) and (2) by `manage.py run_fastmon`, timed from its
+subscription to the moment all N rows are committed; then (3) by run_fastmon with batches of
+one frame, the naive one-commit-per-message consumer. Prints rates and ratios to (1), the
+issue's baseline. Uses its own database, fastmon_bench, created afresh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+os.environ["FASTMON_DB_NAME"] = "fastmon_bench"
+
+import django  # noqa: E402
+import psycopg  # noqa: E402
+import stomp  # noqa: E402
+
+PREFETCH = 1000
+
+
+def recreate_database() -> None:
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    server = {
+        "host": db["HOST"],
+        "port": db["PORT"],
+        "user": db["USER"],
+        "password": db["PASSWORD"],
+    }
+    with psycopg.connect(**server, dbname="postgres", autocommit=True) as conn:
+        conn.execute("DROP DATABASE IF EXISTS fastmon_bench")
+        conn.execute("CREATE DATABASE fastmon_bench")
+
+
+def broker() -> stomp.Connection:
+    from fastmon.conf import fastmon_settings
+
+    connection = stomp.Connection(fastmon_settings.BROKER_HOSTS, auto_decode=False)
+    connection.connect(fastmon_settings.BROKER_USER, fastmon_settings.BROKER_PASSWORD, wait=True)
+    return connection
+
+
+def fill_queue(destination: str, count: int) -> None:
+    """Queue ``count`` persistent announcements; return once the broker has them all."""
+    done = threading.Event()
+
+    class Receipt(stomp.ConnectionListener):
+        def on_receipt(self, frame: stomp.utils.Frame) -> None:
+            done.set()
+
+    connection = broker()
+    connection.set_listener("receipt", Receipt())
+    run = 100010 + int(time.time() * 1000) % 900000  # a fresh run: every STF is new
+    for n in range(1, count + 1):
+        body = {
+            "msg_type": "stf_gen",
+            "namespace": "epic-fastmon",
+            "sender": "benchmark",
+            "execution_id": "bench",
+            "run_id": run,
+            "filename": f"swf.{run}.{n:06d}.stf",
+            "sequence": n,
+            "timestamp": "2026-11-20T14:03:21.630555",
+            "state": "run",
+            "substate": "physics",
+        }
+        headers = {"persistent": "true"}
+        if n == count:
+            headers["receipt"] = "last"
+        connection.send(destination, json.dumps(body), headers=headers)
+    done.wait(120)
+    connection.disconnect()
+
+
+def raw_consume_rate(destination: str, count: int) -> float:
+    """stomp.py alone: client-individual ack of every frame, as it arrives."""
+    received = 0
+    done = threading.Event()
+    started: list[float] = []
+
+    class Ack(stomp.ConnectionListener):
+        def __init__(self, connection: stomp.Connection) -> None:
+            self.connection = connection
+
+        def on_message(self, frame: stomp.utils.Frame) -> None:
+            nonlocal received
+            if not started:
+                started.append(time.perf_counter())
+            self.connection.ack(frame.headers["message-id"], frame.headers["subscription"])
+            received += 1
+            if received == count:
+                done.set()
+
+    connection = broker()
+    connection.set_listener("ack", Ack(connection))
+    begin = time.perf_counter()
+    connection.subscribe(destination, id="1", ack="client-individual",
+                         headers={"activemq.prefetchSize": str(PREFETCH)})  # fmt: skip
+    if not done.wait(600):
+        sys.exit(f"raw consumer received only {received} of {count}")
+    elapsed = time.perf_counter() - begin
+    connection.disconnect()
+    return count / elapsed
+
+
+def run_fastmon_rate(destination: str, count: int, batch_size: int) -> tuple[float, str]:
+    """run_fastmon from its subscription until all rows are committed (acks follow each commit)."""
+    from fastmon.models import StfFile
+
+    StfFile.objects.all().delete()
+    changes = {"SUBSCRIBE_DESTINATIONS": [destination], "PREFETCH": PREFETCH,
+               "BATCH_SIZE": batch_size, "SUMMARY_INTERVAL_S": 3600,
+               "AGENT_NAME": f"fastmon-bench-{uuid.uuid4().hex[:6]}"}  # fmt: skip
+    env = {**os.environ, "FASTMON_TEST_SETTINGS": json.dumps(changes)}
+    log_path = Path(f"/tmp/fastmon-bench-{uuid.uuid4().hex[:6]}.log")
+    with log_path.open("wb") as log:
+        process = subprocess.Popen([sys.executable, "manage.py", "run_fastmon"], cwd=ROOT,
+                                   env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+        while "subscribed to" not in log_path.read_text():
+            if process.poll() is not None:
+                sys.exit(f"run_fastmon exited:\n{log_path.read_text()}")
+            time.sleep(0.005)
+        begin = time.perf_counter()
+        while (stored := StfFile.objects.count()) < count:
+            if time.perf_counter() - begin > 900:
+                sys.exit(f"run_fastmon stored only {stored} of {count}")
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - begin
+        process.terminate()
+        exit_code = process.wait(30)
+    if exit_code != 0:
+        sys.exit(f"run_fastmon exited with {exit_code}:\n{log_path.read_text()}")
+    return count / elapsed, str(log_path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=20000)
+    parser.add_argument("--naive-messages", type=int, default=2000)
+    args = parser.parse_args()
+
+    recreate_database()
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    tag = uuid.uuid4().hex[:8]
+    n = args.messages
+
+    fill_queue(f"/queue/fastmon.bench.raw.{tag}", n)
+    raw = raw_consume_rate(f"/queue/fastmon.bench.raw.{tag}", n)
+    fill_queue(f"/queue/fastmon.bench.fastmon.{tag}", n)
+    fastmon, _ = run_fastmon_rate(f"/queue/fastmon.bench.fastmon.{tag}", n, batch_size=500)
+    fill_queue(f"/queue/fastmon.bench.naive.{tag}", args.naive_messages)
+    naive, _ = run_fastmon_rate(f"/queue/fastmon.bench.naive.{tag}", args.naive_messages, 1)
+
+    print(f"persistent stf_gen announcements, client-individual ack, prefetch {PREFETCH}")
+    print(f"raw stomp.py consume + ack          {raw:10.0f} msg/s  ({n} messages)  baseline")
+    print(f"run_fastmon stored + acked          {fastmon:10.0f} msg/s  ({n} messages)  "
+          f"ratio {fastmon / raw:.2f} (target >= 0.5)")  # fmt: skip
+    print(f"run_fastmon, one commit per message {naive:10.0f} msg/s  ({args.naive_messages} "
+          f"messages)  ratio {naive / raw:.2f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
