@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -120,7 +121,7 @@ def raw_consume_rate(destination: str, count: int) -> float:
     return count / elapsed
 
 
-def run_fastmon_rate(destination: str, count: int, batch_size: int) -> tuple[float, str]:
+def run_fastmon_rate(destination: str, count: int, batch_size: int) -> float:
     """run_fastmon from its subscription until all rows are committed (acks follow each commit)."""
     from fastmon.models import StfFile
 
@@ -147,13 +148,15 @@ def run_fastmon_rate(destination: str, count: int, batch_size: int) -> tuple[flo
         exit_code = process.wait(30)
     if exit_code != 0:
         sys.exit(f"run_fastmon exited with {exit_code}:\n{log_path.read_text()}")
-    return count / elapsed, str(log_path)
+    log_path.unlink()
+    return count / elapsed
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=20000)
-    parser.add_argument("--naive-messages", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3, help="raw and run_fastmon, alternated")
+    parser.add_argument("--naive-messages", type=int, default=1000)
     args = parser.parse_args()
 
     recreate_database()
@@ -161,22 +164,30 @@ def main() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    tag = uuid.uuid4().hex[:8]
     n = args.messages
 
-    fill_queue(f"/queue/fastmon.bench.raw.{tag}", n)
-    raw = raw_consume_rate(f"/queue/fastmon.bench.raw.{tag}", n)
-    fill_queue(f"/queue/fastmon.bench.fastmon.{tag}", n)
-    fastmon, _ = run_fastmon_rate(f"/queue/fastmon.bench.fastmon.{tag}", n, batch_size=500)
-    fill_queue(f"/queue/fastmon.bench.naive.{tag}", args.naive_messages)
-    naive, _ = run_fastmon_rate(f"/queue/fastmon.bench.naive.{tag}", args.naive_messages, 1)
+    def queued(kind: str, count: int) -> str:
+        destination = f"/queue/fastmon.bench.{kind}.{uuid.uuid4().hex[:8]}"
+        fill_queue(destination, count)
+        return destination
 
-    print(f"persistent stf_gen announcements, client-individual ack, prefetch {PREFETCH}")
-    print(f"raw stomp.py consume + ack          {raw:10.0f} msg/s  ({n} messages)  baseline")
-    print(f"run_fastmon stored + acked          {fastmon:10.0f} msg/s  ({n} messages)  "
-          f"ratio {fastmon / raw:.2f} (target >= 0.5)")  # fmt: skip
-    print(f"run_fastmon, one commit per message {naive:10.0f} msg/s  ({args.naive_messages} "
-          f"messages)  ratio {naive / raw:.2f}")  # fmt: skip
+    raw_consume_rate(queued("warmup", 2000), 2000)  # a warm broker for both
+    raw, fastmon = [], []
+    for round_number in range(1, args.rounds + 1):
+        raw.append(raw_consume_rate(queued("raw", n), n))
+        fastmon.append(run_fastmon_rate(queued("fastmon", n), n, batch_size=500))
+        print(f"round {round_number}: raw {raw[-1]:.0f} msg/s, run_fastmon {fastmon[-1]:.0f} msg/s",
+              flush=True)  # fmt: skip
+    naive = run_fastmon_rate(queued("naive", args.naive_messages), args.naive_messages, 1)
+
+    raw_rate, fastmon_rate = statistics.median(raw), statistics.median(fastmon)
+    print(f"persistent stf_gen announcements, client-individual ack, prefetch {PREFETCH}; "
+          f"medians of {args.rounds} alternated rounds of {n}")  # fmt: skip
+    print(f"raw stomp.py consume + ack          {raw_rate:8.0f} msg/s  baseline")
+    print(f"run_fastmon stored + acked          {fastmon_rate:8.0f} msg/s  "
+          f"ratio {fastmon_rate / raw_rate:.2f} (target >= 0.5)")  # fmt: skip
+    print(f"run_fastmon, one commit per message {naive:8.0f} msg/s  "
+          f"ratio {naive / raw_rate:.2f} ({args.naive_messages} messages)")  # fmt: skip
 
 
 if __name__ == "__main__":

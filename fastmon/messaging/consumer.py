@@ -299,7 +299,7 @@ class Consumer:
                                str(exc).strip(), len(batch), delay)  # fmt: skip
                 time.sleep(delay if stop_deadline is None else min(delay, 0.5))
                 attempt += 1
-        acked = sum(self.transport.ack(delivery) for delivery in batch)
+        acked = self.transport.ack(batch)
         self.last_message_at = time.time()
         self.stats.messages += len(batch)
         self.stats.batches += 1

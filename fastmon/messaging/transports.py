@@ -193,16 +193,22 @@ class StompTransport:
             )
             logger.info("subscribed to %s", destination)
 
-    def ack(self, delivery: Delivery) -> bool:
-        """Ack one frame; False (nothing sent) when its connection is gone."""
-        if delivery.generation != self.generation or not self.connected:
-            return False
+    def ack(self, deliveries: Sequence[Delivery]) -> int:
+        """Ack frames after their commit; return how many were acked. Frames of an older
+        connection, or of one lost meanwhile, are skipped: the broker redelivers them."""
+        if not self.connected:
+            return 0
         assert self._connection is not None
+        acked = 0
         try:
-            self._connection.ack(delivery.headers["message-id"], delivery.headers["subscription"])
+            for delivery in deliveries:
+                if delivery.generation == self.generation:
+                    headers = delivery.headers
+                    self._connection.ack(headers["message-id"], headers["subscription"])
+                    acked += 1
         except StompException:
-            return False
-        return True
+            pass
+        return acked
 
     def send(self, messages: Sequence[Outgoing], timeout: float = 10.0) -> None:
         """Send messages, persistent and in order; return once the broker has them all.
