@@ -35,6 +35,7 @@ from fastmon.messaging.schema import (
     validate_message,
 )
 from fastmon.models import DeadLetter, OutboxMessage, Run, StfFile, TfSample
+from fastmon.sampling import TfRange
 
 logger = logging.getLogger("fastmon.ingest")
 
@@ -361,17 +362,6 @@ def _stf_values(message: StfMessage, runs: dict[int, int]) -> tuple[dict[str, An
     status = StfFile.Status.READY if message.msg_type == "stf_ready" else StfFile.Status.ANNOUNCED
     extras = message.model_dump(mode="json", exclude=_STF_COLUMNS, exclude_none=True)
     return values, status, extras
-
-
-@dataclass(frozen=True)
-class TfRange:
-    """One sampled range of an STF's Time Frames, as a sampling policy chose it."""
-
-    tf_first: int
-    tf_last: int
-    file_size_bytes: int | None = None
-    checksum: str = ""
-    metadata: Mapping[str, Any] = field(default_factory=dict)
 
 
 def tf_sample_filename(stf_filename: str, number: int) -> str:

@@ -16,7 +16,8 @@ from django.test import override_settings
 from fastmon.messaging.outbox import outbox_lag, relay_outbox
 from fastmon.messaging.transports import StompTransport
 from fastmon.models import OutboxMessage, StfFile, TfSample
-from fastmon.services import TfRange, ingest_message, record_tf_samples
+from fastmon.sampling import TfRange
+from fastmon.services import ingest_message, record_tf_samples
 from fastmon.testing.messages import example, example_body
 from tests.conftest import broker_login
 
