@@ -26,3 +26,5 @@ LOGGING = {
     "loggers": {"fastmon": {"handlers": ["console"], "level": "WARNING"}},
 }
 FASTMON = {"NAMESPACE": "epic-fastmon"}
+# Celery in-process: tasks run where they are enqueued, after the commit that enqueues them.
+CELERY_TASK_ALWAYS_EAGER = True

@@ -88,6 +88,17 @@ DEFAULTS: dict[str, Any | Callable[[], Any]] = {
     "OUTBOX_POLL_S": 0.2,
     "OUTBOX_BATCH_SIZE": 500,
     "OUTBOX_RECEIPT_TIMEOUT_S": 10.0,
+    # Sampling: which announcements make an STF samplable, and how the Celery tasks behave.
+    "SAMPLING_ENABLED": True,
+    "SAMPLE_ON": ["stf_ready"],
+    "SAMPLING_TASK_CHUNK": 50,
+    "SAMPLING_MAX_ATTEMPTS": 3,
+    "SAMPLING_SWEEP_AFTER_S": 300.0,
+    "SAMPLING_SWEEP_LIMIT": 5000,
+    # STF files are read only under these directories; elsewhere samples are metadata-only.
+    "DATA_ROOTS": [],
+    # STF size assumed for estimates when neither the file nor the announcement gives one.
+    "ESTIMATED_STF_SIZE_BYTES": 2 * 1024**3,
     # swf-monitor, for heartbeats and registering samples there (None: off).
     "SWF_MONITOR_URL": lambda: _env("SWF_MONITOR_URL"),
     "SWF_API_TOKEN": lambda: _env("SWF_API_TOKEN"),

@@ -9,9 +9,12 @@ from __future__ import annotations
 import base64
 import uuid
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
+
+from fastmon.sampling import Policy
 
 
 class Run(models.Model):
@@ -49,10 +52,19 @@ class StfFile(models.Model):
     class Status(models.TextChoices):
         ANNOUNCED = "announced", "announced (stf_gen)"
         READY = "ready", "ready (stf_ready)"
+        SAMPLED = "sampled", "TF samples registered"
+        SKIPPED = "skipped", "not chosen by the sampling policy"
+        FAILED = "failed", "sampling gave up"
 
     stf_filename = models.CharField(max_length=255, unique=True)
+    # Indexed through (run, sequence) below; a second index on run alone would only slow inserts.
     run = models.ForeignKey(
-        Run, null=True, blank=True, on_delete=models.PROTECT, related_name="stf_files"
+        Run,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="stf_files",
+        db_index=False,
     )
     sequence = models.PositiveIntegerField(null=True, blank=True)
     size_bytes = models.BigIntegerField(null=True, blank=True)
@@ -63,9 +75,17 @@ class StfFile(models.Model):
     substate = models.CharField(max_length=100, blank=True, default="")
     started_at = models.DateTimeField(null=True, blank=True, help_text="DAQ start of the STF.")
     ended_at = models.DateTimeField(null=True, blank=True, help_text="DAQ end of the STF.")
-    received_at = models.DateTimeField(auto_now_add=True, help_text="First announcement seen.")
     updated_at = models.DateTimeField(auto_now=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.ANNOUNCED)
+    # Latency stamps, stage by stage: DAQ end of STF (ended_at), the broker's timestamp of the
+    # first announcement, fastmon receiving and committing it, and sampling it.
+    broker_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(default=timezone.now, help_text="First announcement seen.")
+    committed_at = models.DateTimeField(null=True, blank=True)
+    sampled_at = models.DateTimeField(null=True, blank=True)
+    sampling_attempts = models.PositiveSmallIntegerField(
+        default=0, help_text="Sampling runs started; past the limit the STF is marked failed."
+    )
     metadata = models.JSONField(
         default=dict, blank=True, help_text="Other announcement fields, per message type."
     )
@@ -100,7 +120,10 @@ class TfSample(models.Model):
 
     tf_file_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     tf_filename = models.CharField(max_length=255, unique=True)
-    stf = models.ForeignKey(StfFile, on_delete=models.CASCADE, related_name="tf_samples")
+    # Indexed through (stf, tf_first) below.
+    stf = models.ForeignKey(
+        StfFile, on_delete=models.CASCADE, related_name="tf_samples", db_index=False
+    )
     tf_first = models.PositiveIntegerField()
     tf_last = models.PositiveIntegerField()
     tf_count = models.PositiveIntegerField()
@@ -108,8 +131,19 @@ class TfSample(models.Model):
     checksum = models.CharField(max_length=100, blank=True, default="")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.REGISTERED)
     metadata = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    # The ledger: which policy version and seed chose this range (re-derivable from them).
+    policy = models.ForeignKey(
+        "SamplingPolicy", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    seed = models.BigIntegerField(null=True, blank=True)
+    size_estimated = models.BooleanField(
+        default=False, help_text="The STF file was not reachable: size estimated, not measured."
+    )
+    created_at = models.DateTimeField(auto_now_add=True, help_text="Sampled (registered).")
     updated_at = models.DateTimeField(auto_now=True)
+    published_at = models.DateTimeField(
+        null=True, blank=True, help_text="Its tf_file_registered left for the broker."
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -231,6 +265,10 @@ class OutboxMessage(models.Model):
     """
 
     destination = models.CharField(max_length=255)
+    msg_type = models.CharField(max_length=100, blank=True, default="")
+    subject = models.CharField(
+        max_length=255, blank=True, default="", help_text="Natural key of what it describes."
+    )
     body = models.TextField()
     headers = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -248,3 +286,63 @@ class OutboxMessage(models.Model):
 
     def __str__(self) -> str:
         return f"outbox {self.pk} to {self.destination}"
+
+
+class SamplingPolicy(models.Model):
+    """A named, versioned sampling policy. Versions are never changed: an edit saves a new one,
+    so every TF sample can point at exactly the parameters that chose it."""
+
+    name = models.CharField(max_length=100)
+    version = models.PositiveIntegerField(default=1, editable=False)
+    description = models.TextField(blank=True, default="")
+    params = models.JSONField(
+        default=dict, blank=True, help_text="fastmon.sampling.Policy fields; missing ones default."
+    )
+    namespace = models.CharField(max_length=100, blank=True, default="", help_text="Blank: any.")
+    run_type = models.CharField(max_length=100, blank=True, default="", help_text="Blank: any.")
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.CharField(max_length=150, blank=True, default="")
+
+    class Meta:
+        ordering = ["name", "-version"]
+        verbose_name_plural = "sampling policies"
+        constraints = [
+            models.UniqueConstraint(fields=["name", "version"], name="fastmon_policy_version_uniq")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+    def policy(self) -> Policy:
+        return Policy.from_params(self.params)
+
+    def clean(self) -> None:
+        try:
+            self.policy()
+        except (TypeError, ValueError) as exc:
+            raise ValidationError({"params": str(exc)}) from exc
+
+
+class LiveEvent(models.Model):
+    """Something the live pages show, numbered in order (``id`` is the sequence number), kept
+    so that a client that reconnects can ask for what it missed."""
+
+    class Kind(models.TextChoices):
+        RUN = "run"
+        STF = "stf"
+        TF_SAMPLE = "tf_sample"
+        DEAD_LETTER = "dead_letter"
+        ALARM = "alarm"
+
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    run_number = models.BigIntegerField(null=True, blank=True)
+    payload = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["run_number", "id"], name="fastmon_event_run_idx")]
+
+    def __str__(self) -> str:
+        return f"event {self.pk} ({self.kind})"

@@ -34,6 +34,7 @@ class TfRange:
     file_size_bytes: int | None = None
     checksum: str = ""
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    size_estimated: bool = False
 
     @property
     def tf_count(self) -> int:

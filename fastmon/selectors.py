@@ -8,10 +8,10 @@ from fastmon.models import DeadLetter, Run, StfFile
 
 
 def runs_with_counts() -> QuerySet[Run]:
-    """Runs, newest first, with how many STFs were announced and ready, in one query."""
+    """Runs, newest first, with how many STFs were announced and sampled, in one query."""
     return Run.objects.annotate(
         stf_announced=Count("stf_files"),
-        stf_ready=Count("stf_files", filter=Q(stf_files__status=StfFile.Status.READY)),
+        stf_sampled=Count("stf_files", filter=Q(stf_files__status=StfFile.Status.SAMPLED)),
     ).order_by("-run_number")
 
 

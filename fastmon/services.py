@@ -15,13 +15,13 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from django.db import DataError, IntegrityError, models, transaction
-from django.db.models import F
+from django.db.models import F, Max, Min
 from django.utils import timezone
 
 from fastmon.conf import fastmon_settings
@@ -34,8 +34,17 @@ from fastmon.messaging.schema import (
     decode_body,
     validate_message,
 )
-from fastmon.models import DeadLetter, OutboxMessage, Run, StfFile, TfSample
-from fastmon.sampling import TfRange
+from fastmon.models import (
+    DeadLetter,
+    LiveEvent,
+    OutboxMessage,
+    Run,
+    SamplingPolicy,
+    StfFile,
+    TfSample,
+)
+from fastmon.sampling import StfFacts, TfRange, sample
+from fastmon.storage import Unreachable, local_path, read_tf_ranges
 
 logger = logging.getLogger("fastmon.ingest")
 
@@ -46,10 +55,19 @@ class InboundMessage:
 
     body: bytes | str
     headers: Mapping[str, str] = field(default_factory=dict)
+    received_at: datetime | None = None
 
     @property
     def destination(self) -> str:
         return self.headers.get("destination", "")
+
+    @property
+    def broker_at(self) -> datetime | None:
+        """When the broker took the message (its ``timestamp`` header, in ms)."""
+        try:
+            return datetime.fromtimestamp(int(self.headers["timestamp"]) / 1000, tz=UTC)
+        except (KeyError, ValueError, OverflowError):
+            return None
 
 
 class Outcome(StrEnum):
@@ -110,6 +128,13 @@ def ingest_batch(messages: Iterable[InboundMessage]) -> BatchResult:
         if announcements:
             for index, result in _apply_announcements(announcements):
                 results[index] = result
+            samplable = [
+                parsed.filename
+                for index, _, parsed in announcements
+                if parsed.msg_type in fastmon_settings.SAMPLE_ON
+                and results[index].outcome is Outcome.STORED
+            ]
+            transaction.on_commit(lambda: enqueue_sampling(samplable))
     batch = BatchResult([result for result in results if result is not None])
     if batch.results:
         logger.debug("ingested batch of %d: %s", len(batch.results), dict(batch.counts))
@@ -140,7 +165,7 @@ def _apply_announcements(
 ) -> list[tuple[int, MessageResult]]:
     try:
         with transaction.atomic():
-            details = _upsert_stf_files([parsed for _, _, parsed in announcements])
+            details = _upsert_stf_files([(message, parsed) for _, message, parsed in announcements])
     except (IntegrityError, DataError):
         return [(index, _apply_alone(message, parsed)) for index, message, parsed in announcements]
     return [
@@ -161,7 +186,7 @@ def _apply_alone(message: InboundMessage, parsed: RunMessage | StfMessage) -> Me
                 if isinstance(parsed, RunMessage):
                     detail = _apply_run_message(parsed)
                 else:
-                    [detail] = _upsert_stf_files([parsed])
+                    [detail] = _upsert_stf_files([(message, parsed)])
             return MessageResult(Outcome.STORED, parsed.msg_type, detail)
         except IntegrityError as exc:
             error: Exception = exc
@@ -279,8 +304,9 @@ _STF_COLUMNS = {
 _STF_STATUS_RANK = {StfFile.Status.ANNOUNCED: 0, StfFile.Status.READY: 1}
 
 
-def _upsert_stf_files(messages: list[StfMessage]) -> list[str]:
+def _upsert_stf_files(announcements: list[tuple[InboundMessage, StfMessage]]) -> list[str]:
     """Create or enrich the STF files of these announcements, in order, in a few queries."""
+    messages = [parsed for _, parsed in announcements]
     runs = _run_ids([m for m in messages if m.run_number is not None])
     stored = {
         stf.stf_filename: stf
@@ -292,7 +318,8 @@ def _upsert_stf_files(messages: list[StfMessage]) -> list[str]:
     changed: dict[str, StfFile] = {}
     changed_fields: set[str] = set()
     details = []
-    for message in messages:
+    now = timezone.now()
+    for inbound, message in announcements:
         values, status, extras = _stf_values(message, runs)
         stf = stored.get(message.filename) or new.get(message.filename)
         if stf is None:
@@ -300,6 +327,9 @@ def _upsert_stf_files(messages: list[StfMessage]) -> list[str]:
                 stf_filename=message.filename,
                 status=status,
                 metadata={message.msg_type: extras},
+                broker_at=inbound.broker_at,
+                received_at=inbound.received_at or now,
+                committed_at=now,
                 **values,
             )
             new[message.filename] = stf
@@ -316,8 +346,7 @@ def _upsert_stf_files(messages: list[StfMessage]) -> list[str]:
         details.append(f"STF {stf.stf_filename} updated by {message.msg_type}")
     bulk_insert(StfFile, list(new.values()))
     if changed:
-        now = timezone.now()  # bulk_update does not apply auto_now
-        for stf in changed.values():
+        for stf in changed.values():  # bulk_update does not apply auto_now
             stf.updated_at = now
         StfFile.objects.bulk_update(changed.values(), [*changed_fields, "updated_at"])
     return details
@@ -369,44 +398,89 @@ def tf_sample_filename(stf_filename: str, number: int) -> str:
     return f"{stf_filename.removesuffix('.stf')}_tf_{number:03d}.tf"
 
 
-def record_tf_samples(stf: StfFile, ranges: Sequence[TfRange]) -> list[TfSample]:
-    """Store an STF's TF samples and, in the same transaction, their ``tf_file_registered``
-    announcements in the outbox. Idempotent: samples already stored are neither stored nor
-    announced again. Returns the samples stored now."""
-    tf_count = stf.tf_count or fastmon_settings.DEFAULT_TF_COUNT
-    for tf_range in ranges:
-        if not 0 <= tf_range.tf_first <= tf_range.tf_last < tf_count:
-            raise ValueError(
-                f"TF range {tf_range.tf_first}..{tf_range.tf_last} is outside "
-                f"0..{tf_count - 1} of {stf.stf_filename}"
-            )
-    names = [tf_sample_filename(stf.stf_filename, n) for n in range(1, len(ranges) + 1)]
+@dataclass(frozen=True)
+class SamplePlan:
+    """The TF ranges to register for one STF, and the policy version that chose them."""
+
+    stf: StfFile
+    ranges: Sequence[TfRange]
+    policy: SamplingPolicy | None = None
+
+
+def record_tf_samples(plans: Sequence[SamplePlan]) -> list[TfSample]:
+    """Store TF samples and, in the same transaction, their ``tf_file_registered`` in the outbox
+    and their live events. Idempotent: samples already stored are neither stored nor announced
+    again. Returns the samples stored now."""
+    for plan in plans:
+        tf_count = plan.stf.tf_count or fastmon_settings.DEFAULT_TF_COUNT
+        for tf_range in plan.ranges:
+            if not 0 <= tf_range.tf_first <= tf_range.tf_last < tf_count:
+                raise ValueError(
+                    f"TF range {tf_range.tf_first}..{tf_range.tf_last} is outside "
+                    f"0..{tf_count - 1} of {plan.stf.stf_filename}"
+                )
+    named = [
+        (plan, tf_sample_filename(plan.stf.stf_filename, number), tf_range)
+        for plan in plans
+        for number, tf_range in enumerate(plan.ranges, 1)
+    ]
     with transaction.atomic():
         known = set(
-            TfSample.objects.filter(tf_filename__in=names).values_list("tf_filename", flat=True)
+            TfSample.objects.filter(tf_filename__in=[name for _, name, _ in named]).values_list(
+                "tf_filename", flat=True
+            )
         )
-        samples = TfSample.objects.bulk_create(
+        samples = [
             TfSample(
-                stf=stf,
+                stf=plan.stf,
                 tf_filename=name,
                 tf_first=tf_range.tf_first,
                 tf_last=tf_range.tf_last,
-                tf_count=tf_range.tf_last - tf_range.tf_first + 1,
+                tf_count=tf_range.tf_count,
                 file_size_bytes=tf_range.file_size_bytes,
                 checksum=tf_range.checksum,
                 metadata=dict(tf_range.metadata),
+                size_estimated=tf_range.size_estimated,
+                policy=plan.policy,
+                seed=plan.policy.policy().seed if plan.policy else None,
             )
-            for name, tf_range in zip(names, ranges, strict=True)
+            for plan, name, tf_range in named
             if name not in known
+        ]
+        bulk_insert(TfSample, samples)  # sets created_at on each
+        bulk_insert(
+            OutboxMessage,
+            [
+                OutboxMessage(
+                    destination=fastmon_settings.PUBLISH_DESTINATION,
+                    msg_type="tf_file_registered",
+                    subject=sample.tf_filename,
+                    body=json.dumps(tf_file_registered_body(sample.stf, sample)),
+                )
+                for sample in samples
+            ],
         )
-        OutboxMessage.objects.bulk_create(
-            OutboxMessage(
-                destination=fastmon_settings.PUBLISH_DESTINATION,
-                body=json.dumps(tf_file_registered_body(stf, sample)),
-            )
-            for sample in samples
-        )
+        bulk_insert(LiveEvent, [_tf_sample_event(sample) for sample in samples])
     return samples
+
+
+def _tf_sample_event(sample: TfSample) -> LiveEvent:
+    run = sample.stf.run
+    return LiveEvent(
+        kind=LiveEvent.Kind.TF_SAMPLE,
+        run_number=run.run_number if run else None,
+        payload={
+            "tf_filename": sample.tf_filename,
+            "stf_filename": sample.stf.stf_filename,
+            "tf_first": sample.tf_first,
+            "tf_last": sample.tf_last,
+            "tf_count": sample.tf_count,
+            "file_size_bytes": sample.file_size_bytes,
+            "size_estimated": sample.size_estimated,
+            "status": sample.status,
+            "created_at": sample.created_at.isoformat(),
+        },
+    )
 
 
 def tf_file_registered_body(stf: StfFile, sample: TfSample) -> dict[str, Any]:
@@ -432,3 +506,198 @@ def tf_file_registered_body(stf: StfFile, sample: TfSample) -> dict[str, Any]:
         "status": sample.status,
         "timestamp": created.isoformat(),
     }
+
+
+# -- sampling -----------------------------------------------------------------------------------
+
+_SAMPLABLE = [StfFile.Status.ANNOUNCED, StfFile.Status.READY]
+
+
+@dataclass(frozen=True)
+class SamplingReport:
+    sampled: int = 0
+    skipped: int = 0
+    failed: int = 0
+    samples: int = 0
+    bytes_read: int = 0
+
+
+def enqueue_sampling(stf_filenames: Sequence[str]) -> None:
+    """Hand STFs to the sampling workers, in chunks. A failure to enqueue loses nothing: the
+    periodic sweep (``sweep_unsampled``) finds STFs left unsampled."""
+    if not fastmon_settings.SAMPLING_ENABLED or not stf_filenames:
+        return
+    from fastmon.tasks import sample_stfs
+
+    chunk = fastmon_settings.SAMPLING_TASK_CHUNK
+    try:
+        for start in range(0, len(stf_filenames), chunk):
+            # retry=False: a consumer must never wait on a sick Celery broker.
+            sample_stfs.apply_async((list(stf_filenames[start : start + chunk]),), retry=False)
+    except Exception:
+        logger.exception("could not enqueue %d STFs for sampling", len(stf_filenames))
+
+
+def sample_stfs(stf_filenames: Sequence[str]) -> SamplingReport:
+    """Sample these STFs under their policy and register the samples. Idempotent: an STF
+    already sampled (or being sampled by another worker) is left alone.
+
+    Each run counts an attempt first, in a transaction of its own: a worker that dies while
+    sampling leaves the count behind, and past SAMPLING_MAX_ATTEMPTS the STF is marked failed
+    instead of killing workers for ever.
+    """
+    names = list(dict.fromkeys(stf_filenames))
+    pending = StfFile.objects.filter(
+        stf_filename__in=names, sampled_at__isnull=True, status__in=_SAMPLABLE
+    )
+    with transaction.atomic():
+        pending.update(sampling_attempts=F("sampling_attempts") + 1)
+        failed = pending.filter(sampling_attempts__gt=fastmon_settings.SAMPLING_MAX_ATTEMPTS)
+        failed_names = list(failed.values_list("stf_filename", flat=True))
+        failed.update(status=StfFile.Status.FAILED, sampled_at=timezone.now())
+    for name in failed_names:
+        logger.error("gave up sampling %s after %d attempts", name,
+                     fastmon_settings.SAMPLING_MAX_ATTEMPTS)  # fmt: skip
+
+    with transaction.atomic():
+        stfs = list(
+            pending.select_for_update(of=("self",), skip_locked=True)
+            .select_related("run")
+            .order_by("id")
+        )
+        plans, skipped, bytes_read = _plan_samples(stfs)
+        samples = record_tf_samples(plans)
+        now = timezone.now()
+        StfFile.objects.filter(pk__in=[plan.stf.pk for plan in plans]).update(
+            status=StfFile.Status.SAMPLED, sampled_at=now
+        )
+        StfFile.objects.filter(pk__in=skipped).update(status=StfFile.Status.SKIPPED, sampled_at=now)
+    return SamplingReport(len(plans), len(skipped), len(failed_names), len(samples), bytes_read)
+
+
+def _plan_samples(stfs: list[StfFile]) -> tuple[list[SamplePlan], list[int], int]:
+    first_sequences = dict(
+        StfFile.objects.filter(run_id__in={stf.run_id for stf in stfs if stf.run_id})
+        .values("run_id")
+        .annotate(first=Min("sequence"))
+        .values_list("run_id", "first")
+    )
+    policies: dict[tuple[str, str], SamplingPolicy | None] = {}
+    plans, skipped, bytes_read = [], [], 0
+    for stf in stfs:
+        namespace = (stf.run.namespace if stf.run else "") or fastmon_settings.NAMESPACE or ""
+        run_type = str(stf.run.run_conditions.get("run_type", "")) if stf.run else ""
+        if (namespace, run_type) not in policies:
+            policies[namespace, run_type] = current_policy(namespace, run_type)
+        policy_row = policies[namespace, run_type]
+        tf_count = stf.tf_count or fastmon_settings.DEFAULT_TF_COUNT
+        facts = StfFacts(
+            stf_filename=stf.stf_filename,
+            run_number=stf.run.run_number if stf.run else None,
+            sequence=stf.sequence,
+            tf_count=tf_count,
+            size_bytes=stf.size_bytes,
+            first_of_run=stf.sequence is not None
+            and stf.sequence == first_sequences.get(stf.run_id),
+        )
+        ranges = sample(policy_row.policy(), facts) if policy_row else []
+        if not ranges:
+            skipped.append(stf.pk)
+            continue
+        measured, read = _measure(stf, ranges, tf_count)
+        plans.append(SamplePlan(stf, measured, policy_row))
+        bytes_read += read
+    return plans, skipped, bytes_read
+
+
+def _measure(stf: StfFile, ranges: list[TfRange], tf_count: int) -> tuple[list[TfRange], int]:
+    """Real sizes and Adler-32 from the file when it is reachable; else estimated sizes."""
+    context = {"state": stf.state, "substate": stf.substate}
+    try:
+        path = local_path(stf.file_url, stf.stf_filename, fastmon_settings.DATA_ROOTS)
+        measured, read = read_tf_ranges(
+            path,
+            tf_count,
+            [(r.tf_first, r.tf_last) for r in ranges],
+            _tf_boundaries(stf, tf_count, path.stat().st_size),
+        )
+    except (Unreachable, OSError) as exc:
+        stf_size = stf.size_bytes or fastmon_settings.ESTIMATED_STF_SIZE_BYTES
+        return [
+            replace(r, file_size_bytes=stf_size * r.tf_count // tf_count, size_estimated=True,
+                    metadata={**context, "estimated_because": str(exc)})
+            for r in ranges
+        ], 0  # fmt: skip
+    return [
+        replace(r, file_size_bytes=m.size_bytes, checksum=m.checksum, metadata=context)
+        for r, m in zip(ranges, measured, strict=True)
+    ], read
+
+
+def _tf_boundaries(stf: StfFile, tf_count: int, file_size: int) -> list[int] | None:
+    """TF byte offsets when the announcement gave usable ones (``tf_offsets``)."""
+    offsets = stf.metadata.get("stf_ready", {}).get("tf_offsets")
+    if (
+        isinstance(offsets, list)
+        and len(offsets) == tf_count + 1
+        and all(isinstance(o, int) for o in offsets)
+        and offsets == sorted(offsets)
+        and offsets[0] >= 0
+        and offsets[-1] <= file_size
+    ):
+        return offsets
+    return None
+
+
+def current_policy(namespace: str, run_type: str) -> SamplingPolicy | None:
+    """The newest version of the most specific active policy for this namespace and run type
+    (both set, then namespace, then run type, then neither). With no policy at all, the
+    testbed's is created as version 1."""
+    if not SamplingPolicy.objects.exists():
+        SamplingPolicy.objects.get_or_create(
+            name="testbed", version=1,
+            defaults={"description": "The testbed's algorithm, made deterministic."},
+        )  # fmt: skip
+    newest: dict[str, SamplingPolicy] = {}
+    for row in SamplingPolicy.objects.filter(
+        namespace__in={namespace, ""}, run_type__in={run_type, ""}
+    ).order_by("name", "-version"):
+        newest.setdefault(row.name, row)
+    candidates = [row for row in newest.values() if row.active]
+    if not candidates:
+        return None
+    return max(candidates, key=lambda r: (bool(r.namespace), bool(r.run_type), r.name))
+
+
+def save_policy_version(policy: SamplingPolicy, created_by: str = "") -> SamplingPolicy:
+    """Save a policy as a new version: earlier versions stay, as the ledger of what chose past
+    samples."""
+    policy.full_clean(exclude=["version"])
+    with transaction.atomic():
+        latest = (
+            SamplingPolicy.objects.select_for_update()
+            .filter(name=policy.name)
+            .aggregate(version=Max("version"))["version"]
+        )
+        policy.pk = None
+        policy.version = (latest or 0) + 1
+        policy.created_by = created_by
+        policy.save()
+    return policy
+
+
+def sweep_unsampled() -> int:
+    """Enqueue STFs that should have been sampled by now and were not (lost enqueue, lost
+    task); the periodic task calls it. Returns how many were enqueued."""
+    cutoff = timezone.now() - timedelta(seconds=fastmon_settings.SAMPLING_SWEEP_AFTER_S)
+    statuses = [
+        StfFile.Status.READY if kind == "stf_ready" else StfFile.Status.ANNOUNCED
+        for kind in fastmon_settings.SAMPLE_ON
+    ]
+    names = list(
+        StfFile.objects.filter(sampled_at__isnull=True, status__in=statuses, received_at__lt=cutoff)
+        .order_by("id")
+        .values_list("stf_filename", flat=True)[: fastmon_settings.SAMPLING_SWEEP_LIMIT]
+    )
+    enqueue_sampling(names)
+    return len(names)

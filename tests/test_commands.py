@@ -41,9 +41,15 @@ def test_the_demo_runs_on_sqlite_with_nothing_else(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "fastmon.sqlite3").exists()
-    assert "run 101993: run/standby, 2 STFs (1 ready), end_run total 42" in done.stdout
-    assert "swf.101993.000002.stf  seq 2  announced  size 2147483648  checksum ad:3735928559" in (
-        done.stdout
+    assert "run 101993: run/standby, 2 STFs (1 sampled), end_run total 42" in done.stdout
+    # stf_ready makes an STF samplable: sampled in-process (Celery eager), 7 testbed blocks.
+    assert (
+        "swf.101993.000001.stf  seq 1  sampled  size 2147483648  checksum ad:1587633204  "
+        "TF samples 7" in done.stdout
+    )
+    assert (
+        "swf.101993.000002.stf  seq 2  announced  size 2147483648  checksum ad:3735928559  "
+        "TF samples 0" in done.stdout
     )
     assert "dead letters pending: 1" in done.stdout
 

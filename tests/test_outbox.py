@@ -17,7 +17,7 @@ from fastmon.messaging.outbox import outbox_lag, relay_outbox
 from fastmon.messaging.transports import StompTransport
 from fastmon.models import OutboxMessage, StfFile, TfSample
 from fastmon.sampling import TfRange
-from fastmon.services import ingest_message, record_tf_samples
+from fastmon.services import SamplePlan, ingest_message, record_tf_samples
 from fastmon.testing.messages import example, example_body
 from tests.conftest import broker_login
 
@@ -78,8 +78,8 @@ def connected_transport() -> StompTransport:
 
 def test_samples_and_their_announcements_are_stored_together_and_only_once(stf) -> None:
     ranges = [TfRange(37, 58, file_size_bytes=46137344), TfRange(160, 181)]
-    first = record_tf_samples(stf, ranges)
-    again = record_tf_samples(stf, ranges)
+    first = record_tf_samples([SamplePlan(stf, ranges)])
+    again = record_tf_samples([SamplePlan(stf, ranges)])
 
     assert [s.tf_filename for s in first] == [
         "swf.101993.000001_tf_001.tf", "swf.101993.000001_tf_002.tf",
@@ -92,12 +92,12 @@ def test_samples_and_their_announcements_are_stored_together_and_only_once(stf) 
 
 def test_a_range_outside_the_stf_is_refused(stf) -> None:
     with pytest.raises(ValueError, match=r"outside 0\.\.999"):
-        record_tf_samples(stf, [TfRange(990, 1000)])
+        record_tf_samples([SamplePlan(stf, [TfRange(990, 1000)])])
     assert not TfSample.objects.exists() and not OutboxMessage.objects.exists()
 
 
 def test_tf_file_registered_on_the_wire_matches_the_spec_field_by_field(listen, stf) -> None:
-    record_tf_samples(stf, [TfRange(37, 58, file_size_bytes=46137344)])
+    record_tf_samples([SamplePlan(stf, [TfRange(37, 58, file_size_bytes=46137344)])])
     transport = connected_transport()
     assert relay_outbox(transport) == 1
     transport.disconnect()
@@ -118,9 +118,9 @@ def test_tf_file_registered_on_the_wire_matches_the_spec_field_by_field(listen, 
 
 def test_nothing_is_published_for_a_rolled_back_transaction(listen, stf) -> None:
     with pytest.raises(RuntimeError), transaction.atomic():
-        record_tf_samples(stf, [TfRange(0, 9)])
+        record_tf_samples([SamplePlan(stf, [TfRange(0, 9)])])
         raise RuntimeError("the rest of the work failed")
-    record_tf_samples(stf, [TfRange(37, 58)])
+    record_tf_samples([SamplePlan(stf, [TfRange(37, 58)])])
     transport = connected_transport()
     relay_outbox(transport)
     transport.disconnect()
@@ -130,7 +130,7 @@ def test_nothing_is_published_for_a_rolled_back_transaction(listen, stf) -> None
 
 
 def test_messages_wait_while_the_broker_is_away_then_go_out_in_order(listen, stf) -> None:
-    record_tf_samples(stf, [TfRange(n * 100, n * 100 + 9) for n in range(5)])
+    record_tf_samples([SamplePlan(stf, [TfRange(n * 100, n * 100 + 9) for n in range(5)])])
     assert relay_outbox(StompTransport()) == 0  # never connected: nothing leaves
     assert outbox_lag()[0] == 5
 
@@ -143,7 +143,7 @@ def test_messages_wait_while_the_broker_is_away_then_go_out_in_order(listen, stf
 
 
 def test_the_relay_runs_on_its_own_as_a_command(listen, stf, start_consumer, unique_topic) -> None:
-    record_tf_samples(stf, [TfRange(n * 10, n * 10 + 4) for n in range(20)])
+    record_tf_samples([SamplePlan(stf, [TfRange(n * 10, n * 10 + 4) for n in range(20)])])
     relay = start_consumer({"PUBLISH_DESTINATION": unique_topic}, command="fastmon_relay")
     bodies = listen.bodies(20)
     relay.signal(signal.SIGTERM)

@@ -285,7 +285,9 @@ class Consumer:
         while True:
             refresh_db_connections()
             try:
-                result = ingest_batch(InboundMessage(d.body, d.headers) for d in batch)
+                result = ingest_batch(
+                    InboundMessage(d.body, d.headers, d.received_at) for d in batch
+                )
                 break
             except TRANSIENT_DB_ERRORS as exc:
                 if self.stopping.is_set() and stop_deadline is None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.base import BaseCommand
-from django.db.models import Prefetch
+from django.db.models import Count, Prefetch
 
 from fastmon.models import StfFile
 from fastmon.selectors import pending_dead_letters, runs_with_counts
@@ -14,18 +14,21 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         write = self.stdout.write
-        stfs_in_order = Prefetch("stf_files", queryset=StfFile.objects.order_by("sequence"))
+        stfs_in_order = Prefetch(
+            "stf_files",
+            queryset=StfFile.objects.order_by("sequence").annotate(samples=Count("tf_samples")),
+        )
         for run in runs_with_counts().prefetch_related(stfs_in_order):
             write(
                 f"run {run.run_number}: {run.state or '-'}/{run.substate or '-'}, "
-                f"{run.stf_announced} STFs ({run.stf_ready} ready), "
+                f"{run.stf_announced} STFs ({run.stf_sampled} sampled), "
                 f"end_run total {run.total_stf_files if run.total_stf_files is not None else '-'}"
             )
             for stf in run.stf_files.all():
                 write(
                     f"  {stf.stf_filename}  seq {stf.sequence}  {stf.status}  "
                     f"size {stf.size_bytes if stf.size_bytes is not None else '-'}  "
-                    f"checksum {stf.checksum or '-'}"
+                    f"checksum {stf.checksum or '-'}  TF samples {stf.samples}"
                 )
         letters = pending_dead_letters()
         write(f"dead letters pending: {letters.count()}")
