@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -91,11 +92,11 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
 
 
 class ConsumerProcess:
-    """``manage.py run_fastmon`` (or another long-running command) in a subprocess, on the
-    test database, its log in a file."""
+    """``manage.py run_fastmon`` (or another long-running command: ``argv``) in a subprocess of
+    its own session, on the test database, its log in a file."""
 
     def __init__(
-        self, log_path: Path, settings_changes: dict[str, Any], db_port: int | None, command: str
+        self, log_path: Path, settings_changes: dict[str, Any], db_port: int | None, argv: list[str]
     ) -> None:
         self.log_path = log_path
         db = connection.settings_dict
@@ -109,8 +110,8 @@ class ConsumerProcess:
         }
         self.log = log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "manage.py", command],
-            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+            [sys.executable, *argv], cwd=ROOT, env=env, stdout=self.log,
+            stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
 
     def output(self) -> str:
@@ -125,6 +126,12 @@ class ConsumerProcess:
 
     def signal(self, signum: int) -> None:
         self.process.send_signal(signum)
+
+    def kill_all(self) -> None:
+        """SIGKILL the process and every child it started (a Celery worker's pool)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.wait()
 
     def wait(self, timeout: float = 30) -> int:
         try:
@@ -141,18 +148,21 @@ def start_consumer(
     started: list[ConsumerProcess] = []
 
     def start(
-        settings_changes: dict[str, Any], db_port: int | None = None, command: str = "run_fastmon"
+        settings_changes: dict[str, Any],
+        db_port: int | None = None,
+        command: str = "run_fastmon",
+        argv: list[str] | None = None,
     ) -> ConsumerProcess:
         log = tmp_path / f"{command}-{len(started)}.log"
-        consumer = ConsumerProcess(log, settings_changes, db_port, command)
+        argv = argv or ["manage.py", command]
+        consumer = ConsumerProcess(log, settings_changes, db_port, argv)
         started.append(consumer)
         return consumer
 
     yield start
     for consumer in started:
         if consumer.process.poll() is None:
-            consumer.process.kill()
-            consumer.wait()
+            consumer.kill_all()
 
 
 class TcpProxy:

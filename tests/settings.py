@@ -39,7 +39,11 @@ FASTMON = {
 CELERY_BROKER_URL = os.environ.get("FASTMON_TEST_CELERY_BROKER", "redis://127.0.0.1:6379/1")
 CELERY_TASK_IGNORE_RESULT = True
 # A task whose worker vanished goes to another worker after this long (tests kill workers).
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 10}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 10,
+    "unacked_restore_interval": 1,
+    "unacked_restore_throttle": 1,
+}
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",

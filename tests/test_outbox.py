@@ -114,6 +114,8 @@ def test_tf_file_registered_on_the_wire_matches_the_spec_field_by_field(listen, 
     assert body["tf_file_id"] == str(sample.tf_file_id)
     assert len(body["timestamp"]) == len(SPEC["timestamp"])
     assert OutboxMessage.objects.get().sent_at is not None
+    sample.refresh_from_db()
+    assert sample.published_at == OutboxMessage.objects.get().sent_at
 
 
 def test_nothing_is_published_for_a_rolled_back_transaction(listen, stf) -> None:

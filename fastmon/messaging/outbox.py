@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from fastmon.conf import fastmon_settings
 from fastmon.messaging.transports import BrokerError, Outgoing
-from fastmon.models import OutboxMessage
+from fastmon.models import OutboxMessage, TfSample
 
 logger = logging.getLogger("fastmon.outbox")
 
@@ -57,9 +57,13 @@ def relay_outbox(transport: Sender, limit: int | None = None) -> int:
                 attempts=F("attempts") + 1, last_error=str(exc)
             )
             return 0
+        now = timezone.now()
         OutboxMessage.objects.filter(pk__in=pks).update(
-            sent_at=timezone.now(), attempts=F("attempts") + 1, last_error=""
+            sent_at=now, attempts=F("attempts") + 1, last_error=""
         )
+        # The last latency stamp of a TF sample: its announcement left.
+        published = [row.subject for row in rows if row.msg_type == "tf_file_registered"]
+        TfSample.objects.filter(tf_filename__in=published).update(published_at=now)
     return len(rows)
 
 

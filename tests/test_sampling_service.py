@@ -1,0 +1,152 @@
+"""sample_stfs against PostgreSQL: policies, the ledger, real and estimated sizes, idempotency."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.test import override_settings
+
+from fastmon.models import LiveEvent, OutboxMessage, SamplingPolicy, StfFile, TfSample
+from fastmon.sampling import StfFacts, select_ranges
+from fastmon.services import current_policy, ingest_message, sample_stfs, save_policy_version
+from fastmon.storage import read_tf_ranges
+from fastmon.testing.messages import example
+
+pytestmark = pytest.mark.django_db
+
+MIB = 1024**2
+
+
+def announce(number: int, file_url: str = "", size: int = 64 * MIB, **more) -> str:
+    name = f"swf.101993.{number:06d}.stf"
+    body = example("stf_ready", filename=name, sequence=number, file_url=file_url,
+                   size_bytes=size, **more)  # fmt: skip
+    ingest_message(json.dumps(body))
+    return name
+
+
+def write_stf(directory: Path, number: int, size: int = 64 * MIB) -> Path:
+    path = directory / f"swf.101993.{number:06d}.stf"
+    with path.open("wb") as f:
+        f.write(bytes(range(256)) * 4096)  # some data that is not all zeros
+        f.truncate(size)
+    return path
+
+
+@pytest.fixture
+def data_root(tmp_path: Path):
+    with override_settings(FASTMON={**settings.FASTMON, "DATA_ROOTS": [str(tmp_path)]}):
+        yield tmp_path
+
+
+def test_a_reachable_stf_gets_real_sizes_and_checksums_and_a_ledger(data_root: Path) -> None:
+    path = write_stf(data_root, 1)
+    name = announce(1, f"file://{path}")
+    report = sample_stfs([name])
+
+    stf = StfFile.objects.get()
+    samples = list(TfSample.objects.order_by("tf_first"))
+    assert (report.sampled, report.samples) == (1, 7)
+    assert stf.status == StfFile.Status.SAMPLED and stf.sampled_at is not None
+    assert [s.tf_filename for s in samples] == [
+        f"swf.101993.000001_tf_{n:03d}.tf" for n in range(1, 8)
+    ]
+    assert all(not s.size_estimated and s.checksum.startswith("ad:") for s in samples)
+    assert report.bytes_read == sum(s.file_size_bytes for s in samples)
+    assert 0.10 < report.bytes_read / (64 * MIB) < 0.20
+    assert samples[0].metadata == {"state": "run", "substate": "physics"}
+
+    # The ledger re-derives every sample byte for byte: same ranges, same sizes, same Adler-32.
+    policy = samples[0].policy
+    assert (policy.name, policy.version, samples[0].seed) == ("testbed", 1, 0)
+    ranges = select_ranges(policy.policy(), StfFacts(name, 101993, 1, 1000))
+    again, _ = read_tf_ranges(path, 1000, [(r.tf_first, r.tf_last) for r in ranges])
+    assert [(s.tf_first, s.tf_last, s.file_size_bytes, s.checksum) for s in samples] == [
+        (r.tf_first, r.tf_last, m.size_bytes, m.checksum)
+        for r, m in zip(ranges, again, strict=True)
+    ]
+
+
+def test_each_sample_is_announced_through_the_outbox_and_as_a_live_event() -> None:
+    sample_stfs([announce(1)])
+    assert OutboxMessage.objects.filter(msg_type="tf_file_registered").count() == 7
+    events = LiveEvent.objects.filter(kind=LiveEvent.Kind.TF_SAMPLE)
+    assert events.count() == 7
+    assert {e.run_number for e in events} == {101993}
+    first = json.loads(OutboxMessage.objects.order_by("id").first().body)
+    assert first["tf_filename"] == "swf.101993.000001_tf_001.tf"
+
+
+def test_an_unreachable_stf_gets_estimated_sizes_flagged_as_such() -> None:
+    name = announce(1, "file:///nowhere/swf.101993.000001.stf", size=1000 * MIB)
+    sample_stfs([name])
+    samples = TfSample.objects.all()
+    assert all(s.size_estimated for s in samples)
+    assert all(s.file_size_bytes == 1000 * MIB * s.tf_count // 1000 for s in samples)
+    assert "no data roots" in samples[0].metadata["estimated_because"]
+
+
+def test_sampling_twice_adds_nothing(data_root: Path) -> None:
+    name = announce(1, f"file://{write_stf(data_root, 1)}")
+    sample_stfs([name])
+    before = list(TfSample.objects.values_list("tf_filename", "tf_file_id"))
+    report = sample_stfs([name])
+    assert report.sampled == report.samples == 0
+    assert list(TfSample.objects.values_list("tf_filename", "tf_file_id")) == before
+    assert OutboxMessage.objects.count() == 7
+
+
+def test_a_poison_stf_is_given_up_after_the_attempt_limit() -> None:
+    name = announce(1)
+    StfFile.objects.update(sampling_attempts=3)  # three workers died on it already
+    report = sample_stfs([name])
+    assert report.failed == 1 and report.samples == 0
+    assert StfFile.objects.get().status == StfFile.Status.FAILED
+    assert sample_stfs([name]).failed == 0  # and it stays given up
+
+
+def test_a_new_policy_version_is_used_from_then_on_and_the_old_one_kept() -> None:
+    sample_stfs([announce(1)])
+    v1 = SamplingPolicy.objects.get()
+    v1.params = {"partitions": 3, "fraction": 0.05, "size_sigma": 0}
+    v2 = save_policy_version(v1, created_by="shift-crew")
+    assert (v2.name, v2.version, v2.created_by) == ("testbed", 2, "shift-crew")
+
+    sample_stfs([announce(2)])
+    by_stf = {
+        stf: sorted(TfSample.objects.filter(stf__stf_filename=stf).values_list(
+            "policy__version", "tf_count"))
+        for stf in ["swf.101993.000001.stf", "swf.101993.000002.stf"]
+    }  # fmt: skip
+    assert {v for v, _ in by_stf["swf.101993.000001.stf"]} == {1}
+    assert by_stf["swf.101993.000002.stf"] == [(2, 17), (2, 17), (2, 17)]
+    assert SamplingPolicy.objects.count() == 2
+
+
+def test_the_most_specific_active_policy_is_chosen() -> None:
+    generic = SamplingPolicy.objects.create(name="generic")
+    mine = SamplingPolicy.objects.create(name="mine", namespace="epic-fastmon")
+    SamplingPolicy.objects.create(name="cosmics", namespace="epic-fastmon", run_type="cosmics")
+    assert current_policy("epic-fastmon", "physics") == mine
+    assert current_policy("other", "physics") == generic
+    assert current_policy("epic-fastmon", "cosmics").name == "cosmics"
+    mine.active = False
+    save_policy_version(mine)
+    assert current_policy("epic-fastmon", "physics") == generic
+
+
+def test_an_stf_the_policy_does_not_choose_is_marked_skipped() -> None:
+    SamplingPolicy.objects.create(name="none", params={"stf_rate": 0, "always_first_of_run": False})
+    report = sample_stfs([announce(1)])
+    assert report.skipped == 1 and not TfSample.objects.exists()
+    assert StfFile.objects.get().status == StfFile.Status.SKIPPED
+
+
+def test_bad_policy_parameters_are_refused_when_saved() -> None:
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError, match="unknown policy parameters: fractoin"):
+        save_policy_version(SamplingPolicy(name="typo", params={"fractoin": 0.2}))
