@@ -1,6 +1,10 @@
-from django.contrib import admin
+from typing import Any
 
-from fastmon.models import DeadLetter, Run, StfFile, Subscriber, TfSample
+from django.contrib import admin
+from django.http import HttpRequest
+
+from fastmon.models import DeadLetter, Run, SamplingPolicy, StfFile, Subscriber, TfSample
+from fastmon.services import save_policy_version
 
 
 @admin.register(Run)
@@ -44,3 +48,22 @@ class SubscriberAdmin(admin.ModelAdmin):
     list_filter = ["active"]
     search_fields = ["name", "destination"]
     readonly_fields = ["delivered_count", "dropped_count", "last_delivery_at"]
+
+
+@admin.register(SamplingPolicy)
+class SamplingPolicyAdmin(admin.ModelAdmin):
+    """Saving a policy, new or changed, stores a new version; versions are never edited."""
+
+    list_display = ["name", "version", "namespace", "run_type", "active", "created_at",
+                    "created_by"]  # fmt: skip
+    list_filter = ["active", "namespace", "run_type"]
+    search_fields = ["name", "description"]
+    readonly_fields = ["version", "created_at", "created_by"]
+
+    def save_model(
+        self, request: HttpRequest, obj: SamplingPolicy, form: Any, change: bool
+    ) -> None:
+        save_policy_version(obj, created_by=request.user.get_username())
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # TF samples point at their versions: the ledger must stay whole

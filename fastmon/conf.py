@@ -15,6 +15,7 @@ from __future__ import annotations
 import getpass
 import os
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 from django.conf import settings
@@ -33,6 +34,7 @@ def _broker_hosts() -> list[tuple[str, int]]:
     return [(_env("ACTIVEMQ_HOST", "localhost"), int(_env("ACTIVEMQ_PORT", "61613")))]
 
 
+@cache
 def _agent_name() -> str:
     return f"fastmon-agent-{getpass.getuser()}-1"
 

@@ -331,7 +331,7 @@ class LiveEvent(models.Model):
     class Kind(models.TextChoices):
         RUN = "run"
         STF = "stf"
-        TF_SAMPLE = "tf_sample"
+        TF_SAMPLES = "tf_samples", "TF samples of one STF registered"
         DEAD_LETTER = "dead_letter"
         ALARM = "alarm"
 

@@ -14,7 +14,7 @@ import hashlib
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -424,6 +424,7 @@ def record_tf_samples(plans: Sequence[SamplePlan]) -> list[TfSample]:
         for plan in plans
         for number, tf_range in enumerate(plan.ranges, 1)
     ]
+    seeds = {plan.policy.pk: plan.policy.policy().seed for plan in plans if plan.policy}
     with transaction.atomic():
         known = set(
             TfSample.objects.filter(tf_filename__in=[name for _, name, _ in named]).values_list(
@@ -442,70 +443,89 @@ def record_tf_samples(plans: Sequence[SamplePlan]) -> list[TfSample]:
                 metadata=dict(tf_range.metadata),
                 size_estimated=tf_range.size_estimated,
                 policy=plan.policy,
-                seed=plan.policy.policy().seed if plan.policy else None,
+                seed=seeds[plan.policy.pk] if plan.policy else None,
             )
             for plan, name, tf_range in named
             if name not in known
         ]
         bulk_insert(TfSample, samples)  # sets created_at on each
+        destination = fastmon_settings.PUBLISH_DESTINATION
+        announce = tf_file_registered_bodies()
         bulk_insert(
             OutboxMessage,
             [
                 OutboxMessage(
-                    destination=fastmon_settings.PUBLISH_DESTINATION,
+                    destination=destination,
                     msg_type="tf_file_registered",
                     subject=sample.tf_filename,
-                    body=json.dumps(tf_file_registered_body(sample.stf, sample)),
+                    body=json.dumps(announce(sample.stf, sample)),
                 )
                 for sample in samples
             ],
         )
-        bulk_insert(LiveEvent, [_tf_sample_event(sample) for sample in samples])
+        by_stf: dict[int, list[TfSample]] = {}
+        for sample in samples:
+            by_stf.setdefault(sample.stf_id, []).append(sample)
+        bulk_insert(LiveEvent, [_tf_samples_event(group) for group in by_stf.values()])
     return samples
 
 
-def _tf_sample_event(sample: TfSample) -> LiveEvent:
-    run = sample.stf.run
+def _tf_samples_event(samples: list[TfSample]) -> LiveEvent:
+    """One live event per STF, carrying all the samples registered for it."""
+    stf = samples[0].stf
     return LiveEvent(
-        kind=LiveEvent.Kind.TF_SAMPLE,
-        run_number=run.run_number if run else None,
+        kind=LiveEvent.Kind.TF_SAMPLES,
+        run_number=stf.run.run_number if stf.run else None,
         payload={
-            "tf_filename": sample.tf_filename,
-            "stf_filename": sample.stf.stf_filename,
-            "tf_first": sample.tf_first,
-            "tf_last": sample.tf_last,
-            "tf_count": sample.tf_count,
-            "file_size_bytes": sample.file_size_bytes,
-            "size_estimated": sample.size_estimated,
-            "status": sample.status,
-            "created_at": sample.created_at.isoformat(),
+            "stf_filename": stf.stf_filename,
+            "samples": [
+                {
+                    "tf_filename": sample.tf_filename,
+                    "tf_first": sample.tf_first,
+                    "tf_last": sample.tf_last,
+                    "tf_count": sample.tf_count,
+                    "file_size_bytes": sample.file_size_bytes,
+                    "size_estimated": sample.size_estimated,
+                    "status": sample.status,
+                    "created_at": sample.created_at.isoformat(),
+                }
+                for sample in samples
+            ],
         },
     )
 
 
-def tf_file_registered_body(stf: StfFile, sample: TfSample) -> dict[str, Any]:
-    """The spec's ``tf_file_registered``, field by field. Never ``agent_name`` beside
-    ``status``: swf-monitor would take the body for an agent heartbeat."""
-    run = stf.run
+def tf_file_registered_bodies() -> Callable[[StfFile, TfSample], dict[str, Any]]:
+    """A maker of the spec's ``tf_file_registered`` bodies, with the settings read once.
+
+    Never ``agent_name`` beside ``status`` in a body: swf-monitor would take it for an agent
+    heartbeat.
+    """
     agent = fastmon_settings.AGENT_NAME
-    created = timezone.localtime(sample.created_at).replace(tzinfo=None)
-    return {
-        "msg_type": "tf_file_registered",
-        "namespace": fastmon_settings.NAMESPACE or (run.namespace if run else "") or None,
-        "run_id": run.run_number if run else None,
-        "execution_id": (run.execution_id if run else "") or None,
-        "processed_by": agent,
-        "sender": agent,
-        "tf_file_id": str(sample.tf_file_id),
-        "tf_filename": sample.tf_filename,
-        "tf_first": sample.tf_first,
-        "tf_last": sample.tf_last,
-        "tf_count": sample.tf_count,
-        "file_size_bytes": sample.file_size_bytes,
-        "stf_filename": stf.stf_filename,
-        "status": sample.status,
-        "timestamp": created.isoformat(),
-    }
+    namespace = fastmon_settings.NAMESPACE
+
+    def body(stf: StfFile, sample: TfSample) -> dict[str, Any]:
+        run = stf.run
+        created = timezone.localtime(sample.created_at).replace(tzinfo=None)
+        return {
+            "msg_type": "tf_file_registered",
+            "namespace": namespace or (run.namespace if run else "") or None,
+            "run_id": run.run_number if run else None,
+            "execution_id": (run.execution_id if run else "") or None,
+            "processed_by": agent,
+            "sender": agent,
+            "tf_file_id": str(sample.tf_file_id),
+            "tf_filename": sample.tf_filename,
+            "tf_first": sample.tf_first,
+            "tf_last": sample.tf_last,
+            "tf_count": sample.tf_count,
+            "file_size_bytes": sample.file_size_bytes,
+            "stf_filename": stf.stf_filename,
+            "status": sample.status,
+            "timestamp": created.isoformat(),
+        }
+
+    return body
 
 
 # -- sampling -----------------------------------------------------------------------------------

@@ -70,12 +70,15 @@ def test_a_reachable_stf_gets_real_sizes_and_checksums_and_a_ledger(data_root: P
     ]
 
 
-def test_each_sample_is_announced_through_the_outbox_and_as_a_live_event() -> None:
+def test_each_sample_is_announced_through_the_outbox_and_in_a_live_event() -> None:
     sample_stfs([announce(1)])
     assert OutboxMessage.objects.filter(msg_type="tf_file_registered").count() == 7
-    events = LiveEvent.objects.filter(kind=LiveEvent.Kind.TF_SAMPLE)
-    assert events.count() == 7
-    assert {e.run_number for e in events} == {101993}
+    [event] = LiveEvent.objects.filter(kind=LiveEvent.Kind.TF_SAMPLES)
+    assert event.run_number == 101993
+    assert event.payload["stf_filename"] == "swf.101993.000001.stf"
+    assert [s["tf_filename"] for s in event.payload["samples"]] == [
+        f"swf.101993.000001_tf_{n:03d}.tf" for n in range(1, 8)
+    ]
     first = json.loads(OutboxMessage.objects.order_by("id").first().body)
     assert first["tf_filename"] == "swf.101993.000001_tf_001.tf"
 

@@ -1,0 +1,35 @@
+"""The admin: a changed sampling policy is saved as a new version."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import User
+
+from fastmon.models import SamplingPolicy
+
+pytestmark = pytest.mark.django_db
+
+
+def test_editing_a_policy_in_the_admin_saves_a_new_version(client) -> None:
+    client.force_login(User.objects.create_superuser("crew", "crew@example.org", "pw"))
+    v1 = SamplingPolicy.objects.create(name="testbed")
+    response = client.post(
+        f"/admin/fastmon/samplingpolicy/{v1.pk}/change/",
+        {"name": "testbed", "description": "fewer TFs", "params": '{"fraction": 0.05}',
+         "namespace": "", "run_type": "", "active": "on"},
+    )  # fmt: skip
+    assert response.status_code == 302, response.content.decode()[:2000]
+    versions = list(SamplingPolicy.objects.order_by("version").values_list(
+        "version", "params", "created_by"))  # fmt: skip
+    assert versions == [(1, {}, ""), (2, {"fraction": 0.05}, "crew")]
+
+
+def test_a_policy_with_bad_parameters_is_refused_in_the_form(client) -> None:
+    client.force_login(User.objects.create_superuser("crew", "crew@example.org", "pw"))
+    response = client.post(
+        "/admin/fastmon/samplingpolicy/add/",
+        {"name": "x", "params": '{"fraction": 7}', "namespace": "", "run_type": "", "active": "on"},
+    )
+    assert response.status_code == 200
+    assert "fraction must be above 0 and at most 1" in response.content.decode()
+    assert not SamplingPolicy.objects.exists()
