@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import queue
 import signal
 import subprocess
 import uuid
@@ -11,11 +10,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
-import stomp
 
 from fastmon.conf import fastmon_settings
 from fastmon.messaging.consumer import backoff_delay
 from fastmon.models import DeadLetter, Run, StfFile
+from fastmon.testing.broker import publish as send
+from fastmon.testing.broker import subscribed
 from fastmon.testing.messages import RUN_ORDER, example, example_body
 from tests.conftest import ROOT, ConsumerProcess, TcpProxy, broker_login, wait_until
 
@@ -30,22 +30,7 @@ def stf_gen(number: int) -> str:
 
 
 def publish(destination: str, bodies: Iterable[str], address: tuple[str, int]) -> None:
-    """Persistent sends on a connection of their own, confirmed by a receipt at the end."""
-    connection = stomp.Connection([address])
-    receipts: queue.Queue[str] = queue.Queue()
-
-    class Receipts(stomp.ConnectionListener):
-        def on_receipt(self, frame: stomp.utils.Frame) -> None:
-            receipts.put(frame.headers["receipt-id"])
-
-    connection.set_listener("receipts", Receipts())
-    connection.connect(*broker_login(), wait=True)
-    for body in bodies:
-        connection.send(destination, body, headers={"persistent": "true"})
-    connection.send(destination, json.dumps({"msg_type": "test_end"}),
-                    headers={"persistent": "true", "receipt": "end"})  # fmt: skip
-    assert receipts.get(timeout=30) == "end"
-    connection.disconnect()
+    send(address, broker_login(), destination, bodies)
 
 
 def consumer_settings(topic: str, **changes: Any) -> dict[str, Any]:
@@ -61,31 +46,23 @@ def consumer_settings(topic: str, **changes: Any) -> dict[str, Any]:
 
 
 def leftover_on_durable_subscription(
-    address: tuple[str, int], client_id: str, topic: str, wait: float = 2.0
+    address: tuple[str, int], client_id: str, topic: str
 ) -> list[bytes]:
     """What the broker still holds for a durable subscription (each frame acked here)."""
-    frames: queue.Queue = queue.Queue()
-
-    class Collect(stomp.ConnectionListener):
-        def on_message(self, frame: stomp.utils.Frame) -> None:
-            frames.put(frame)
-
-    connection = stomp.Connection([address], auto_decode=False)
-    connection.set_listener("collect", Collect())
-    connection.connect(*broker_login(), wait=True, headers={"client-id": client_id})
     name = f"fastmon.{topic.removeprefix('/topic/')}"
-    connection.subscribe(topic, id="1", ack="client-individual",
-                         headers={"activemq.subscriptionName": name})  # fmt: skip
-    bodies = []
-    try:
-        while True:
-            frame = frames.get(timeout=wait)
+    durable = {"activemq.subscriptionName": name}
+    with subscribed(
+        address,
+        broker_login(),
+        topic,
+        client_id=client_id,
+        ack="client-individual",
+        headers=durable,
+    ) as (connection, collector):
+        frames = collector.frames_received(0, settle=2.0)
+        for frame in frames:
             connection.ack(frame.headers["message-id"], frame.headers["subscription"])
-            bodies.append(frame.body)
-    except queue.Empty:
-        pass
-    connection.disconnect()
-    return bodies
+    return [frame.body for frame in frames]
 
 
 def stored_stf_names() -> set[str]:

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import queue
 import signal
-import time
 
 import pytest
-import stomp
 from django.conf import settings
 from django.db import transaction
 from django.test import override_settings
@@ -18,6 +14,7 @@ from fastmon.messaging.transports import StompTransport
 from fastmon.models import OutboxMessage, StfFile, TfSample
 from fastmon.sampling import TfRange
 from fastmon.services import SamplePlan, ingest_message, record_tf_samples
+from fastmon.testing.broker import subscribed
 from fastmon.testing.messages import example, example_body
 from tests.conftest import broker_login
 
@@ -26,41 +23,15 @@ pytestmark = pytest.mark.django_db(transaction=True)
 SPEC = example("tf_file_registered")
 
 
-class Collect(stomp.ConnectionListener):
-    def __init__(self) -> None:
-        self.frames: queue.Queue = queue.Queue()
-        self.receipts: queue.Queue = queue.Queue()
-
-    def on_message(self, frame: stomp.utils.Frame) -> None:
-        self.frames.put(frame)
-
-    def on_receipt(self, frame: stomp.utils.Frame) -> None:
-        self.receipts.put(frame.headers["receipt-id"])
-
-    def bodies(self, expected: int, timeout: float = 15.0, settle: float = 0.5) -> list[dict]:
-        """Wait for ``expected`` bodies, then ``settle`` seconds more for any extra one."""
-        received, deadline = [], time.monotonic() + timeout
-        while (wait := deadline - time.monotonic() if len(received) < expected else settle) > 0:
-            try:
-                received.append(json.loads(self.frames.get(timeout=wait).body))
-            except queue.Empty:
-                break
-        return received
-
-
 @pytest.fixture
 def listen(stomp_address: tuple[str, int], unique_topic: str):
     """A subscriber on the topic fastmon publishes to in these tests."""
-    connection = stomp.Connection([stomp_address])
-    collect = Collect()
-    connection.set_listener("collect", collect)
-    connection.connect(*broker_login(), wait=True)
-    connection.subscribe(unique_topic, id="1", headers={"receipt": "ready"})
-    assert collect.receipts.get(timeout=10) == "ready"
     changes = {"PUBLISH_DESTINATION": unique_topic, "AGENT_NAME": "fastmon-agent-daq-12"}
-    with override_settings(FASTMON={**settings.FASTMON, **changes}):
-        yield collect
-    connection.disconnect()
+    with (
+        subscribed(stomp_address, broker_login(), unique_topic) as (_, collector),
+        override_settings(FASTMON={**settings.FASTMON, **changes}),
+    ):
+        yield collector
 
 
 @pytest.fixture
@@ -102,7 +73,7 @@ def test_tf_file_registered_on_the_wire_matches_the_spec_field_by_field(listen, 
     assert relay_outbox(transport) == 1
     transport.disconnect()
 
-    [body] = listen.bodies(1)
+    [body] = listen.json_bodies(1)
     assert set(body) == set(SPEC)
     assert "agent_name" not in body
     sample = TfSample.objects.get()
@@ -127,7 +98,7 @@ def test_nothing_is_published_for_a_rolled_back_transaction(listen, stf) -> None
     relay_outbox(transport)
     transport.disconnect()
 
-    assert [b["tf_first"] for b in listen.bodies(1)] == [37]
+    assert [b["tf_first"] for b in listen.json_bodies(1)] == [37]
     assert TfSample.objects.count() == 1
 
 
@@ -140,14 +111,14 @@ def test_messages_wait_while_the_broker_is_away_then_go_out_in_order(listen, stf
     assert relay_outbox(transport, limit=2) == 2
     assert relay_outbox(transport) == 3
     transport.disconnect()
-    assert [b["tf_first"] for b in listen.bodies(5)] == [0, 100, 200, 300, 400]
+    assert [b["tf_first"] for b in listen.json_bodies(5)] == [0, 100, 200, 300, 400]
     assert outbox_lag() == (0, None)
 
 
 def test_the_relay_runs_on_its_own_as_a_command(listen, stf, start_consumer, unique_topic) -> None:
     record_tf_samples([SamplePlan(stf, [TfRange(n * 10, n * 10 + 4) for n in range(20)])])
     relay = start_consumer({"PUBLISH_DESTINATION": unique_topic}, command="fastmon_relay")
-    bodies = listen.bodies(20)
+    bodies = listen.json_bodies(20)
     relay.signal(signal.SIGTERM)
     assert relay.wait(timeout=15) == 0
     assert [b["tf_first"] for b in bodies] == [n * 10 for n in range(20)]

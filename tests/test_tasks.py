@@ -6,13 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 
-from fastmon.models import StfFile, TfSample
+from fastmon.models import OutboxMessage, StfFile, TfSample
 from fastmon.services import InboundMessage, ingest_batch
-from fastmon.tasks import sample_stfs
+from fastmon.tasks import periodic_checks, relay_outbox_task, sample_stfs
+from fastmon.testing.broker import subscribed
 from fastmon.testing.messages import example
 from tests.celery import app
-from tests.conftest import wait_until
+from tests.conftest import broker_login, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -76,3 +78,32 @@ def test_a_task_whose_worker_is_killed_is_done_by_the_next_worker(
     assert TfSample.objects.count() == 84
     assert set(StfFile.objects.values_list("sampling_attempts", flat=True)) == {2}
     second.kill_all()
+
+
+@pytest.fixture
+def eager():
+    """Tasks run where they are enqueued, for tests of what enqueues them."""
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = False
+
+
+def test_the_periodic_checks_resample_stfs_left_unsampled(eager) -> None:
+    from django.test import override_settings
+
+    with override_settings(FASTMON={**django_settings.FASTMON, "SAMPLING_ENABLED": False}):
+        ingest_batch([InboundMessage(json.dumps(example("stf_ready")))])  # enqueue "lost"
+    assert StfFile.objects.get().status == StfFile.Status.READY
+
+    with override_settings(FASTMON={**django_settings.FASTMON, "SAMPLING_SWEEP_AFTER_S": 0}):
+        assert periodic_checks.delay().get() == {"enqueued_for_sampling": 1}
+    assert StfFile.objects.get().status == StfFile.Status.SAMPLED
+    assert TfSample.objects.count() == 7
+
+
+def test_the_relay_task_publishes_the_outbox(eager, stomp_address, unique_topic) -> None:
+    OutboxMessage.objects.create(destination=unique_topic, body='{"msg_type": "x"}')
+    with subscribed(stomp_address, broker_login(), unique_topic) as (_, collector):
+        assert relay_outbox_task.delay().get() == 1
+        assert collector.json_bodies(1) == [{"msg_type": "x"}]
+    assert OutboxMessage.objects.get().sent_at is not None
