@@ -3,7 +3,13 @@
 import os
 from pathlib import Path
 
-from fastmon.testing.site import INSTALLED_APPS, MIDDLEWARE, TEMPLATES  # noqa: F401
+from fastmon.testing.site import (  # noqa: F401
+    INSTALLED_APPS,
+    MIDDLEWARE,
+    REST_FRAMEWORK,
+    SPECTACULAR_SETTINGS,
+    TEMPLATES,
+)
 
 DATA_DIR = Path(os.environ.get("FASTMON_DEMO_DIR", Path.cwd() / ".fastmon-demo"))
 DATA_DIR.mkdir(parents=True, exist_ok=True)

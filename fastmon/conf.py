@@ -101,6 +101,13 @@ DEFAULTS: dict[str, Any | Callable[[], Any]] = {
     "DATA_ROOTS": [],
     # STF size assumed for estimates when neither the file nor the announcement gives one.
     "ESTIMATED_STF_SIZE_BYTES": 2 * 1024**3,
+    # API: how clients log in (swf-monitor's Session and Token), and the largest list sent
+    # whole when a client gives no ?limit= (swf-monitor's fastmon-files are unpaginated).
+    "API_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "API_MAX_UNPAGINATED": 10000,
     # swf-monitor, for heartbeats and registering samples there (None: off).
     "SWF_MONITOR_URL": lambda: _env("SWF_MONITOR_URL"),
     "SWF_API_TOKEN": lambda: _env("SWF_API_TOKEN"),

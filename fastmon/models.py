@@ -124,6 +124,11 @@ class TfSample(models.Model):
     stf = models.ForeignKey(
         StfFile, on_delete=models.CASCADE, related_name="tf_samples", db_index=False
     )
+    # The STF's run, kept here too: samples are read by run, newest first, and partitioned by
+    # run when the table outgrows one index.
+    run = models.ForeignKey(
+        Run, null=True, blank=True, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     tf_first = models.PositiveIntegerField()
     tf_last = models.PositiveIntegerField()
     tf_count = models.PositiveIntegerField()
@@ -149,6 +154,7 @@ class TfSample(models.Model):
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["stf", "tf_first"], name="fastmon_tf_stf_first_idx"),
+            models.Index(fields=["run", "-created_at"], name="fastmon_tf_run_created_idx"),
             models.Index(fields=["status", "-created_at"], name="fastmon_tf_status_idx"),
             models.Index(fields=["-created_at"], name="fastmon_tf_created_idx"),
         ]
@@ -241,7 +247,9 @@ class Subscriber(models.Model):
     dropped_count = models.PositiveBigIntegerField(default=0)
     last_delivery_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.CharField(max_length=150, blank=True, default="")
     updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.CharField(max_length=150, blank=True, default="")
 
     class Meta:
         ordering = ["name"]

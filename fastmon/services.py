@@ -434,6 +434,7 @@ def record_tf_samples(plans: Sequence[SamplePlan]) -> list[TfSample]:
         samples = [
             TfSample(
                 stf=plan.stf,
+                run_id=plan.stf.run_id,
                 tf_filename=name,
                 tf_first=tf_range.tf_first,
                 tf_last=tf_range.tf_last,
@@ -721,3 +722,38 @@ def sweep_unsampled() -> int:
     )
     enqueue_sampling(names)
     return len(names)
+
+
+# -- dead letters -------------------------------------------------------------------------------
+
+
+class NotPending(Exception):
+    """The dead letter was already replayed or discarded."""
+
+
+def replay_dead_letter(letter_id: int, by: str) -> MessageResult:
+    """Ingest a dead letter's body again, as it arrived (after a fix upstream or here). If it
+    is refused again, the letter stays pending, one occurrence more, and the result says why."""
+    with transaction.atomic():
+        letter = _pending_letter(letter_id)
+        result = ingest_batch([InboundMessage(letter.raw_body(), letter.headers)]).results[0]
+        if result.outcome is not Outcome.DEAD_LETTERED:
+            _resolve(letter, DeadLetter.Status.REPLAYED, by)
+    return result
+
+
+def discard_dead_letter(letter_id: int, by: str) -> None:
+    with transaction.atomic():
+        _resolve(_pending_letter(letter_id), DeadLetter.Status.DISCARDED, by)
+
+
+def _pending_letter(letter_id: int) -> DeadLetter:
+    letter = DeadLetter.objects.select_for_update().get(pk=letter_id)
+    if letter.status != DeadLetter.Status.PENDING:
+        raise NotPending(f"dead letter {letter_id} was already {letter.status}")
+    return letter
+
+
+def _resolve(letter: DeadLetter, status: str, by: str) -> None:
+    letter.status, letter.resolved_at, letter.resolved_by = status, timezone.now(), by
+    letter.save(update_fields=["status", "resolved_at", "resolved_by"])

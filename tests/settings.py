@@ -6,7 +6,13 @@ Start them with ``scripts/services.sh up``. Each can be pointed elsewhere by env
 import json
 import os
 
-from fastmon.testing.site import INSTALLED_APPS, MIDDLEWARE, TEMPLATES  # noqa: F401
+from fastmon.testing.site import (  # noqa: F401
+    INSTALLED_APPS,
+    MIDDLEWARE,
+    REST_FRAMEWORK,
+    SPECTACULAR_SETTINGS,
+    TEMPLATES,
+)
 
 SECRET_KEY = "fastmon-tests"
 DEBUG = False

@@ -1,0 +1,1 @@
+"""fastmon's REST API (DRF): swf-monitor-compatible fastmon-files, and far more."""

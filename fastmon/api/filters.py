@@ -1,0 +1,46 @@
+"""Filters of the API's lists (django-filter); each one is backed by an index."""
+
+from __future__ import annotations
+
+import django_filters as filters
+
+from fastmon.models import DeadLetter, Run, StfFile, TfSample
+
+
+class TfSampleFilter(filters.FilterSet):
+    """swf-monitor's filters (tf_filename, stf_filename, status), then fastmon's."""
+
+    stf_filename = filters.CharFilter(field_name="stf__stf_filename")
+    run_number = filters.NumberFilter(field_name="run__run_number")
+    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = TfSample
+        fields = ["tf_filename", "stf_filename", "status", "run_number", "size_estimated"]
+
+
+class RunFilter(filters.FilterSet):
+    class Meta:
+        model = Run
+        fields = ["run_number", "state", "substate", "namespace"]
+
+
+class StfFileFilter(filters.FilterSet):
+    run_number = filters.NumberFilter(field_name="run__run_number")
+    sequence_min = filters.NumberFilter(field_name="sequence", lookup_expr="gte")
+    sequence_max = filters.NumberFilter(field_name="sequence", lookup_expr="lte")
+    received_after = filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="gte")
+    received_before = filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="lt")
+
+    class Meta:
+        model = StfFile
+        fields = ["stf_filename", "run_number", "status", "state", "substate"]
+
+
+class DeadLetterFilter(filters.FilterSet):
+    received_after = filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="gte")
+
+    class Meta:
+        model = DeadLetter
+        fields = ["status", "reason_code", "msg_type", "destination"]

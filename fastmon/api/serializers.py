@@ -1,0 +1,111 @@
+"""What the API shows of each model. TfSample keeps swf-monitor's FastMonFile field names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import serializers
+
+from fastmon.messaging.transports import validate_destination
+from fastmon.models import DeadLetter, LiveEvent, Run, SamplingPolicy, StfFile, Subscriber, TfSample
+
+
+class FastMonFileSerializer(serializers.ModelSerializer):
+    """swf-monitor's ``/api/fastmon-files/`` fields, same names and meaning, then fastmon's."""
+
+    stf_file = serializers.CharField(source="stf.stf_filename", read_only=True)
+    run_number = serializers.IntegerField(source="run.run_number", read_only=True, default=None)
+    policy = serializers.StringRelatedField(read_only=True)
+
+    class Meta:
+        model = TfSample
+        fields = [
+            "tf_file_id", "stf_file", "tf_filename", "tf_first", "tf_last", "tf_count",
+            "file_size_bytes", "checksum", "status", "metadata", "created_at", "updated_at",
+            "run_number", "size_estimated", "policy", "seed", "published_at",
+        ]  # fmt: skip
+        # Downstream agents move a sample along (processing, processed, done, failed).
+        read_only_fields = [f for f in fields if f not in {"status", "metadata"}]
+
+
+class RunSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Run
+        fields = [
+            "run_number", "namespace", "execution_id", "state", "substate", "state_changed_at",
+            "run_conditions", "imminent_at", "started_at", "ended_at", "total_stf_files",
+            "created_at", "updated_at",
+        ]  # fmt: skip
+
+
+class StfFileSerializer(serializers.ModelSerializer):
+    run_number = serializers.IntegerField(source="run.run_number", read_only=True, default=None)
+
+    class Meta:
+        model = StfFile
+        fields = [
+            "stf_filename", "run_number", "sequence", "size_bytes", "checksum", "file_url",
+            "tf_count", "state", "substate", "status", "started_at", "ended_at", "broker_at",
+            "received_at", "committed_at", "sampled_at", "sampling_attempts", "metadata",
+        ]  # fmt: skip
+
+
+class SamplingPolicySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = SamplingPolicy
+        fields = [
+            "id", "name", "version", "description", "params", "namespace", "run_type",
+            "active", "created_at", "created_by",
+        ]  # fmt: skip
+        read_only_fields = ["version", "created_at", "created_by"]
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        try:
+            SamplingPolicy(**attrs).policy()
+        except (TypeError, ValueError) as exc:
+            raise serializers.ValidationError({"params": str(exc)}) from exc
+        return attrs
+
+
+class SubscriberSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Subscriber
+        fields = [
+            "id", "name", "destination", "filters", "fraction", "active", "delivered_count",
+            "dropped_count", "last_delivery_at", "created_at", "created_by", "updated_at",
+            "updated_by",
+        ]  # fmt: skip
+        read_only_fields = [
+            "delivered_count", "dropped_count", "last_delivery_at", "created_at", "created_by",
+            "updated_at", "updated_by",
+        ]  # fmt: skip
+
+    def validate_destination(self, value: str) -> str:
+        try:
+            validate_destination(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from exc
+        return value
+
+    def validate_fraction(self, value: float) -> float:
+        if not 0 <= value <= 1:
+            raise serializers.ValidationError("fraction must be between 0 and 1")
+        return value
+
+
+class DeadLetterSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = DeadLetter
+        fields = [
+            "id", "received_at", "last_received_at", "occurrences", "destination", "msg_type",
+            "reason_code", "reason", "headers", "body", "body_encoding", "body_size", "status",
+            "resolved_at", "resolved_by",
+        ]  # fmt: skip
+
+
+class LiveEventSerializer(serializers.ModelSerializer):
+    sequence = serializers.IntegerField(source="id")
+
+    class Meta:
+        model = LiveEvent
+        fields = ["sequence", "kind", "run_number", "payload", "created_at"]

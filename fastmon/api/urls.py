@@ -1,0 +1,20 @@
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from fastmon.api import views
+
+router = DefaultRouter()
+router.register("fastmon-files", views.FastMonFileViewSet, basename="fastmon-file")
+router.register("runs", views.RunViewSet, basename="run")
+router.register("stf-files", views.StfFileViewSet, basename="stf-file")
+router.register("sampling-policies", views.SamplingPolicyViewSet, basename="sampling-policy")
+router.register("subscribers", views.SubscriberViewSet, basename="subscriber")
+router.register("dead-letters", views.DeadLetterViewSet, basename="dead-letter")
+router.register("events", views.EventViewSet, basename="event")
+
+urlpatterns = [
+    path("schema/", SpectacularAPIView.as_view(urlconf="fastmon.api.urls"), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="fastmon:api-schema"), name="api-docs"),
+    path("", include(router.urls)),
+]

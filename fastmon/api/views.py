@@ -1,0 +1,206 @@
+"""API views: thin, each reads through a selector or calls one service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from django.utils.module_loading import import_string
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.pagination import CursorPagination, LimitOffsetPagination
+from rest_framework.permissions import IsAuthenticatedOrReadOnly
+from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework_csv.renderers import CSVRenderer
+
+from fastmon import selectors, services
+from fastmon.api import filters
+from fastmon.api.serializers import (
+    DeadLetterSerializer,
+    FastMonFileSerializer,
+    LiveEventSerializer,
+    RunSerializer,
+    SamplingPolicySerializer,
+    StfFileSerializer,
+    SubscriberSerializer,
+)
+from fastmon.conf import fastmon_settings
+from fastmon.models import DeadLetter, Run, SamplingPolicy, StfFile, Subscriber
+
+
+class ListCSVRenderer(CSVRenderer):
+    """``?format=csv``: the rows of a list, paginated or not, with the list's filters."""
+
+    def render(self, data: Any, *args: Any, **kwargs: Any) -> bytes:
+        if isinstance(data, dict) and "results" in data:
+            data = data["results"]
+        return super().render(data, *args, **kwargs)
+
+
+class NewestFirst(CursorPagination):
+    """Large lists: cursor pages, stable under inserts and cheap at any depth."""
+
+    ordering = "-id"
+    page_size = 100
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+
+
+class UnpaginatedUnlessLimit(LimitOffsetPagination):
+    """swf-monitor's behaviour: the whole list unless ``?limit=`` is given. A whole list past
+    API_MAX_UNPAGINATED rows is refused with a hint rather than sent."""
+
+    max_limit = 10000
+
+    def paginate_queryset(self, queryset: QuerySet, request: Request, view: Any = None) -> Any:
+        if self.get_limit(request) is None:
+            maximum = fastmon_settings.API_MAX_UNPAGINATED
+            if queryset[maximum : maximum + 1].exists():
+                raise ValidationError(
+                    f"more than {maximum} rows match: add ?limit= (and ?offset=) or filters"
+                )
+        return super().paginate_queryset(queryset, request, view)
+
+
+class FastmonViewSet(viewsets.GenericViewSet):
+    """Auth as swf-monitor: Session and Token, anyone reads, writes need a login."""
+
+    permission_classes = [IsAuthenticatedOrReadOnly]
+    filter_backends = [DjangoFilterBackend]
+    renderer_classes = [JSONRenderer, BrowsableAPIRenderer, ListCSVRenderer]
+    pagination_class = NewestFirst
+
+    def get_authenticators(self) -> list[Any]:
+        return [import_string(path)() for path in fastmon_settings.API_AUTHENTICATION_CLASSES]
+
+    def user_name(self) -> str:
+        return self.request.user.get_username()
+
+
+class FastMonFileViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                         mixins.UpdateModelMixin, FastmonViewSet):  # fmt: skip
+    """TF samples, as swf-monitor's ``/api/fastmon-files/`` serves them (PATCH: status,
+    metadata)."""
+
+    queryset = selectors.tf_samples()
+    serializer_class = FastMonFileSerializer
+    filterset_class = filters.TfSampleFilter
+    pagination_class = UnpaginatedUnlessLimit
+    lookup_field = "tf_file_id"
+    http_method_names = ["get", "patch", "head", "options"]
+
+
+class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, FastmonViewSet):
+    queryset = Run.objects.all()
+    serializer_class = RunSerializer
+    filterset_class = filters.RunFilter
+    lookup_field = "run_number"
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @action(detail=True, renderer_classes=[JSONRenderer, BrowsableAPIRenderer])
+    def statistics(self, request: Request, run_number: str) -> Response:
+        """Samples, achieved fraction, sizes, latency per stage, samples by machine state,
+        sequence gaps."""
+        return Response(selectors.run_statistics(self.get_object()))
+
+
+class StfFileViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, FastmonViewSet):
+    queryset = StfFile.objects.select_related("run")
+    serializer_class = StfFileSerializer
+    filterset_class = filters.StfFileFilter
+    lookup_field = "stf_filename"
+    lookup_value_regex = "[^/]+"
+
+
+class SamplingPolicyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
+                            mixins.CreateModelMixin, mixins.UpdateModelMixin,
+                            FastmonViewSet):  # fmt: skip
+    """Policies and their versions. Creating or changing one stores a new version."""
+
+    queryset = SamplingPolicy.objects.all()
+    serializer_class = SamplingPolicySerializer
+    filterset_fields = ["name", "namespace", "run_type", "active"]
+
+    def perform_create(self, serializer: serializers.BaseSerializer) -> None:
+        policy = SamplingPolicy(**serializer.validated_data)
+        serializer.instance = services.save_policy_version(policy, created_by=self.user_name())
+
+    def perform_update(self, serializer: serializers.BaseSerializer) -> None:
+        policy = SamplingPolicy.objects.get(pk=serializer.instance.pk)
+        for name, value in serializer.validated_data.items():
+            setattr(policy, name, value)
+        serializer.instance = services.save_policy_version(policy, created_by=self.user_name())
+
+
+class SubscriberViewSet(viewsets.ModelViewSet, FastmonViewSet):
+    queryset = Subscriber.objects.all()
+    serializer_class = SubscriberSerializer
+    filterset_fields = ["name", "active"]
+
+    def perform_create(self, serializer: serializers.BaseSerializer) -> None:
+        serializer.save(created_by=self.user_name(), updated_by=self.user_name())
+
+    def perform_update(self, serializer: serializers.BaseSerializer) -> None:
+        serializer.save(updated_by=self.user_name())
+
+
+class DeadLetterViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, FastmonViewSet):
+    """Messages fastmon could not use. Replay ingests one again; discard closes it."""
+
+    queryset = DeadLetter.objects.all()
+    serializer_class = DeadLetterSerializer
+    filterset_class = filters.DeadLetterFilter
+
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    @action(detail=True, methods=["post"])
+    def replay(self, request: Request, pk: str) -> Response:
+        letter = self.get_object()
+        try:
+            result = services.replay_dead_letter(letter.pk, by=self.user_name())
+        except services.NotPending as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        stored = result.outcome is not services.Outcome.DEAD_LETTERED
+        return Response(
+            {"outcome": result.outcome, "detail": result.detail},
+            status=status.HTTP_200_OK if stored else status.HTTP_422_UNPROCESSABLE_ENTITY,
+        )
+
+    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    @action(detail=True, methods=["post"])
+    def discard(self, request: Request, pk: str) -> Response:
+        try:
+            services.discard_dead_letter(self.get_object().pk, by=self.user_name())
+        except services.NotPending as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        return Response({"outcome": DeadLetter.Status.DISCARDED})
+
+
+class EventViewSet(mixins.ListModelMixin, FastmonViewSet):
+    """Live events after ``?since=<sequence>``, in order: what the pages push, for clients
+    without websockets. Ask again with the last sequence received."""
+
+    serializer_class = LiveEventSerializer
+    pagination_class = None
+
+    @extend_schema(parameters=[
+        OpenApiParameter("since", int, description="last sequence number already seen"),
+        OpenApiParameter("limit", int, description="at most this many (1000 at most)"),
+    ])  # fmt: skip
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().list(request, *args, **kwargs)
+
+    def get_queryset(self) -> QuerySet:
+        try:
+            since = int(self.request.query_params.get("since", 0))
+            limit = int(self.request.query_params.get("limit", 1000))
+        except ValueError:
+            raise ValidationError("since and limit must be integers") from None
+        if since < 0 or not 1 <= limit <= 1000:
+            raise ValidationError("since must be >= 0 and limit between 1 and 1000")
+        return selectors.events_since(since, limit)
