@@ -103,9 +103,10 @@ DEFAULTS: dict[str, Any | Callable[[], Any]] = {
     "ESTIMATED_STF_SIZE_BYTES": 2 * 1024**3,
     # API: how clients log in (swf-monitor's Session and Token), and the largest list sent
     # whole when a client gives no ?limit= (swf-monitor's fastmon-files are unpaginated).
+    # Token first: an anonymous write then gets 401 with WWW-Authenticate, not a bare 403.
     "API_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "API_MAX_UNPAGINATED": 10000,
     # swf-monitor, for heartbeats and registering samples there (None: off).

@@ -28,7 +28,7 @@ def pending_dead_letters() -> QuerySet[DeadLetter]:
 
 def tf_samples() -> QuerySet[TfSample]:
     """TF samples with what their list needs joined in (no query per row)."""
-    return TfSample.objects.select_related("stf", "run").order_by("-created_at", "-id")
+    return TfSample.objects.select_related("stf", "run", "policy").order_by("-created_at", "-id")
 
 
 def events_since(sequence: int, limit: int) -> QuerySet[LiveEvent]:

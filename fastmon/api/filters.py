@@ -2,9 +2,31 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import django_filters as filters
+from django.core.exceptions import ValidationError
+from django_filters.fields import IsoDateTimeField
 
 from fastmon.models import DeadLetter, Run, StfFile, TfSample
+
+
+class UtcDateTimeField(IsoDateTimeField):
+    """ISO 8601, turned into UTC: PostgreSQL refuses UTC offsets past 15:59 that a client
+    may well send (found by the schema-driven test)."""
+
+    def to_python(self, value: str | None) -> datetime | None:
+        parsed = super().to_python(value)
+        if parsed is None:
+            return None
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            raise ValidationError("date-time out of range") from None
+
+
+class UtcDateTimeFilter(filters.IsoDateTimeFilter):
+    field_class = UtcDateTimeField
 
 
 class TfSampleFilter(filters.FilterSet):
@@ -12,8 +34,8 @@ class TfSampleFilter(filters.FilterSet):
 
     stf_filename = filters.CharFilter(field_name="stf__stf_filename")
     run_number = filters.NumberFilter(field_name="run__run_number")
-    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = TfSample
@@ -30,8 +52,8 @@ class StfFileFilter(filters.FilterSet):
     run_number = filters.NumberFilter(field_name="run__run_number")
     sequence_min = filters.NumberFilter(field_name="sequence", lookup_expr="gte")
     sequence_max = filters.NumberFilter(field_name="sequence", lookup_expr="lte")
-    received_after = filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="gte")
-    received_before = filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="lt")
+    received_after = UtcDateTimeFilter(field_name="received_at", lookup_expr="gte")
+    received_before = UtcDateTimeFilter(field_name="received_at", lookup_expr="lt")
 
     class Meta:
         model = StfFile
@@ -39,7 +61,7 @@ class StfFileFilter(filters.FilterSet):
 
 
 class DeadLetterFilter(filters.FilterSet):
-    received_after = filters.IsoDateTimeFilter(field_name="received_at", lookup_expr="gte")
+    received_after = UtcDateTimeFilter(field_name="received_at", lookup_expr="gte")
 
     class Meta:
         model = DeadLetter

@@ -1,5 +1,5 @@
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from fastmon.api import views
@@ -14,7 +14,7 @@ router.register("dead-letters", views.DeadLetterViewSet, basename="dead-letter")
 router.register("events", views.EventViewSet, basename="event")
 
 urlpatterns = [
-    path("schema/", SpectacularAPIView.as_view(urlconf="fastmon.api.urls"), name="api-schema"),
+    path("schema/", views.SchemaView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="fastmon:api-schema"), name="api-docs"),
     path("", include(router.urls)),
 ]

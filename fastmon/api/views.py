@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
+from django.urls import reverse
 from django.utils.module_loading import import_string
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.views import SpectacularAPIView
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -37,10 +39,17 @@ from fastmon.models import DeadLetter, Run, SamplingPolicy, StfFile, Subscriber
 class ListCSVRenderer(CSVRenderer):
     """``?format=csv``: the rows of a list, paginated or not, with the list's filters."""
 
-    def render(self, data: Any, *args: Any, **kwargs: Any) -> bytes:
+    def render(
+        self, data: Any, media_type: str | None = None, renderer_context: Any = None
+    ) -> bytes:
+        renderer_context = renderer_context or {}
         if isinstance(data, dict) and "results" in data:
             data = data["results"]
-        return super().render(data, *args, **kwargs)
+        view = renderer_context.get("view")
+        if not data and view is not None and hasattr(view, "get_serializer"):
+            # An empty list still says which columns it has.
+            return (",".join(view.get_serializer().fields) + "\r\n").encode()
+        return super().render(data, media_type, renderer_context)
 
 
 class NewestFirst(CursorPagination):
@@ -204,3 +213,17 @@ class EventViewSet(mixins.ListModelMixin, FastmonViewSet):
         if since < 0 or not 1 <= limit <= 1000:
             raise ValidationError("since must be >= 0 and limit between 1 and 1000")
         return selectors.events_since(since, limit)
+
+
+class SchemaView(SpectacularAPIView):
+    """The OpenAPI schema of fastmon's API alone (not the whole site's), its server being
+    wherever the site mounted fastmon, script prefix included."""
+
+    urlconf = "fastmon.api.urls"
+
+    @extend_schema(exclude=True)
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        namespace = request.resolver_match.namespace if request.resolver_match else ""
+        root = reverse(f"{namespace}:api-root" if namespace else "api-root")
+        self.custom_settings = {"SERVERS": [{"url": root.rstrip("/")}]}
+        return super().get(request, *args, **kwargs)
