@@ -31,6 +31,20 @@ def tf_samples() -> QuerySet[TfSample]:
     return TfSample.objects.select_related("stf", "run", "policy").order_by("-created_at", "-id")
 
 
+def tf_sample_rows(samples: QuerySet[TfSample]) -> QuerySet:
+    """The fastmon-files list as plain rows (no model instances), fields in API order."""
+    return samples.annotate(
+        stf_file=F("stf__stf_filename"),
+        run_number=F("run__run_number"),
+        policy_name=F("policy__name"),
+        policy_version=F("policy__version"),
+    ).values(
+        "tf_file_id", "stf_file", "tf_filename", "tf_first", "tf_last", "tf_count",
+        "file_size_bytes", "checksum", "status", "metadata", "created_at", "updated_at",
+        "run_number", "size_estimated", "policy_name", "policy_version", "seed", "published_at",
+    )  # fmt: skip
+
+
 def events_since(sequence: int, limit: int) -> QuerySet[LiveEvent]:
     return LiveEvent.objects.filter(id__gt=sequence).order_by("id")[:limit]
 

@@ -9,6 +9,8 @@ from rest_framework import serializers
 from fastmon.messaging.transports import validate_destination
 from fastmon.models import DeadLetter, LiveEvent, Run, SamplingPolicy, StfFile, Subscriber, TfSample
 
+_DATETIME = serializers.DateTimeField()
+
 
 class FastMonFileSerializer(serializers.ModelSerializer):
     """swf-monitor's ``/api/fastmon-files/`` fields, same names and meaning, then fastmon's."""
@@ -26,6 +28,21 @@ class FastMonFileSerializer(serializers.ModelSerializer):
         ]  # fmt: skip
         # Downstream agents move a sample along (processing, processed, done, failed).
         read_only_fields = [f for f in fields if f not in {"status", "metadata"}]
+
+    @classmethod
+    def row(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """One sample from ``selectors.tf_sample_rows``, as ``to_representation`` gives it."""
+        when = _DATETIME.to_representation
+        policy = values.pop("policy_name")
+        version = values.pop("policy_version")
+        return {
+            **values,
+            "tf_file_id": str(values["tf_file_id"]),
+            "created_at": when(values["created_at"]),
+            "updated_at": when(values["updated_at"]),
+            "published_at": when(values["published_at"]) if values["published_at"] else None,
+            "policy": f"{policy} v{version}" if policy else None,
+        }
 
 
 class RunSerializer(serializers.ModelSerializer):
