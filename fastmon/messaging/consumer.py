@@ -15,6 +15,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -286,7 +287,8 @@ class Consumer:
             refresh_db_connections()
             try:
                 result = ingest_batch(
-                    InboundMessage(d.body, d.headers, d.received_at) for d in batch
+                    InboundMessage(d.body, d.headers, datetime.fromtimestamp(d.received_at, UTC))
+                    for d in batch
                 )
                 break
             except TRANSIENT_DB_ERRORS as exc:

@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import stomp
@@ -49,7 +48,7 @@ class Delivery:
     body: bytes
     headers: Mapping[str, str]
     generation: int
-    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    received_at: float = field(default_factory=time.time)
 
 
 @dataclass(frozen=True)
@@ -79,7 +78,7 @@ class _Listener(stomp.ConnectionListener):
 
     def on_message(self, frame: stomp.utils.Frame) -> None:
         if self.transport.on_delivery:
-            self.transport.on_delivery(Delivery(frame.body, dict(frame.headers), self.generation))
+            self.transport.on_delivery(Delivery(frame.body, frame.headers, self.generation))
 
     def on_error(self, frame: stomp.utils.Frame) -> None:
         message = frame.headers.get("message", "") or _text(frame.body)
