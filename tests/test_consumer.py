@@ -244,3 +244,4 @@ def test_backoff_grows_exponentially_with_jitter_up_to_the_ceiling() -> None:
         assert floor / 2 <= series[0] <= floor
         assert all(ceiling / 2 <= d <= ceiling for d in series[7:])
     assert len({round(series[3], 6) for series in delays}) > 1  # jittered
+    assert ceiling / 2 <= backoff_delay(100_000) <= ceiling  # days of outage: still bounded

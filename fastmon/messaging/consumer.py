@@ -77,7 +77,10 @@ _first_seen: WeakKeyDictionary[Any, float] = WeakKeyDictionary()
 
 def backoff_delay(attempt: int) -> float:
     """Exponential from RETRY_MIN_S to RETRY_MAX_S, with jitter so restarts do not stampede."""
-    ceiling = min(fastmon_settings.RETRY_MAX_S, fastmon_settings.RETRY_MIN_S * 2**attempt)
+    # The exponent is capped: an outage of days must not overflow a float.
+    ceiling = min(
+        fastmon_settings.RETRY_MAX_S, fastmon_settings.RETRY_MIN_S * 2 ** min(attempt, 30)
+    )
     return ceiling * random.uniform(0.5, 1.0)
 
 
@@ -101,7 +104,8 @@ class Stats:
             f"{self.messages / elapsed:.1f} msg/s, "
             f"batch {self.messages / self.batches if self.batches else 0:.1f}, "
             f"backlog {backlog}, dead letters {self.dead_letters}, ignored {self.ignored}, "
-            f"outbox {pending} pending{age}, published {self.published}"
+            f"left to redelivery {self.unacked}, outbox {pending} pending{age}, "
+            f"published {self.published}"
         )
 
 
@@ -121,7 +125,6 @@ class Consumer:
         self.transport = import_string(fastmon_settings.TRANSPORT)(on_delivery=self._receive)
         self.stopping = threading.Event()
         self.stats = Stats()
-        self.last_message_at: float | None = None
 
     # -- the receiver thread ------------------------------------------------------------------
 
@@ -304,7 +307,6 @@ class Consumer:
                 time.sleep(delay if stop_deadline is None else min(delay, 0.5))
                 attempt += 1
         acked = self.transport.ack(batch)
-        self.last_message_at = time.time()
         self.stats.messages += len(batch)
         self.stats.batches += 1
         self.stats.dead_letters += result.counts[Outcome.DEAD_LETTERED]
