@@ -301,7 +301,15 @@ _STF_COLUMNS = {
     "msg_type", "filename", "run_id", "sequence", "start", "end", "state", "substate",
     "checksum", "size", "size_bytes", "file_url", "tf_count",
 }  # fmt: skip
-_STF_STATUS_RANK = {StfFile.Status.ANNOUNCED: 0, StfFile.Status.READY: 1}
+# An announcement moves an STF forward, never back (a late stf_gen after stf_ready, a
+# redelivered stf_ready after sampling).
+_STF_STATUS_RANK = {
+    StfFile.Status.ANNOUNCED: 0,
+    StfFile.Status.READY: 1,
+    StfFile.Status.SAMPLED: 2,
+    StfFile.Status.SKIPPED: 2,
+    StfFile.Status.FAILED: 2,
+}
 
 
 def _upsert_stf_files(announcements: list[tuple[InboundMessage, StfMessage]]) -> list[str]:

@@ -102,6 +102,16 @@ def test_sampling_twice_adds_nothing(data_root: Path) -> None:
     assert OutboxMessage.objects.count() == 7
 
 
+def test_an_announcement_redelivered_after_sampling_leaves_the_stf_sampled() -> None:
+    name = announce(1)
+    sample_stfs([name])
+    announce(1)  # the same stf_ready again
+    ingest_message(json.dumps(example("stf_gen")))  # and a late stf_gen
+    stf = StfFile.objects.get()
+    assert stf.status == StfFile.Status.SAMPLED
+    assert sample_stfs([name]).samples == 0
+
+
 def test_a_poison_stf_is_given_up_after_the_attempt_limit() -> None:
     name = announce(1)
     StfFile.objects.update(sampling_attempts=3)  # three workers died on it already
