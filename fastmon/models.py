@@ -189,6 +189,7 @@ class DeadLetter(models.Model):
         INVALID = "invalid", "missing or mistyped fields"
         NO_FILENAME = "no_filename", "STF announcement without a filename"
         REJECTED = "rejected", "refused by the database"
+        INTERNAL = "internal", "fastmon failed on it (see the log)"
 
     class Status(models.TextChoices):
         PENDING = "pending"

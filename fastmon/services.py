@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from django.db import DataError, IntegrityError, models, transaction
+from django.db import DatabaseError, DataError, IntegrityError, models, transaction
 from django.db.models import F, Max, Min
 from django.utils import timezone
 
@@ -166,7 +166,9 @@ def _apply_announcements(
     try:
         with transaction.atomic():
             details = _upsert_stf_files([(message, parsed) for _, message, parsed in announcements])
-    except (IntegrityError, DataError):
+    except Exception as exc:
+        if _is_outage(exc):
+            raise
         return [(index, _apply_alone(message, parsed)) for index, message, parsed in announcements]
     return [
         (index, MessageResult(Outcome.STORED, parsed.msg_type, detail))
@@ -195,8 +197,21 @@ def _apply_alone(message: InboundMessage, parsed: RunMessage | StfMessage) -> Me
         except DataError as exc:
             error = exc
             break
+        except Exception as exc:
+            if _is_outage(exc):
+                raise
+            # A bug of ours must not stop the stream: the message is kept, the log says why.
+            logger.exception("failed on a %s message", parsed.msg_type)
+            reason = f"{parsed.msg_type}: fastmon failed on it: {exc!r}"
+            return _dead_letter(message, DeadLetter.Reason.INTERNAL, reason, parsed.msg_type)
     reason = f"{parsed.msg_type}: the database refused it: {error}".strip()
     return _dead_letter(message, DeadLetter.Reason.REJECTED, reason, parsed.msg_type)
+
+
+def _is_outage(exc: Exception) -> bool:
+    """Database errors other than a refused row are not the message's fault: they must reach
+    the caller (the consumer retries; nothing is acked)."""
+    return isinstance(exc, DatabaseError) and not isinstance(exc, IntegrityError | DataError)
 
 
 def _storable_body(raw: bytes) -> tuple[str, str]:

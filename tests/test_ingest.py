@@ -183,6 +183,7 @@ def test_unknown_types_are_counted_and_ignored() -> None:
         (b'{"msg_type": "stf_gen", "filename": "x.stf", "state": "' + b"s" * 150 + b'"}',
          "invalid", "state"),
         (example_body("stf_ready_no_filename").encode(), "no_filename", "no filename"),
+        (b"[" * 100_000 + b"]" * 100_000, "not_json", "not JSON"),  # deeper than Python recurses
     ],
 )  # fmt: skip
 def test_each_bad_input_class_becomes_a_dead_letter(body: bytes, code: str, words: str) -> None:
@@ -273,3 +274,18 @@ def test_the_batch_is_one_transaction() -> None:
     ingest_batch(messages())
     assert seen_mid_batch == [0]  # the first STF was written, not yet committed
     assert count_stfs_from_another_connection() == 1
+
+
+def test_a_bug_on_one_message_dead_letters_it_and_the_batch_goes_on(monkeypatch) -> None:
+    def broken(message):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("fastmon.services._apply_run_message", broken)
+    batch = ingest_batch(
+        [InboundMessage(example_body("start_run"), HEADERS),
+         InboundMessage(example_body("stf_gen"), HEADERS)]
+    )  # fmt: skip
+    assert [r.outcome for r in batch.results] == [Outcome.DEAD_LETTERED, Outcome.STORED]
+    letter = DeadLetter.objects.get()
+    assert letter.reason_code == DeadLetter.Reason.INTERNAL
+    assert "RuntimeError('a bug')" in letter.reason

@@ -158,7 +158,7 @@ def decode_body(body: bytes | str, max_bytes: int) -> dict[str, Any]:
         raise MessageError("too_large", f"body is {len(raw)} bytes, over the {max_bytes} limit")
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting deeper than Python's
         raise MessageError("not_json", f"body is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise MessageError("not_object", f"body is a JSON {type(data).__name__}, not an object")
