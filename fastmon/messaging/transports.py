@@ -161,7 +161,7 @@ class StompTransport:
                 wait=False,
                 headers={"client-id": self.client_id},
             )
-        except StompException as exc:
+        except (StompException, OSError) as exc:
             raise BrokerUnreachable(f"no broker at {self.describe()}: {exc}") from None
         # stomp.py's own wait has no deadline; a port that accepts but never answers must not hang.
         if not listener.wait_for(connection.is_connected, timeout) or listener.error:
@@ -207,7 +207,7 @@ class StompTransport:
                     headers = delivery.headers
                     self._connection.ack(headers["message-id"], headers["subscription"])
                     acked += 1
-        except StompException:
+        except (StompException, OSError):
             pass
         return acked
 
@@ -223,7 +223,7 @@ class StompTransport:
         try:
             for message in messages[:-1]:
                 connection.send(message.destination, message.body, headers=_publish(message))
-        except StompException as exc:
+        except (StompException, OSError) as exc:
             raise BrokerUnreachable(f"connection lost while sending: {exc}") from None
         last = messages[-1]
         self._send_confirmed(
@@ -251,7 +251,7 @@ class StompTransport:
         receipt = f"fastmon-{self.generation}-{self._receipt_counter}"
         try:
             send(receipt)
-        except StompException as exc:
+        except (StompException, OSError) as exc:
             raise BrokerUnreachable(f"connection lost during {what}: {exc}") from None
         confirmed = listener.wait_for(
             lambda: receipt in listener.receipts or not connection.is_connected(), timeout
