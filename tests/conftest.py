@@ -79,15 +79,22 @@ def unique_topic() -> str:
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll until ``condition()`` is truthy; fail naming ``what`` after ``timeout`` seconds."""
+def wait_until(
+    condition: Callable[[], Any],
+    timeout: float,
+    what: str,
+    context: Callable[[], str] | None = None,
+) -> Any:
+    """Poll until ``condition()`` is truthy; fail naming ``what`` (and showing ``context()``,
+    say a process's log) after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}", pytrace=False)
+            shown = f"\n{context()}" if context else ""
+            pytest.fail(f"timed out after {timeout}s waiting for {what}{shown}", pytrace=False)
         time.sleep(0.1)
 
 

@@ -113,7 +113,8 @@ def test_sigkill_mid_stream_then_restart_stores_every_announcement_once_durable(
     assert StfFile.objects.count() < count, "killed too late to prove anything"
 
     second = start_consumer(settings)  # same client-id: the same durable subscription
-    wait_until(lambda: StfFile.objects.count() >= count, 60, "every announcement stored")
+    wait_until(lambda: StfFile.objects.count() >= count, 90, "every announcement stored",
+               context=lambda: second.output()[-3000:])  # fmt: skip
     assert stored_stf_names() == expected_names(count)
     assert not DeadLetter.objects.exists()
     second.signal(signal.SIGINT)
@@ -137,7 +138,8 @@ def test_competing_consumers_on_a_virtual_topic_queue_share_the_stream_and_survi
     workers[0].process.kill()
     workers[0].wait()
 
-    wait_until(lambda: StfFile.objects.count() >= count, 60, "every announcement stored")
+    wait_until(lambda: StfFile.objects.count() >= count, 90, "every announcement stored",
+               context=lambda: workers[1].output()[-3000:])  # fmt: skip
     assert stored_stf_names() == expected_names(count)
     workers[1].signal(signal.SIGTERM)
     assert workers[1].wait(timeout=15) == 0
@@ -164,7 +166,8 @@ def test_the_consumer_reconnects_by_itself_after_a_broker_restart(
     restart_broker()
     publish(unique_topic, (stf_gen(n) for n in range(501, 1001)), stomp_address)
 
-    wait_until(lambda: StfFile.objects.count() >= 1000, 60, "every announcement stored")
+    wait_until(lambda: StfFile.objects.count() >= 1000, 90, "every announcement stored",
+               context=lambda: consumer.output()[-3000:])  # fmt: skip
     assert stored_stf_names() == expected_names(1000)
     consumer.wait_for_log("reconnected to the broker")
     assert consumer.process.poll() is None

@@ -169,6 +169,10 @@ class StompTransport:
             _quietly_disconnect(connection)
             if error and any(word in error.lower() for word in _AUTH_WORDS):
                 raise BrokerAuthFailed(f"the broker refused the login: {error}")
+            if error and "already connected" in error.lower():
+                # A restarted fastmon whose previous connection the broker has not yet dropped
+                # (durable subscriptions need a stable client-id): wait for it.
+                raise BrokerUnreachable(f"client-id {self.client_id} is still in use: {error}")
             if error:
                 raise BrokerRefused(f"the broker refused the connection: {error}")
             raise BrokerUnreachable(f"no answer from the broker at {self.describe()}")
