@@ -1,10 +1,13 @@
-"""The domain operations every entry point calls (consumer, tasks, API, demo).
+"""The domain operations every entry point calls (consumer, tasks, API, demo), in sections:
 
-``ingest_batch`` is the one door through which broker messages become rows: a whole batch
-commits or none of it does, so the consumer can ack every frame of the batch after the commit.
-Inside the batch, each message runs in its own savepoint: a message the database refuses
-becomes a dead letter instead of rolling back its neighbours. Database outages (OperationalError)
-are not the message's fault: they propagate, nothing commits, nothing is acked.
+- ingest: ``ingest_batch`` is the one door through which broker messages become rows. A whole
+  batch commits or none of it does, so the consumer can ack every frame after the commit; STF
+  announcements are written as a set, and when the database refuses the set, one by one, so a
+  refused message becomes a dead letter instead of rolling back its neighbours. Database
+  outages are not the message's fault: they propagate, nothing commits, nothing is acked.
+- TF samples: ``record_tf_samples`` stores samples with their outbox messages and live events.
+- sampling: ``sample_stfs`` (the Celery task's body), policies and their versions.
+- dead letters: replay and discard.
 """
 
 from __future__ import annotations
@@ -47,6 +50,9 @@ from fastmon.sampling import StfFacts, TfRange, sample
 from fastmon.storage import Unreachable, local_path, read_tf_ranges
 
 logger = logging.getLogger("fastmon.ingest")
+
+
+# -- ingest -------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -414,6 +420,9 @@ def _stf_values(message: StfMessage, runs: dict[int, int]) -> tuple[dict[str, An
     status = StfFile.Status.READY if message.msg_type == "stf_ready" else StfFile.Status.ANNOUNCED
     extras = message.model_dump(mode="json", exclude=_STF_COLUMNS, exclude_none=True)
     return values, status, extras
+
+
+# -- TF samples ---------------------------------------------------------------------------------
 
 
 def tf_sample_filename(stf_filename: str, number: int) -> str:
