@@ -70,7 +70,13 @@ class Policy:
     size_sigma: float = 0.1
 
     def __post_init__(self) -> None:
-        problems = []
+        problems = [
+            f"{f.name} must be {_TYPE_WORDS[f.type]}"
+            for f in fields(self)
+            if not _has_type(getattr(self, f.name), f.type)
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
         if not 0 <= self.stf_rate <= 1:
             problems.append("stf_rate must be between 0 and 1")
         if not 0 < self.fraction <= 1:
@@ -90,6 +96,24 @@ class Policy:
         if unknown:
             raise ValueError(f"unknown policy parameters: {', '.join(sorted(unknown))}")
         return cls(**params)
+
+
+_TYPE_WORDS = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "true or false",
+    "int | None": "an integer or null",
+}
+
+
+def _has_type(value: Any, annotation: str) -> bool:
+    if annotation == "bool":
+        return isinstance(value, bool)
+    if annotation == "float":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if annotation == "int | None" and value is None:
+        return True
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 TESTBED = Policy()

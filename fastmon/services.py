@@ -310,8 +310,9 @@ def _apply_run_message(message: RunMessage) -> str:
     # Messages can arrive out of order (redelivery): an older state never overwrites a newer one.
     newer = timestamp is None or run.state_changed_at is None or timestamp >= run.state_changed_at
     if (message.state or message.substate) and newer:
-        values["state"] = message.state or ""
-        values["substate"] = message.substate or ""
+        # A message that leaves one of the two out keeps what is known of it.
+        values["state"] = message.state or run.state
+        values["substate"] = message.substate or run.substate
         values["state_changed_at"] = timestamp or run.state_changed_at
     _save_changes(run, _update(run, values))
     return f"run {run.run_number} {'created' if created else 'updated'} by {message.msg_type}"
@@ -612,13 +613,19 @@ def sample_stfs(stf_filenames: Sequence[str]) -> SamplingReport:
         logger.error("gave up sampling %s after %d attempts", name,
                      fastmon_settings.SAMPLING_MAX_ATTEMPTS)  # fmt: skip
 
+    # Files are read outside any transaction: while a worker reads, the consumer may need to
+    # lock these rows for a redelivered announcement.
+    stfs = list(pending.select_related("run").order_by("id"))
+    plans, skipped, bytes_read = _plan_samples(stfs)
     with transaction.atomic():
-        stfs = list(
-            pending.select_for_update(of=("self",), skip_locked=True)
-            .select_related("run")
-            .order_by("id")
+        # Only what is still unsampled once locked: another worker may have been faster.
+        ours = set(
+            pending.filter(pk__in=[stf.pk for stf in stfs])
+            .select_for_update(skip_locked=True)
+            .values_list("pk", flat=True)
         )
-        plans, skipped, bytes_read = _plan_samples(stfs)
+        plans = [plan for plan in plans if plan.stf.pk in ours]
+        skipped = [pk for pk in skipped if pk in ours]
         samples = record_tf_samples(plans)
         now = timezone.now()
         StfFile.objects.filter(pk__in=[plan.stf.pk for plan in plans]).update(
@@ -674,7 +681,7 @@ def _measure(stf: StfFile, ranges: list[TfRange], tf_count: int) -> tuple[list[T
             [(r.tf_first, r.tf_last) for r in ranges],
             _tf_boundaries(stf, tf_count, path.stat().st_size),
         )
-    except (Unreachable, OSError) as exc:
+    except (Unreachable, OSError, ValueError) as exc:  # ValueError: a URL Python cannot parse
         stf_size = stf.size_bytes or fastmon_settings.ESTIMATED_STF_SIZE_BYTES
         return [
             replace(r, file_size_bytes=stf_size * r.tf_count // tf_count, size_estimated=True,

@@ -185,6 +185,16 @@ def test_policies_written_over_the_api_become_new_versions(token_client) -> None
         (1, {"fraction": 0.05}),
         (2, {"fraction": 0.1}),
     ]
+    again = token_client.post(
+        f"{API}/sampling-policies/", {"name": "light", "params": {}}, format="json"
+    )
+    assert again.status_code == 201 and again.json()["version"] == 3
+    v2 = token_client.put(
+        f"{API}/sampling-policies/{changed.json()['id']}/",
+        {"name": "light", "params": {"fraction": 0.2}},
+        format="json",
+    )
+    assert v2.status_code == 200 and v2.json()["version"] == 4
     bad = token_client.post(
         f"{API}/sampling-policies/", {"name": "bad", "params": {"fraction": 3}}, format="json"
     )

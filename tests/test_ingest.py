@@ -184,6 +184,9 @@ def test_unknown_types_are_counted_and_ignored() -> None:
          "invalid", "state"),
         (example_body("stf_ready_no_filename").encode(), "no_filename", "no filename"),
         (b"[" * 100_000 + b"]" * 100_000, "not_json", "not JSON"),  # deeper than Python recurses
+        (b'{"msg_type": "stf_gen", "filename": "x.stf", "start": "0001-01-01T00:00:00+05:00"}',
+         "invalid", "out of range"),
+        (b'{"msg_type": "stf_gen", "filename": "' + b"s" * 241 + b'"}', "invalid", "filename"),
     ],
 )  # fmt: skip
 def test_each_bad_input_class_becomes_a_dead_letter(body: bytes, code: str, words: str) -> None:

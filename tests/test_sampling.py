@@ -111,7 +111,14 @@ def test_fixed_fraction_policy_without_gaussian_takes_exact_blocks() -> None:
 
 @pytest.mark.parametrize(
     ("params", "words"),
-    [({"fraction": 0}, "fraction"), ({"stf_rate": 2}, "stf_rate"), ({"partitons": 3}, "unknown")],
+    [
+        ({"fraction": 0}, "fraction"),
+        ({"stf_rate": 2}, "stf_rate"),
+        ({"partitons": 3}, "unknown"),
+        ({"partitions": 7.5}, "partitions must be an integer"),
+        ({"min_size_bytes": "10"}, "min_size_bytes must be an integer or null"),
+        ({"always_first_of_run": 1}, "always_first_of_run must be true or false"),
+    ],
 )
 def test_bad_parameters_are_refused_with_a_reason(params: dict, words: str) -> None:
     with pytest.raises(ValueError, match=words):

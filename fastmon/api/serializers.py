@@ -75,6 +75,8 @@ class SamplingPolicySerializer(serializers.ModelSerializer):
             "active", "created_at", "created_by",
         ]  # fmt: skip
         read_only_fields = ["version", "created_at", "created_by"]
+        # A name that exists is not a conflict: saving it stores its next version.
+        validators: list = []
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         try:

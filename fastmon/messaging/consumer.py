@@ -122,7 +122,12 @@ class Consumer:
         self.intake: queue.Queue[Delivery] = queue.Queue(
             maxsize=fastmon_settings.PREFETCH * max(len(self.destinations), 1)
         )
-        self.transport = import_string(fastmon_settings.TRANSPORT)(on_delivery=self._receive)
+        durable = fastmon_settings.DURABLE_SUBSCRIPTION and any(
+            d.startswith("/topic/") for d in self.destinations
+        )
+        self.transport = import_string(fastmon_settings.TRANSPORT)(
+            on_delivery=self._receive, durable=durable
+        )
         self.stopping = threading.Event()
         self.stats = Stats()
 
@@ -304,7 +309,8 @@ class Consumer:
                 delay = backoff_delay(attempt)
                 logger.warning("database unavailable (%s); batch of %d not acked, retry in %.1fs",
                                str(exc).strip(), len(batch), delay)  # fmt: skip
-                time.sleep(delay if stop_deadline is None else min(delay, 0.5))
+                # A stop wakes this wait; the deadline above then bounds the retries.
+                self.stopping.wait(delay if stop_deadline is None else min(delay, 0.5))
                 attempt += 1
         acked = self.transport.ack(batch)
         self.stats.messages += len(batch)

@@ -14,7 +14,14 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
 
 STF_FILENAME_RE = re.compile(r"^swf\.(?P<run>\d+)\.(?P<seq>\d+)\.stf$")
 _COMPACT_TIME_RE = re.compile(r"^\d{14}(\d{1,6})?$")
@@ -48,9 +55,17 @@ def _timestamp(value: Any) -> Any:
     return value
 
 
+def _within_years(value: datetime) -> datetime:
+    """A date a day from the ends of Python's calendar could leave it once moved to UTC or the
+    site's time zone, and then be stored but never read back."""
+    if not 2 <= value.year <= 9998:
+        raise ValueError("timestamp out of range (years 2 to 9998)")
+    return value
+
+
 # Bounds match the database columns, so a value the database would refuse is named here.
 RunNumber = Annotated[int, BeforeValidator(_run_number), Field(ge=0, le=2**63 - 1)]
-Timestamp = Annotated[datetime, BeforeValidator(_timestamp)]
+Timestamp = Annotated[datetime, BeforeValidator(_timestamp), AfterValidator(_within_years)]
 Count = Annotated[int, Field(ge=0, le=2**31 - 1)]
 Bytes = Annotated[int, Field(ge=0, le=2**63 - 1)]
 Label = Annotated[str, Field(max_length=100)]
@@ -94,7 +109,8 @@ class StfMessage(Message):
     TYPES: ClassVar[frozenset[str]] = frozenset({"stf_gen", "stf_ready"})
 
     msg_type: Literal["stf_gen", "stf_ready"]
-    filename: str = Field(min_length=1, max_length=255)
+    # TF sample names add "_tf_NNN.tf" to it and must fit in 255 characters too.
+    filename: str = Field(min_length=1, max_length=240)
     run_id: RunNumber | None = None
     execution_id: Annotated[str, Field(max_length=200)] | None = None
     sequence: Count | None = None

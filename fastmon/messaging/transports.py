@@ -11,6 +11,8 @@ wrong connection.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -115,10 +117,16 @@ def _text(body: bytes | str) -> str:
 class StompTransport:
     """fastmon's connection to the testbed's STOMP broker, configured from ``FASTMON``."""
 
-    def __init__(self, on_delivery: Callable[[Delivery], None] | None = None) -> None:
+    def __init__(
+        self, on_delivery: Callable[[Delivery], None] | None = None, durable: bool = False
+    ) -> None:
+        """``durable``: the connection holds durable subscriptions, so its client-id must be
+        the stable AGENT_NAME (one such connection at a time, as the broker requires); other
+        connections (relays, queue consumers, tasks) get one of their own beside it."""
         self.on_delivery = on_delivery
         self.hosts: list[tuple[str, int]] = [(h, int(p)) for h, p in fastmon_settings.BROKER_HOSTS]
-        self.client_id: str = fastmon_settings.AGENT_NAME
+        agent = fastmon_settings.AGENT_NAME
+        self.client_id: str = agent if durable else f"{agent}.{socket.gethostname()}.{os.getpid()}"
         self.generation = 0
         self._connection: stomp.Connection | None = None
         self._listener: _Listener | None = None
@@ -251,6 +259,8 @@ class StompTransport:
 
     def _send_confirmed(self, send: Callable[[str], Any], timeout: float, what: str) -> None:
         connection, listener = self._require_connection()
+        with listener.changed:
+            listener.error = None  # an earlier refusal says nothing about this frame
         self._receipt_counter += 1
         receipt = f"fastmon-{self.generation}-{self._receipt_counter}"
         try:
