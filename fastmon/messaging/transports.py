@@ -146,8 +146,13 @@ class StompTransport:
         """Open a fresh connection, trying each host in turn; raise a ``BrokerError`` if none."""
         self.disconnect()
         self.generation += 1
+        # stomp.py opens its socket with no deadline: a host that drops packets silently would
+        # block here for ever. Try each host first, with one.
+        hosts = [host for host in self.hosts if _accepts(host, timeout)]
+        if not hosts:
+            raise BrokerUnreachable(f"no broker at {self.describe()} answered within {timeout}s")
         connection = stomp.Connection(
-            self.hosts,
+            hosts,
             heartbeats=tuple(fastmon_settings.BROKER_HEARTBEATS),
             reconnect_attempts_max=1,
             auto_decode=False,
@@ -275,6 +280,14 @@ class StompTransport:
         if not confirmed or receipt not in listener.receipts:
             raise BrokerUnreachable(f"no receipt from the broker for the {what}")
         listener.receipts.discard(receipt)
+
+
+def _accepts(host: tuple[str, int], timeout: float) -> bool:
+    try:
+        socket.create_connection(host, timeout=timeout).close()
+    except OSError:
+        return False
+    return True
 
 
 def durable_subscription_name(destination: str) -> str:
