@@ -24,7 +24,7 @@ from enum import StrEnum
 from typing import Any
 
 from django.db import DatabaseError, DataError, IntegrityError, models, transaction
-from django.db.models import F, Max, Min
+from django.db.models import F, Max, Min, QuerySet
 from django.utils import timezone
 
 from fastmon.conf import fastmon_settings
@@ -617,22 +617,51 @@ def sample_stfs(stf_filenames: Sequence[str]) -> SamplingReport:
     # lock these rows for a redelivered announcement.
     stfs = list(pending.select_related("run").order_by("id"))
     plans, skipped, bytes_read = _plan_samples(stfs)
+    try:
+        samples = _register_sampled(pending, plans, skipped)
+    except Exception as exc:
+        if _is_outage(exc):
+            raise
+        # One STF must not fail its neighbours: register them one by one; the culprit stays
+        # unsampled (its attempts count towards giving up) and the log says why.
+        logger.exception("registering samples of %d STFs failed; one by one now", len(stfs))
+        samples = []
+        for stf in stfs:
+            try:
+                samples += _register_sampled(
+                    pending,
+                    [plan for plan in plans if plan.stf.pk == stf.pk],
+                    [pk for pk in skipped if pk == stf.pk],
+                )
+            except Exception as alone:
+                if _is_outage(alone):
+                    raise
+                logger.exception("could not register the samples of %s", stf.stf_filename)
+    sampled = len({sample.stf_id for sample in samples})
+    return SamplingReport(sampled, len(skipped), len(failed_names), len(samples), bytes_read)
+
+
+def _register_sampled(
+    pending: QuerySet[StfFile], plans: list[SamplePlan], skipped: list[int]
+) -> list[TfSample]:
+    """Store the planned samples and mark their STFs, in one transaction; only for STFs still
+    unsampled once locked (another worker may have been faster)."""
     with transaction.atomic():
-        # Only what is still unsampled once locked: another worker may have been faster.
         ours = set(
-            pending.filter(pk__in=[stf.pk for stf in stfs])
+            pending.filter(pk__in=[plan.stf.pk for plan in plans] + skipped)
             .select_for_update(skip_locked=True)
             .values_list("pk", flat=True)
         )
         plans = [plan for plan in plans if plan.stf.pk in ours]
-        skipped = [pk for pk in skipped if pk in ours]
         samples = record_tf_samples(plans)
         now = timezone.now()
         StfFile.objects.filter(pk__in=[plan.stf.pk for plan in plans]).update(
             status=StfFile.Status.SAMPLED, sampled_at=now
         )
-        StfFile.objects.filter(pk__in=skipped).update(status=StfFile.Status.SKIPPED, sampled_at=now)
-    return SamplingReport(len(plans), len(skipped), len(failed_names), len(samples), bytes_read)
+        StfFile.objects.filter(pk__in=[pk for pk in skipped if pk in ours]).update(
+            status=StfFile.Status.SKIPPED, sampled_at=now
+        )
+    return samples
 
 
 def _plan_samples(stfs: list[StfFile]) -> tuple[list[SamplePlan], list[int], int]:

@@ -163,3 +163,23 @@ def test_bad_policy_parameters_are_refused_when_saved() -> None:
 
     with pytest.raises(ValidationError, match="unknown policy parameters: fractoin"):
         save_policy_version(SamplingPolicy(name="typo", params={"fractoin": 0.2}))
+
+
+def test_an_stf_that_cannot_be_registered_does_not_fail_its_neighbours(monkeypatch) -> None:
+    from fastmon import services
+
+    names = [announce(number) for number in (1, 2, 3)]
+    register = services.record_tf_samples
+
+    def fails_on_the_second(plans):
+        if any(plan.stf.stf_filename == names[1] for plan in plans):
+            raise RuntimeError("a bug")
+        return register(plans)
+
+    monkeypatch.setattr("fastmon.services.record_tf_samples", fails_on_the_second)
+    report = sample_stfs(names)
+    assert (report.sampled, report.samples) == (2, 14)
+    assert dict(StfFile.objects.values_list("stf_filename", "status")) == {
+        names[0]: "sampled", names[1]: "ready", names[2]: "sampled",
+    }  # fmt: skip
+    assert StfFile.objects.get(stf_filename=names[1]).sampling_attempts == 1  # tried again later
