@@ -1,8 +1,3 @@
-from celery import Celery
+from fastmon.celery import create_app
 
-import fastmon.celery
-
-app = Celery("demo")
-app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks()
-fastmon.celery.configure(app)
+app = create_app("demo")

@@ -1,10 +1,7 @@
 """fastmon in a site's Celery app (swf-monitor's, with Redis as broker):
 
     # <site>/celery.py
-    app = Celery("<site>")
-    app.config_from_object("django.conf:settings", namespace="CELERY")
-    app.autodiscover_tasks()
-    fastmon.celery.configure(app)
+    app = fastmon.celery.create_app("<site>")   # or configure(app) on an app of the site's
 
 then ``celery -A <site> worker`` on as many machines as needed, and ``celery -A <site> beat``
 once for the periodic checks.
@@ -35,3 +32,13 @@ def configure(app: Celery) -> None:
 
     # Applied once the site's own configuration is read, which may need Django's settings.
     app.on_after_configure.connect(apply, weak=False)
+
+
+def create_app(main: str) -> Celery:
+    """A Celery app configured from the site's ``CELERY_*`` Django settings, finding every
+    installed app's tasks, with fastmon's needs applied."""
+    app = Celery(main)
+    app.config_from_object("django.conf:settings", namespace="CELERY")
+    app.autodiscover_tasks()
+    configure(app)
+    return app

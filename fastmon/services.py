@@ -46,7 +46,7 @@ from fastmon.models import (
     StfFile,
     TfSample,
 )
-from fastmon.sampling import StfFacts, TfRange, sample
+from fastmon.sampling import Policy, StfFacts, TfRange, sample
 from fastmon.storage import Unreachable, local_path, read_tf_ranges
 
 logger = logging.getLogger("fastmon.ingest")
@@ -66,6 +66,12 @@ class InboundMessage:
     @property
     def destination(self) -> str:
         return self.headers.get("destination", "")
+
+    @property
+    def raw_body(self) -> bytes:
+        """The bytes as they arrived (a str body is encoded back losslessly)."""
+        body = self.body
+        return body.encode("utf-8", "surrogateescape") if isinstance(body, str) else bytes(body)
 
     @property
     def broker_at(self) -> datetime | None:
@@ -150,7 +156,7 @@ def ingest_batch(messages: Iterable[InboundMessage]) -> BatchResult:
 def _parse(message: InboundMessage) -> RunMessage | StfMessage | MessageResult:
     """A message to apply, or the result for one that will not be applied."""
     try:
-        data = decode_body(message.body, fastmon_settings.MAX_BODY_BYTES)
+        data = decode_body(message.raw_body, fastmon_settings.MAX_BODY_BYTES)
         # Other namespaces' traffic is not ours to judge: filter before validating.
         namespace, theirs = fastmon_settings.NAMESPACE, data.get("namespace")
         if namespace and theirs and theirs != namespace:
@@ -232,11 +238,7 @@ def _storable_body(raw: bytes) -> tuple[str, str]:
 
 
 def _dead_letter(message: InboundMessage, code: str, reason: str, msg_type: str) -> MessageResult:
-    raw = (
-        message.body.encode("utf-8", "surrogateescape")
-        if isinstance(message.body, str)
-        else bytes(message.body)
-    )
+    raw = message.raw_body
     digest = hashlib.sha256(raw).hexdigest()
     destination = message.destination[:255]
     # The same body again while its letter is pending (a redelivery, a flood) is counted,
@@ -671,14 +673,15 @@ def _plan_samples(stfs: list[StfFile]) -> tuple[list[SamplePlan], list[int], int
         .annotate(first=Min("sequence"))
         .values_list("run_id", "first")
     )
-    policies: dict[tuple[str, str], SamplingPolicy | None] = {}
+    policies: dict[tuple[str, str], tuple[SamplingPolicy, Policy] | None] = {}
     plans, skipped, bytes_read = [], [], 0
     for stf in stfs:
         namespace = (stf.run.namespace if stf.run else "") or fastmon_settings.NAMESPACE or ""
         run_type = str(stf.run.run_conditions.get("run_type", "")) if stf.run else ""
         if (namespace, run_type) not in policies:
-            policies[namespace, run_type] = current_policy(namespace, run_type)
-        policy_row = policies[namespace, run_type]
+            row = current_policy(namespace, run_type)
+            policies[namespace, run_type] = (row, row.policy()) if row else None
+        chosen = policies[namespace, run_type]
         tf_count = stf.tf_count or fastmon_settings.DEFAULT_TF_COUNT
         facts = StfFacts(
             stf_filename=stf.stf_filename,
@@ -689,12 +692,12 @@ def _plan_samples(stfs: list[StfFile]) -> tuple[list[SamplePlan], list[int], int
             first_of_run=stf.sequence is not None
             and stf.sequence == first_sequences.get(stf.run_id),
         )
-        ranges = sample(policy_row.policy(), facts) if policy_row else []
+        ranges = sample(chosen[1], facts) if chosen else []
         if not ranges:
             skipped.append(stf.pk)
             continue
         measured, read = _measure(stf, ranges, tf_count)
-        plans.append(SamplePlan(stf, measured, policy_row))
+        plans.append(SamplePlan(stf, measured, chosen[0]))
         bytes_read += read
     return plans, skipped, bytes_read
 
@@ -712,11 +715,16 @@ def _measure(stf: StfFile, ranges: list[TfRange], tf_count: int) -> tuple[list[T
         )
     except (Unreachable, OSError, ValueError) as exc:  # ValueError: a URL Python cannot parse
         stf_size = stf.size_bytes or fastmon_settings.ESTIMATED_STF_SIZE_BYTES
+        estimated = {**context, "estimated_because": str(exc)}
         return [
-            replace(r, file_size_bytes=stf_size * r.tf_count // tf_count, size_estimated=True,
-                    metadata={**context, "estimated_because": str(exc)})
+            replace(
+                r,
+                file_size_bytes=stf_size * r.tf_count // tf_count,
+                size_estimated=True,
+                metadata=estimated,
+            )
             for r in ranges
-        ], 0  # fmt: skip
+        ], 0
     return [
         replace(r, file_size_bytes=m.size_bytes, checksum=m.checksum, metadata=context)
         for r, m in zip(ranges, measured, strict=True)

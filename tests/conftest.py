@@ -98,7 +98,7 @@ def wait_until(
         time.sleep(0.1)
 
 
-class ConsumerProcess:
+class ServiceProcess:
     """``manage.py run_fastmon`` (or another long-running command: ``argv``) in a subprocess of
     its own session, on the test database, its log in a file."""
 
@@ -148,21 +148,21 @@ class ConsumerProcess:
 
 
 @pytest.fixture
-def start_consumer(
+def start_process(
     tmp_path: Path, stomp_address: tuple[str, int]
-) -> Iterator[Callable[..., ConsumerProcess]]:
+) -> Iterator[Callable[..., ServiceProcess]]:
     """Start run_fastmon processes; any still running at the end are killed."""
-    started: list[ConsumerProcess] = []
+    started: list[ServiceProcess] = []
 
     def start(
         settings_changes: dict[str, Any],
         db_port: int | None = None,
         command: str = "run_fastmon",
         argv: list[str] | None = None,
-    ) -> ConsumerProcess:
+    ) -> ServiceProcess:
         log = tmp_path / f"{command}-{len(started)}.log"
         argv = argv or ["manage.py", command]
-        consumer = ConsumerProcess(log, settings_changes, db_port, argv)
+        consumer = ServiceProcess(log, settings_changes, db_port, argv)
         started.append(consumer)
         return consumer
 

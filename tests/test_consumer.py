@@ -17,11 +17,11 @@ from fastmon.models import DeadLetter, Run, StfFile
 from fastmon.testing.broker import publish as send
 from fastmon.testing.broker import subscribed
 from fastmon.testing.messages import RUN_ORDER, example, example_body
-from tests.conftest import ROOT, ConsumerProcess, TcpProxy, broker_login, wait_until
+from tests.conftest import ROOT, ServiceProcess, TcpProxy, broker_login, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-StartConsumer = Callable[..., ConsumerProcess]
+StartProcess = Callable[..., ServiceProcess]
 
 
 def stf_gen(number: int) -> str:
@@ -74,10 +74,10 @@ def expected_names(count: int) -> set[str]:
 
 
 def test_announcements_become_rows_then_acks_and_sigterm_stops_cleanly(
-    start_consumer: StartConsumer, stomp_address: tuple[str, int], unique_topic: str
+    start_process: StartProcess, stomp_address: tuple[str, int], unique_topic: str
 ) -> None:
     settings = consumer_settings(unique_topic)
-    consumer = start_consumer(settings)
+    consumer = start_process(settings)
     consumer.wait_for_log(f"subscribed to {unique_topic}")
 
     publish(unique_topic, (example_body(name) for name in RUN_ORDER), stomp_address)
@@ -99,11 +99,11 @@ def test_announcements_become_rows_then_acks_and_sigterm_stops_cleanly(
 
 
 def test_sigkill_mid_stream_then_restart_stores_every_announcement_once_durable(
-    start_consumer: StartConsumer, stomp_address: tuple[str, int], unique_topic: str
+    start_process: StartProcess, stomp_address: tuple[str, int], unique_topic: str
 ) -> None:
     count = 3000
     settings = consumer_settings(unique_topic, BATCH_SIZE=100)
-    first = start_consumer(settings)
+    first = start_process(settings)
     first.wait_for_log(f"subscribed to {unique_topic}")
 
     publish(unique_topic, (stf_gen(n) for n in range(1, count + 1)), stomp_address)
@@ -112,7 +112,7 @@ def test_sigkill_mid_stream_then_restart_stores_every_announcement_once_durable(
     first.wait()
     assert StfFile.objects.count() < count, "killed too late to prove anything"
 
-    second = start_consumer(settings)  # same client-id: the same durable subscription
+    second = start_process(settings)  # same client-id: the same durable subscription
     wait_until(lambda: StfFile.objects.count() >= count, 90, "every announcement stored",
                context=lambda: second.output()[-3000:])  # fmt: skip
     assert stored_stf_names() == expected_names(count)
@@ -122,12 +122,12 @@ def test_sigkill_mid_stream_then_restart_stores_every_announcement_once_durable(
 
 
 def test_competing_consumers_on_a_virtual_topic_queue_share_the_stream_and_survive_a_kill(
-    start_consumer: StartConsumer, stomp_address: tuple[str, int], unique_topic: str
+    start_process: StartProcess, stomp_address: tuple[str, int], unique_topic: str
 ) -> None:
     count = 3000
     shared_queue = f"/queue/Consumer.fastmon.{unique_topic.removeprefix('/topic/')}"
     settings = consumer_settings(shared_queue, BATCH_SIZE=50, PREFETCH=200)
-    workers = [start_consumer(settings | {"AGENT_NAME": f"fastmon-agent-test-{n}"})
+    workers = [start_process(settings | {"AGENT_NAME": f"fastmon-agent-test-{n}"})
                for n in (1, 2)]  # fmt: skip
     for worker in workers:
         worker.wait_for_log(f"subscribed to {shared_queue}")
@@ -157,9 +157,9 @@ def restart_broker() -> None:
 
 
 def test_the_consumer_reconnects_by_itself_after_a_broker_restart(
-    start_consumer: StartConsumer, stomp_address: tuple[str, int], unique_topic: str
+    start_process: StartProcess, stomp_address: tuple[str, int], unique_topic: str
 ) -> None:
-    consumer = start_consumer(consumer_settings(unique_topic))
+    consumer = start_process(consumer_settings(unique_topic))
     consumer.wait_for_log(f"subscribed to {unique_topic}")
     publish(unique_topic, (stf_gen(n) for n in range(1, 501)), stomp_address)
 
@@ -176,12 +176,12 @@ def test_the_consumer_reconnects_by_itself_after_a_broker_restart(
 
 
 def test_nothing_is_acked_while_the_database_is_away_and_all_is_stored_when_it_returns(
-    start_consumer: StartConsumer,
+    start_process: StartProcess,
     stomp_address: tuple[str, int],
     unique_topic: str,
     db_proxy: TcpProxy,
 ) -> None:
-    consumer = start_consumer(consumer_settings(unique_topic), db_port=db_proxy.port)
+    consumer = start_process(consumer_settings(unique_topic), db_port=db_proxy.port)
     consumer.wait_for_log(f"subscribed to {unique_topic}")
 
     db_proxy.cut()
@@ -198,9 +198,9 @@ def test_nothing_is_acked_while_the_database_is_away_and_all_is_stored_when_it_r
 
 
 def test_a_flood_of_malformed_bodies_is_dead_lettered_while_good_ones_flow(
-    start_consumer: StartConsumer, stomp_address: tuple[str, int], unique_topic: str
+    start_process: StartProcess, stomp_address: tuple[str, int], unique_topic: str
 ) -> None:
-    consumer = start_consumer(consumer_settings(unique_topic))
+    consumer = start_process(consumer_settings(unique_topic))
     consumer.wait_for_log(f"subscribed to {unique_topic}")
 
     def stream() -> Iterable[str]:
@@ -239,9 +239,9 @@ def test_a_flood_of_malformed_bodies_is_dead_lettered_while_good_ones_flow(
     ],
 )
 def test_startup_failures_say_what_is_wrong_in_words_and_exit_code(
-    start_consumer: StartConsumer, changes: dict, code: int, words: str
+    start_process: StartProcess, changes: dict, code: int, words: str
 ) -> None:
-    consumer = start_consumer(consumer_settings("/topic/unused") | changes)
+    consumer = start_process(consumer_settings("/topic/unused") | changes)
     assert consumer.wait(timeout=60) == code
     assert words in consumer.output()
 

@@ -115,9 +115,9 @@ def test_messages_wait_while_the_broker_is_away_then_go_out_in_order(listen, stf
     assert outbox_lag() == (0, None)
 
 
-def test_the_relay_runs_on_its_own_as_a_command(listen, stf, start_consumer, unique_topic) -> None:
+def test_the_relay_runs_on_its_own_as_a_command(listen, stf, start_process, unique_topic) -> None:
     record_tf_samples([SamplePlan(stf, [TfRange(n * 10, n * 10 + 4) for n in range(20)])])
-    relay = start_consumer({"PUBLISH_DESTINATION": unique_topic}, command="fastmon_relay")
+    relay = start_process({"PUBLISH_DESTINATION": unique_topic}, command="fastmon_relay")
     bodies = listen.json_bodies(20)
     relay.signal(signal.SIGTERM)
     assert relay.wait(timeout=15) == 0

@@ -43,9 +43,9 @@ def announce(directory: Path, numbers: range, size: int) -> list[str]:
 
 
 def test_the_commit_enqueues_sampling_and_a_worker_samples_each_stf_once(
-    worker_queue, start_consumer, tmp_path: Path
+    worker_queue, start_process, tmp_path: Path
 ) -> None:
-    worker = start_consumer({"DATA_ROOTS": [str(tmp_path)]}, command="celery", argv=WORKER)
+    worker = start_process({"DATA_ROOTS": [str(tmp_path)]}, command="celery", argv=WORKER)
     names = announce(tmp_path, range(1, 6), 64 * 1024**2)
 
     wait_until(lambda: StfFile.objects.filter(status=StfFile.Status.SAMPLED).count() == 5,
@@ -60,10 +60,10 @@ def test_the_commit_enqueues_sampling_and_a_worker_samples_each_stf_once(
 
 
 def test_a_task_whose_worker_is_killed_is_done_by_the_next_worker(
-    worker_queue, start_consumer, tmp_path: Path
+    worker_queue, start_process, tmp_path: Path
 ) -> None:
     settings = {"DATA_ROOTS": [str(tmp_path)], "SAMPLING_TASK_CHUNK": 50}
-    first = start_consumer(settings, command="celery", argv=WORKER)
+    first = start_process(settings, command="celery", argv=WORKER)
     first.wait_for_log("ready.")
     announce(tmp_path, range(1, 13), 2 * GIB)  # one task, ~3.6 GB of sampled ranges to read
 
@@ -72,7 +72,7 @@ def test_a_task_whose_worker_is_killed_is_done_by_the_next_worker(
     first.kill_all()
     assert not TfSample.objects.exists()  # it died inside the transaction
 
-    second = start_consumer(settings, command="celery", argv=WORKER)
+    second = start_process(settings, command="celery", argv=WORKER)
     wait_until(lambda: StfFile.objects.filter(status=StfFile.Status.SAMPLED).count() == 12,
                120, "every STF sampled after the redelivery")  # fmt: skip
     assert TfSample.objects.count() == 84

@@ -32,6 +32,7 @@ from fastmon.messaging.transports import (
     BrokerUnreachable,
     Delivery,
     durable_subscription_name,
+    is_durable,
     validate_destination,
 )
 from fastmon.models import Run
@@ -122,11 +123,8 @@ class Consumer:
         self.intake: queue.Queue[Delivery] = queue.Queue(
             maxsize=fastmon_settings.PREFETCH * max(len(self.destinations), 1)
         )
-        durable = fastmon_settings.DURABLE_SUBSCRIPTION and any(
-            d.startswith("/topic/") for d in self.destinations
-        )
         self.transport = import_string(fastmon_settings.TRANSPORT)(
-            on_delivery=self._receive, durable=durable
+            on_delivery=self._receive, durable=any(map(is_durable, self.destinations))
         )
         self.stopping = threading.Event()
         self.stats = Stats()
@@ -189,7 +187,7 @@ class Consumer:
     def describe(self) -> str:
         subscriptions = []
         for destination in self.destinations:
-            durable = destination.startswith("/topic/") and fastmon_settings.DURABLE_SUBSCRIPTION
+            durable = is_durable(destination)
             kind = f"durable {durable_subscription_name(destination)!r}" if durable else "shared"
             subscriptions.append(f"{destination} ({kind})")
         return (
@@ -254,15 +252,17 @@ class Consumer:
                 self._pause(attempt, f"broker: {exc}")
                 attempt += 1
 
-    def _drop_stale_frames(self) -> None:
-        """Frames of a lost connection cannot be acked; the broker redelivers them."""
-        dropped = 0
+    def _drain_intake(self) -> list[Delivery]:
+        taken = []
         while True:
             try:
-                self.intake.get_nowait()
-                dropped += 1
+                taken.append(self.intake.get_nowait())
             except queue.Empty:
-                break
+                return taken
+
+    def _drop_stale_frames(self) -> None:
+        """Frames of a lost connection cannot be acked; the broker redelivers them."""
+        dropped = len(self._drain_intake())
         if dropped:
             logger.info("dropped %d unacked frames of the lost connection", dropped)
 
@@ -337,14 +337,7 @@ class Consumer:
         """Commit and ack what was already received, within STOP_TIMEOUT_S, then disconnect."""
         deadline = time.monotonic() + fastmon_settings.STOP_TIMEOUT_S
         generation = self.transport.generation
-        in_hand = []
-        while True:
-            try:
-                delivery = self.intake.get_nowait()
-            except queue.Empty:
-                break
-            if delivery.generation == generation:
-                in_hand.append(delivery)
+        in_hand = [d for d in self._drain_intake() if d.generation == generation]
         for start in range(0, len(in_hand), fastmon_settings.BATCH_SIZE):
             if time.monotonic() >= deadline:
                 break

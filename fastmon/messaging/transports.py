@@ -198,7 +198,7 @@ class StompTransport:
         connection, _ = self._require_connection()
         for number, destination in enumerate(destinations, 1):
             headers = {"activemq.prefetchSize": str(fastmon_settings.PREFETCH)}
-            if destination.startswith("/topic/") and fastmon_settings.DURABLE_SUBSCRIPTION:
+            if is_durable(destination):
                 name = durable_subscription_name(destination)
                 headers["activemq.subscriptionName"] = name  # ActiveMQ Classic
                 headers["durable-subscription-name"] = name  # Artemis
@@ -288,6 +288,11 @@ def _accepts(host: tuple[str, int], timeout: float) -> bool:
     except OSError:
         return False
     return True
+
+
+def is_durable(destination: str) -> bool:
+    """Topics get a durable subscription unless DURABLE_SUBSCRIPTION is off; queues never."""
+    return destination.startswith("/topic/") and fastmon_settings.DURABLE_SUBSCRIPTION
 
 
 def durable_subscription_name(destination: str) -> str:
