@@ -755,12 +755,15 @@ def current_policy(namespace: str, run_type: str) -> SamplingPolicy | None:
             name="testbed", version=1,
             defaults={"description": "The testbed's algorithm, made deterministic."},
         )  # fmt: skip
+    # The newest version of each name decides, even when an older one matched better.
     newest: dict[str, SamplingPolicy] = {}
-    for row in SamplingPolicy.objects.filter(
-        namespace__in={namespace, ""}, run_type__in={run_type, ""}
-    ).order_by("name", "-version"):
+    for row in SamplingPolicy.objects.order_by("name", "-version"):
         newest.setdefault(row.name, row)
-    candidates = [row for row in newest.values() if row.active]
+    candidates = [
+        row
+        for row in newest.values()
+        if row.active and row.namespace in {namespace, ""} and row.run_type in {run_type, ""}
+    ]
     if not candidates:
         return None
     return max(candidates, key=lambda r: (bool(r.namespace), bool(r.run_type), r.name))

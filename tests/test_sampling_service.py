@@ -149,6 +149,11 @@ def test_the_most_specific_active_policy_is_chosen() -> None:
     mine.active = False
     save_policy_version(mine)
     assert current_policy("epic-fastmon", "physics") == generic
+    moved = SamplingPolicy.objects.get(name="cosmics")
+    moved.namespace = "other"  # its new version no longer applies to epic-fastmon
+    save_policy_version(moved)
+    assert current_policy("epic-fastmon", "cosmics") == generic
+    assert current_policy("other", "cosmics").version == 2
 
 
 def test_an_stf_the_policy_does_not_choose_is_marked_skipped() -> None:
