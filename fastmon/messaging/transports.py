@@ -68,6 +68,16 @@ def validate_destination(destination: str) -> None:
         raise ValueError(f"destination {destination!r} must be /topic/<name> or /queue/<name>")
 
 
+def _ack_frame(headers: dict[str, str]) -> bytes:
+    """A STOMP 1.1 ACK frame for one MESSAGE frame's headers, header values escaped."""
+
+    def escaped(value: str) -> str:
+        return value.replace("\\", "\\\\").replace("\n", "\\n").replace(":", "\\c")
+
+    message_id, subscription = escaped(headers["message-id"]), escaped(headers["subscription"])
+    return f"ACK\nmessage-id:{message_id}\nsubscription:{subscription}\n\n\x00".encode()
+
+
 class _Listener(stomp.ConnectionListener):
     """Runs on stomp.py's receiver thread: record and hand over, nothing more."""
 
@@ -217,16 +227,20 @@ class StompTransport:
         if not self.connected:
             return 0
         assert self._connection is not None
-        acked = 0
+        # One write for the whole batch, each frame still acking one message
+        # (client-individual): stomp.py's ack() writes one frame per call.
+        frames = [
+            _ack_frame(delivery.headers)
+            for delivery in deliveries
+            if delivery.generation == self.generation
+        ]
+        if not frames:
+            return 0
         try:
-            for delivery in deliveries:
-                if delivery.generation == self.generation:
-                    headers = delivery.headers
-                    self._connection.ack(headers["message-id"], headers["subscription"])
-                    acked += 1
+            self._connection.transport.send(b"".join(frames))
         except (StompException, OSError):
-            pass
-        return acked
+            return 0
+        return len(frames)
 
     def send(self, messages: Sequence[Outgoing], timeout: float = 10.0) -> None:
         """Send messages, persistent and in order; return once the broker has them all.
