@@ -101,6 +101,14 @@ DEFAULTS: dict[str, Any | Callable[[], Any]] = {
     "DATA_ROOTS": [],
     # STF size assumed for estimates when neither the file nor the announcement gives one.
     "ESTIMATED_STF_SIZE_BYTES": 2 * 1024**3,
+    # Watch mode (sites without a data agent): run_fastmon also watches these DAQ exit buffers
+    # and ingests each complete *.stf file there as an stf_ready would (`--watch DIR` adds one).
+    "WATCH_DIRS": [],
+    # A watched file is complete once its size and mtime have not changed for this long.
+    "WATCH_SETTLE_S": 2.0,
+    # Poll the directories instead of inotify: for network file systems written from other
+    # hosts, where inotify sees nothing. Polling is also the fallback when inotify fails.
+    "WATCH_POLLING": False,
     # API: how clients log in (swf-monitor's Session and Token), and the largest list sent
     # whole when a client gives no ?limit= (swf-monitor's fastmon-files are unpaginated).
     # Token first: an anonymous write then gets 401 with WWW-Authenticate, not a bare 403.
@@ -109,6 +117,20 @@ DEFAULTS: dict[str, Any | Callable[[], Any]] = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "API_MAX_UNPAGINATED": 10000,
+    # Live pages: the template they extend (it must define blocks "title" and "content"; set
+    # swf-monitor's "base.html" to sit inside its layout), whether reading them and their
+    # websocket needs a login, and the websocket's path below the site's script prefix (the
+    # route fastmon.routing adds).
+    "BASE_TEMPLATE": "fastmon/base.html",
+    "PAGES_REQUIRE_LOGIN": False,
+    "WEBSOCKET_PATH": "fastmon/ws/live/",
+    # Per websocket client: live events waiting to be sent (past this, newer ones are re-read
+    # from the database once the client catches up: counted, never silent), how often an idle
+    # client checks the database for events whose push was lost, and the most missed events
+    # replayed on reconnect (older ones are skipped with a notice: reload the page).
+    "LIVE_CLIENT_QUEUE": 1000,
+    "LIVE_POLL_S": 5.0,
+    "LIVE_REPLAY_MAX": 10000,
     # swf-monitor, for heartbeats and registering samples there (None: off).
     "SWF_MONITOR_URL": lambda: _env("SWF_MONITOR_URL"),
     "SWF_API_TOKEN": lambda: _env("SWF_API_TOKEN"),

@@ -14,6 +14,8 @@ from django.db.models import (
     ExpressionWrapper,
     F,
     FloatField,
+    Max,
+    Prefetch,
     Q,
     QuerySet,
     Sum,
@@ -54,8 +56,22 @@ def tf_sample_rows(samples: QuerySet[TfSample]) -> QuerySet:
     )  # fmt: skip
 
 
-def events_since(sequence: int, limit: int) -> QuerySet[LiveEvent]:
-    return LiveEvent.objects.filter(id__gt=sequence).order_by("id")[:limit]
+def events_since(sequence: int, limit: int, upto: int | None = None) -> QuerySet[LiveEvent]:
+    events = LiveEvent.objects.filter(id__gt=sequence)
+    if upto is not None:
+        events = events.filter(id__lte=upto)
+    return events.order_by("id")[:limit]
+
+
+def newest_event_sequence() -> int:
+    return LiveEvent.objects.aggregate(newest=Max("id"))["newest"] or 0
+
+
+def may_read(user: Any) -> bool:
+    """The pages' and the websocket's rule: anyone, unless PAGES_REQUIRE_LOGIN."""
+    if not fastmon_settings.PAGES_REQUIRE_LOGIN:
+        return True
+    return bool(user is not None and user.is_authenticated)
 
 
 # Latency stages: (name, later stamp, earlier stamp), on STF files.
@@ -68,16 +84,63 @@ STF_STAGES = [
 ]
 
 
+def achieved_fraction(run: Run, sampled_tfs: int | None = None) -> float | None:
+    """TFs sampled over the TFs of the run's sampled STFs (None before any was sampled)."""
+    if sampled_tfs is None:
+        sampled_tfs = TfSample.objects.filter(run=run).aggregate(n=Sum("tf_count"))["n"] or 0
+    default_tf_count = fastmon_settings.DEFAULT_TF_COUNT
+    sampled_stfs = StfFile.objects.filter(run=run, status=StfFile.Status.SAMPLED)
+    total = sum(tf or default_tf_count for tf in sampled_stfs.values_list("tf_count", flat=True))
+    return sampled_tfs / total if total else None
+
+
+def dashboard() -> dict[str, Any]:
+    """The dashboard as first drawn; live events take it from there."""
+    runs = list(runs_with_counts()[:10])
+    current = runs[0] if runs else None
+    samples = list(TfSample.objects.select_related("stf", "run").order_by("-id")[:200])
+    recent_stfs = StfFile.objects.exclude(received_at=None).order_by("-id")
+    chart_samples = [
+        {
+            "at": sample.created_at.timestamp(),
+            "bytes": sample.file_size_bytes,
+            "latency": _seconds_between(sample.stf.received_at, sample.created_at),
+        }
+        for sample in reversed(samples)
+    ]
+    received = recent_stfs.values_list("received_at", flat=True)[:5000]
+    return {
+        "runs": runs,
+        "current_run": current,
+        "achieved_fraction": achieved_fraction(current) if current else None,
+        "tf_samples": samples,
+        "pending_dead_letters": pending_dead_letters().count(),
+        "chart_data": {
+            "stf_received": [when.timestamp() for when in received],
+            "samples": chart_samples,
+        },
+    }
+
+
+def _seconds_between(earlier: Any, later: Any) -> float | None:
+    return (later - earlier).total_seconds() if earlier and later else None
+
+
+def run_page(run: Run) -> dict[str, Any]:
+    """A run's STFs (newest first, with their samples as TF ranges) and its statistics."""
+    stfs = list(
+        StfFile.objects.filter(run=run)
+        .prefetch_related(Prefetch("tf_samples", TfSample.objects.order_by("tf_first")))
+        .order_by("-sequence", "-id")[:500]
+    )
+    return {"run": run, "stfs": stfs, "statistics": run_statistics(run)}
+
+
 def run_statistics(run: Run) -> dict[str, Any]:
     """What shift crews ask of a run: samples, achieved fraction, sizes, latencies by stage,
     samples by machine state, completeness of the STF sequence."""
     stfs = StfFile.objects.filter(run=run)
     samples = TfSample.objects.filter(run=run)
-    default_tf_count = fastmon_settings.DEFAULT_TF_COUNT
-    sampled_stfs = stfs.filter(status=StfFile.Status.SAMPLED)
-    sampled_tfs_total = sum(
-        tf_count or default_tf_count for tf_count in sampled_stfs.values_list("tf_count", flat=True)
-    )
     totals = samples.aggregate(
         count=Count("id"), tfs=Sum("tf_count"), bytes=Sum("file_size_bytes"),
         estimated=Count("id", filter=Q(size_estimated=True)),
@@ -93,9 +156,7 @@ def run_statistics(run: Run) -> dict[str, Any]:
         "tf_samples": totals["count"],
         "tf_samples_estimated": totals["estimated"],
         "tf_sample_status_counts": dict(samples.values_list("status").annotate(n=Count("id"))),
-        "achieved_fraction": (totals["tfs"] or 0) / sampled_tfs_total
-        if sampled_tfs_total
-        else None,
+        "achieved_fraction": achieved_fraction(run, totals["tfs"] or 0),
         "average_tf_sample_bytes": totals["bytes"] / totals["count"] if totals["bytes"] else None,
         "average_bytes_per_tf": totals["bytes"] / totals["tfs"] if totals["bytes"] else None,
         "tf_samples_by_state": [

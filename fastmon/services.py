@@ -8,6 +8,7 @@
 - TF samples: ``record_tf_samples`` stores samples with their outbox messages and live events.
 - sampling: ``sample_stfs`` (the Celery task's body), policies and their versions.
 - dead letters: replay and discard.
+- live events: ``record_live_events``, numbered in commit order and pushed after the commit.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from django.db import DatabaseError, DataError, IntegrityError, models, transact
 from django.db.models import F, Max, Min, QuerySet
 from django.utils import timezone
 
+from fastmon import live
 from fastmon.conf import fastmon_settings
 from fastmon.db import bulk_insert
 from fastmon.messaging.schema import (
@@ -153,6 +155,24 @@ def ingest_batch(messages: Iterable[InboundMessage]) -> BatchResult:
     return batch
 
 
+def _stf_events(announcements: list[StfMessage]) -> list[LiveEvent]:
+    """One live event per run for a batch's new or changed STFs: the pages' table and rate."""
+    by_run: dict[int | None, list[dict[str, Any]]] = {}
+    for message in announcements:
+        by_run.setdefault(message.run_number, []).append({
+            "stf_filename": message.filename,
+            "sequence": message.sequence_number,
+            "msg_type": message.msg_type,
+            "state": message.state,
+            "substate": message.substate,
+            "size_bytes": message.file_size,
+        })  # fmt: skip
+    return [
+        LiveEvent(kind=LiveEvent.Kind.STF, run_number=run, payload={"stfs": stfs})
+        for run, stfs in by_run.items()
+    ]
+
+
 def _parse(message: InboundMessage) -> RunMessage | StfMessage | MessageResult:
     """A message to apply, or the result for one that will not be applied."""
     try:
@@ -267,6 +287,11 @@ def _dead_letter(message: InboundMessage, code: str, reason: str, msg_type: str)
         reason_code=code,
         reason=reason,
     )
+    record_live_events([LiveEvent(
+        kind=LiveEvent.Kind.DEAD_LETTER,
+        payload={"id": letter.pk, "reason_code": code, "reason": reason,
+                 "msg_type": letter.msg_type, "destination": destination},
+    )])  # fmt: skip
     logger.warning("dead-lettered message %d (%s): %s", letter.pk, code, reason)
     return MessageResult(Outcome.DEAD_LETTERED, msg_type, reason, letter.pk)
 
@@ -316,7 +341,15 @@ def _apply_run_message(message: RunMessage) -> str:
         values["state"] = message.state or run.state
         values["substate"] = message.substate or run.substate
         values["state_changed_at"] = timestamp or run.state_changed_at
-    _save_changes(run, _update(run, values))
+    changed = _update(run, values)
+    _save_changes(run, changed)
+    if created or {"state", "substate"} & set(changed):
+        record_live_events([LiveEvent(
+            kind=LiveEvent.Kind.RUN,
+            run_number=run.run_number,
+            payload={"run_number": run.run_number, "state": run.state,
+                     "substate": run.substate, "msg_type": message.msg_type},
+        )])  # fmt: skip
     return f"run {run.run_number} {'created' if created else 'updated'} by {message.msg_type}"
 
 
@@ -349,6 +382,7 @@ def _upsert_stf_files(announcements: list[tuple[InboundMessage, StfMessage]]) ->
     new: dict[str, StfFile] = {}
     changed: dict[str, StfFile] = {}
     changed_fields: set[str] = set()
+    touched: list[StfMessage] = []  # created or changed: what the live pages hear of
     details = []
     now = timezone.now()
     for inbound, message in announcements:
@@ -365,6 +399,7 @@ def _upsert_stf_files(announcements: list[tuple[InboundMessage, StfMessage]]) ->
                 **values,
             )
             new[message.filename] = stf
+            touched.append(message)
             details.append(f"STF {stf.stf_filename} created by {message.msg_type}")
             continue
         # A later message enriches an earlier one: what it leaves out never erases what is known.
@@ -372,6 +407,8 @@ def _upsert_stf_files(announcements: list[tuple[InboundMessage, StfMessage]]) ->
             values["status"] = status
         values["metadata"] = {**stf.metadata, message.msg_type: extras}
         fields = _update(stf, values)
+        if fields:
+            touched.append(message)
         if fields and message.filename in stored:
             changed[message.filename] = stf
             changed_fields.update(fields)
@@ -381,6 +418,7 @@ def _upsert_stf_files(announcements: list[tuple[InboundMessage, StfMessage]]) ->
         for stf in changed.values():  # bulk_update does not apply auto_now
             stf.updated_at = now
         StfFile.objects.bulk_update(changed.values(), [*changed_fields, "updated_at"])
+    record_live_events(_stf_events(touched))
     return details
 
 
@@ -502,7 +540,7 @@ def record_tf_samples(plans: Sequence[SamplePlan]) -> list[TfSample]:
         by_stf: dict[int, list[TfSample]] = {}
         for sample in samples:
             by_stf.setdefault(sample.stf_id, []).append(sample)
-        bulk_insert(LiveEvent, [_tf_samples_event(group) for group in by_stf.values()])
+        record_live_events([_tf_samples_event(group) for group in by_stf.values()])
     return samples
 
 
@@ -514,6 +552,8 @@ def _tf_samples_event(samples: list[TfSample]) -> LiveEvent:
         run_number=stf.run.run_number if stf.run else None,
         payload={
             "stf_filename": stf.stf_filename,
+            "stf_received_at": stf.received_at.isoformat() if stf.received_at else None,
+            "tf_count": stf.tf_count or fastmon_settings.DEFAULT_TF_COUNT,
             "samples": [
                 {
                     "tf_filename": sample.tf_filename,
@@ -609,8 +649,19 @@ def sample_stfs(stf_filenames: Sequence[str]) -> SamplingReport:
     with transaction.atomic():
         pending.update(sampling_attempts=F("sampling_attempts") + 1)
         failed = pending.filter(sampling_attempts__gt=fastmon_settings.SAMPLING_MAX_ATTEMPTS)
-        failed_names = list(failed.values_list("stf_filename", flat=True))
+        given_up = list(failed.values_list("stf_filename", "run__run_number"))
+        failed_names = [name for name, _ in given_up]
         failed.update(status=StfFile.Status.FAILED, sampled_at=timezone.now())
+        record_live_events([
+            LiveEvent(
+                kind=LiveEvent.Kind.ALARM,
+                run_number=run_number,
+                payload={"severity": "error", "stf_filename": name, "message": (
+                    f"gave up sampling {name} after "
+                    f"{fastmon_settings.SAMPLING_MAX_ATTEMPTS} attempts")},
+            )
+            for name, run_number in given_up
+        ])  # fmt: skip
     for name in failed_names:
         logger.error("gave up sampling %s after %d attempts", name,
                      fastmon_settings.SAMPLING_MAX_ATTEMPTS)  # fmt: skip
@@ -836,3 +887,24 @@ def _pending_letter(letter_id: int) -> DeadLetter:
 def _resolve(letter: DeadLetter, status: str, by: str) -> None:
     letter.status, letter.resolved_at, letter.resolved_by = status, timezone.now(), by
     letter.save(update_fields=["status", "resolved_at", "resolved_by"])
+
+
+# -- live events --------------------------------------------------------------------------------
+
+# Writers of live events take this transaction lock in turn, from their first event to their
+# commit, so sequence numbers follow commit order: a client that has seen N has seen all before.
+_LIVE_EVENTS_LOCK = 0x66A57_0E7E
+
+
+def record_live_events(events: list[LiveEvent]) -> None:
+    """Store live events with the data they describe and push them to the live pages once the
+    transaction commits (a push that fails loses nothing: clients read the gap back)."""
+    if not events:
+        return
+    connection = transaction.get_connection()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LIVE_EVENTS_LOCK])
+    LiveEvent.objects.bulk_create(events)
+    frames = [live.event_frame(event) for event in events]
+    transaction.on_commit(lambda: live.broadcast(frames))

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything the tests need, on a fresh machine: a virtualenv with fastmon and its test extra,
-# PostgreSQL, Redis and ActiveMQ on loopback (scripts/services.sh), lint, then pytest.
+# PostgreSQL, Redis and ActiveMQ on loopback (scripts/services.sh), the live pages' static files
+# and Chromium for the browser tests, lint, then pytest.
 # Extra arguments go to pytest:  scripts/test.sh -k ingest
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,11 @@ VENV=${FASTMON_VENV:-.venv}
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q -e '.[test]'
 scripts/services.sh up
+scripts/build_static.sh
+if [ ! -x /usr/bin/chromium ]; then
+    echo "[test] installing chromium with apt (the browser tests drive it headless)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
 "$VENV/bin/ruff" format --check .
 "$VENV/bin/ruff" check .
 exec "$VENV/bin/pytest" "$@"

@@ -1,8 +1,18 @@
-import os
+"""The test site's ASGI application, wired as a host site wires fastmon's live pages."""
 
-from channels.routing import ProtocolTypeRouter
-from django.core.asgi import get_asgi_application
+import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 
-application = ProtocolTypeRouter({"http": get_asgi_application()})
+from channels.auth import AuthMiddlewareStack
+from channels.routing import ProtocolTypeRouter, URLRouter
+from django.core.asgi import get_asgi_application
+
+django_asgi_app = get_asgi_application()
+
+import fastmon.routing  # noqa: E402
+
+application = ProtocolTypeRouter({
+    "http": django_asgi_app,
+    "websocket": AuthMiddlewareStack(URLRouter(fastmon.routing.websocket_urlpatterns)),
+})  # fmt: skip

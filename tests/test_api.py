@@ -281,13 +281,14 @@ def test_runs_and_stf_files_filter(anonymous) -> None:
 def test_events_since_a_sequence_number(anonymous) -> None:
     sampled_run(3)
     events = anonymous.get(f"{API}/events/", {"since": 0}).json()
-    assert [e["kind"] for e in events] == ["tf_samples"] * 3
+    # The run's creation, each STF announced, then the samples of each STF.
+    assert [e["kind"] for e in events] == ["run"] + ["stf"] * 3 + ["tf_samples"] * 3
     first = events[0]["sequence"]
     later = anonymous.get(f"{API}/events/", {"since": first}).json()
     assert [e["sequence"] for e in later] == [e["sequence"] for e in events[1:]]
     assert anonymous.get(f"{API}/events/", {"since": events[-1]["sequence"]}).json() == []
     assert anonymous.get(f"{API}/events/", {"since": "x"}).status_code == 400
-    assert LiveEvent.objects.count() == 3
+    assert LiveEvent.objects.count() == 7
 
 
 @pytest.mark.parametrize("path", ["fastmon-files", "stf-files", "runs", "dead-letters"])

@@ -1,0 +1,136 @@
+"""The live pages' websocket: stored events after the client's last sequence, then live ones.
+
+A client connects with ``?since=<last sequence seen>`` (the pages render the sequence their
+HTML reflects), optionally ``run=<number>`` and ``kinds=stf,tf_samples``. It receives frames
+``{"type": "events", "events": [...]}`` in sequence order without gaps: events the push path
+lost or that overflowed the client's bounded queue are read back from the database, and
+``{"type": "status", ...}`` frames say how many were, so nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from fastmon import live, selectors
+from fastmon.conf import fastmon_settings
+from fastmon.models import LiveEvent
+
+FORBIDDEN = 4403  # close codes: 4000 + the HTTP status they stand for
+BAD_REQUEST = 4400
+REPLAY_PAGE = 500
+
+
+class LiveEventsConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self) -> None:
+        if not await database_sync_to_async(selectors.may_read)(self.scope.get("user")):
+            await self.close(code=FORBIDDEN)
+            return
+        try:
+            since, self.run_number, self.kinds = _parse_query(self.scope["query_string"])
+        except ValueError:
+            await self.close(code=BAD_REQUEST)
+            return
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(
+            fastmon_settings.LIVE_CLIENT_QUEUE
+        )
+        self.overflowed = 0  # live events that found the queue full (read back later)
+        self.read_back = 0  # events sent from the database after a gap
+        self.reported = 0
+        await self.channel_layer.group_add(live.GROUP, self.channel_name)
+        await self.accept()
+        # Joined before reading: an event committed meanwhile is in the group or in the read.
+        newest = await database_sync_to_async(selectors.newest_event_sequence)()
+        self.last_seen = newest if since is None else min(since, newest)
+        self.sender = asyncio.create_task(self._send_loop(skip_to=newest))
+
+    async def disconnect(self, code: int) -> None:
+        await self.channel_layer.group_discard(live.GROUP, self.channel_name)
+        sender = getattr(self, "sender", None)
+        if sender is not None:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+
+    async def live_events(self, message: dict[str, Any]) -> None:
+        """A committed batch pushed by ``live.broadcast``: queued, never waited on."""
+        for frame in message["events"]:
+            try:
+                self.queue.put_nowait(frame)
+            except asyncio.QueueFull:
+                self.overflowed += 1
+
+    async def _send_loop(self, skip_to: int) -> None:
+        missed = skip_to - self.last_seen
+        if missed > fastmon_settings.LIVE_REPLAY_MAX:
+            await self.send_json({"type": "skipped", "after": self.last_seen,
+                                  "upto": skip_to - fastmon_settings.LIVE_REPLAY_MAX})  # fmt: skip
+            self.last_seen = skip_to - fastmon_settings.LIVE_REPLAY_MAX
+        await self._read_back(upto=None)
+        while True:
+            try:
+                first = await asyncio.wait_for(self.queue.get(), fastmon_settings.LIVE_POLL_S)
+            except TimeoutError:
+                await self._read_back(upto=None)  # a push lost on the way
+                continue
+            frames = [first]
+            while not self.queue.empty() and len(frames) < REPLAY_PAGE:
+                frames.append(self.queue.get_nowait())
+            await self._send_live(frames)
+
+    async def _send_live(self, frames: list[dict[str, Any]]) -> None:
+        fresh = [f for f in frames if f["sequence"] > self.last_seen]
+        if fresh and fresh[0]["sequence"] > self.last_seen + 1:
+            # A gap: events still to come from the database, or sequence numbers a rolled-back
+            # transaction used. Either way the database says which.
+            await self._read_back(upto=fresh[0]["sequence"] - 1)
+            fresh = [f for f in fresh if f["sequence"] > self.last_seen]
+        if fresh:
+            await self._send_frames(fresh)
+            self.last_seen = fresh[-1]["sequence"]
+
+    async def _read_back(self, upto: int | None) -> None:
+        """Send stored events after ``last_seen`` (up to ``upto``), in pages."""
+        while True:
+            events = await database_sync_to_async(_events_after)(self.last_seen, upto)
+            if not events:
+                if upto is not None:
+                    self.last_seen = max(self.last_seen, upto)
+                break
+            self.read_back += len(events)
+            await self._send_frames(events)
+            self.last_seen = events[-1]["sequence"]
+        if self.overflowed != self.reported:
+            self.reported = self.overflowed
+            await self.send_json({"type": "status", "overflowed": self.overflowed,
+                                  "read_back": self.read_back})  # fmt: skip
+
+    async def _send_frames(self, frames: list[dict[str, Any]]) -> None:
+        wanted = [f for f in frames if self._wants(f)]
+        if wanted:
+            await self.send_json({"type": "events", "events": wanted})
+
+    def _wants(self, frame: dict[str, Any]) -> bool:
+        if self.run_number is not None and frame["run_number"] not in (None, self.run_number):
+            return False
+        return not self.kinds or frame["kind"] in self.kinds
+
+
+def _parse_query(query_string: bytes) -> tuple[int | None, int | None, set[str]]:
+    params = parse_qs(query_string.decode("latin-1"))
+    since = int(params["since"][0]) if params.get("since", [""])[0] else None
+    run = int(params["run"][0]) if params.get("run", [""])[0] else None
+    kinds = {k for k in params.get("kinds", [""])[0].split(",") if k}
+    if (since is not None and since < 0) or not kinds <= set(LiveEvent.Kind.values):
+        raise ValueError("since must be >= 0 and kinds known")
+    return since, run, kinds
+
+
+def _events_after(sequence: int, upto: int | None) -> list[dict[str, Any]]:
+    events = selectors.events_since(sequence, REPLAY_PAGE, upto=upto)
+    return [live.event_frame(event) for event in events]

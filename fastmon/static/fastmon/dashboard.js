@@ -1,0 +1,110 @@
+// The dashboard: cards, the live TF sample table and three charts (uPlot), fed by live events.
+import { cell, connectLive, formatBytes, link } from "./live.js";
+
+const WINDOW_S = 600;
+const BIN_S = 5;
+const MAX_ROWS = 100;
+const MAX_POINTS = 2000;
+
+const initial = JSON.parse(document.getElementById("chart-data").textContent);
+const stfTimes = initial.stf_received.slice().sort((a, b) => a - b);
+const samples = initial.samples.slice();
+const table = document.querySelector("#tf-samples tbody");
+const counters = { coalesced: 0, events: 0 };
+window.fastmonCounters = counters;
+
+function rateSeries(now) {
+  const start = Math.floor((now - WINDOW_S) / BIN_S) * BIN_S;
+  const bins = Math.ceil(WINDOW_S / BIN_S) + 1;
+  const xs = Array.from({ length: bins }, (_, i) => start + i * BIN_S);
+  const ys = new Array(bins).fill(0);
+  for (const t of stfTimes) {
+    const i = Math.floor((t - start) / BIN_S);
+    if (i >= 0 && i < bins) ys[i] += 1 / BIN_S;
+  }
+  return [xs, ys];
+}
+
+function makeChart(id, label, data, points) {
+  if (!window.uPlot) return null; // static files not built: the tables still work
+  const element = document.getElementById(id);
+  const series = [{}, { label, stroke: "#2c6fbb", width: points ? 0 : 1.5,
+    points: { show: points, size: 4, fill: "#2c6fbb" } }];
+  return new window.uPlot({ width: 420, height: 200, series, scales: { x: { time: true } } }, data, element);
+}
+
+const sampleSeries = (key, scale) => [samples.map((s) => s.at), samples.map((s) => (s[key] === null ? null : s[key] / scale))];
+const charts = {
+  rate: makeChart("chart-stf-rate", "STF/s", rateSeries(Date.now() / 1000), false),
+  sizes: makeChart("chart-tf-sizes", "MB", sampleSeries("bytes", 1e6), true),
+  latency: makeChart("chart-latency", "s", sampleSeries("latency", 1), true),
+};
+
+let redrawPending = false;
+function scheduleRedraw() {
+  if (redrawPending) {
+    counters.coalesced += 1; // several event batches, one redraw
+    return;
+  }
+  redrawPending = true;
+  requestAnimationFrame(() => {
+    redrawPending = false;
+    const now = Date.now() / 1000;
+    const recent = stfTimes.filter((t) => t > now - 10).length;
+    document.getElementById("stf-rate").textContent = (recent / 10).toFixed(1);
+    charts.rate?.setData(rateSeries(now));
+    charts.sizes?.setData(sampleSeries("bytes", 1e6));
+    charts.latency?.setData(sampleSeries("latency", 1));
+  });
+}
+
+function addSampleRows(event) {
+  const payload = event.payload;
+  const received = payload.stf_received_at ? Date.parse(payload.stf_received_at) : null;
+  for (const sample of payload.samples) {
+    const row = table.insertRow(0);
+    row.dataset.sequence = String(event.sequence);
+    cell(row, sample.tf_filename);
+    cell(row, link("stf-link", "STF", payload.stf_filename, payload.stf_filename));
+    cell(row, event.run_number);
+    cell(row, `${sample.tf_first}–${sample.tf_last}`);
+    cell(row, formatBytes(sample.file_size_bytes));
+    cell(row, sample.status);
+    cell(row, new Date(sample.created_at).toLocaleTimeString());
+    const at = Date.parse(sample.created_at);
+    samples.push({ at: at / 1000, bytes: sample.file_size_bytes, latency: received ? (at - received) / 1000 : null });
+  }
+  while (table.rows.length > MAX_ROWS) table.deleteRow(-1);
+  if (samples.length > MAX_POINTS) samples.splice(0, samples.length - MAX_POINTS);
+}
+
+function showRun(event) {
+  const current = document.getElementById("current-run");
+  current.replaceChildren(link("run-link", "0", event.run_number, String(event.run_number)));
+  document.getElementById("daq-state").textContent = `${event.payload.state || "—"} / ${event.payload.substate || "—"}`;
+}
+
+connectLive({
+  onEvents(events) {
+    counters.events += events.length;
+    for (const event of events) {
+      if (event.kind === "tf_samples") addSampleRows(event);
+      else if (event.kind === "stf") {
+        const at = Date.parse(event.created_at) / 1000;
+        for (const _ of event.payload.stfs) stfTimes.push(at);
+      } else if (event.kind === "run") showRun(event);
+      else if (event.kind === "dead_letter") {
+        const count = document.getElementById("dead-letters");
+        count.textContent = String(Number(count.textContent) + 1);
+      } else if (event.kind === "alarm") {
+        const item = document.createElement("li");
+        item.textContent = event.payload.message;
+        document.getElementById("alarms").appendChild(item);
+      }
+    }
+    const cutoff = Date.now() / 1000 - WINDOW_S;
+    while (stfTimes.length && stfTimes[0] < cutoff) stfTimes.shift();
+    scheduleRedraw();
+  },
+});
+setInterval(scheduleRedraw, 2000); // the rate decays when STFs stop coming

@@ -1,0 +1,50 @@
+// A run's page: new STFs join the table, samples are drawn over their STF as they arrive.
+import { addRange, cell, connectLive, drawRanges, formatBytes, link } from "./live.js";
+
+const table = document.getElementById("stfs");
+const runNumber = Number(table.dataset.runNumber);
+const body = table.tBodies[0];
+
+function rowOf(name) {
+  return [...body.rows].find((row) => row.dataset.stf === name);
+}
+
+function addStf(stf) {
+  if (rowOf(stf.stf_filename)) return;
+  const row = body.insertRow(0);
+  row.dataset.stf = stf.stf_filename;
+  cell(row, stf.sequence);
+  cell(row, link("stf-link", "STF", stf.stf_filename, stf.stf_filename));
+  cell(row, stf.msg_type === "stf_ready" ? "ready" : "announced").className = "status";
+  cell(row, `${stf.state || ""} / ${stf.substate || ""}`);
+  cell(row, formatBytes(stf.size_bytes));
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("class", "fastmon-ranges");
+  svg.setAttribute("viewBox", "0 0 100 6");
+  svg.setAttribute("preserveAspectRatio", "none");
+  svg.innerHTML = '<rect class="fastmon-ranges-stf" x="0" y="0" width="100" height="6"></rect>';
+  cell(row, svg);
+  document.getElementById("stf-count").textContent = String(body.rows.length);
+}
+
+drawRanges();
+connectLive({
+  run: runNumber,
+  onEvents(events) {
+    for (const event of events) {
+      if (event.kind === "stf") event.payload.stfs.forEach(addStf);
+      else if (event.kind === "run") {
+        document.getElementById("run-state").textContent = `${event.payload.state || "—"} / ${event.payload.substate || "—"}`;
+      } else if (event.kind === "tf_samples") {
+        const row = rowOf(event.payload.stf_filename);
+        if (!row) continue;
+        row.querySelector(".status").textContent = "sampled";
+        const svg = row.querySelector("svg");
+        for (const sample of event.payload.samples) addRange(svg, sample, event.payload.tf_count);
+        const count = document.getElementById("sample-count");
+        count.textContent = String(Number(count.textContent) + event.payload.samples.length);
+        drawRanges(row);
+      }
+    }
+  },
+});

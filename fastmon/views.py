@@ -1,0 +1,74 @@
+"""The live pages: server-rendered HTML that small JS modules keep up to date over the
+websocket. Each view reads through one selector."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.urls import get_script_prefix
+
+from fastmon import selectors
+from fastmon.conf import fastmon_settings
+from fastmon.models import Run, StfFile, Subscriber
+
+View = Callable[..., HttpResponse]
+
+
+def readable(view: View) -> View:
+    """PAGES_REQUIRE_LOGIN sends anonymous readers to the site's login (swf-monitor's SSO)."""
+
+    @wraps(view)
+    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not selectors.may_read(request.user):
+            return redirect_to_login(request.get_full_path())
+        return view(request, *args, **kwargs)
+
+    return guarded
+
+
+def _render(request: HttpRequest, template: str, context: dict[str, Any]) -> HttpResponse:
+    return render(request, f"fastmon/{template}", {
+        **context,
+        "base_template": fastmon_settings.BASE_TEMPLATE,
+        # The websocket is routed below the site's script prefix, like every link.
+        "websocket_path": get_script_prefix() + fastmon_settings.WEBSOCKET_PATH,
+        "newest_sequence": selectors.newest_event_sequence(),
+    })  # fmt: skip
+
+
+@readable
+def dashboard(request: HttpRequest) -> HttpResponse:
+    return _render(request, "dashboard.html", selectors.dashboard())
+
+
+@readable
+def run_detail(request: HttpRequest, run_number: int) -> HttpResponse:
+    run = get_object_or_404(Run, run_number=run_number)
+    return _render(request, "run.html", selectors.run_page(run))
+
+
+@readable
+def stf_detail(request: HttpRequest, stf_filename: str) -> HttpResponse:
+    stf = get_object_or_404(StfFile.objects.select_related("run"), stf_filename=stf_filename)
+    return _render(
+        request, "stf.html", {"stf": stf, "samples": stf.tf_samples.order_by("tf_first")}
+    )
+
+
+@readable
+def dead_letters(request: HttpRequest) -> HttpResponse:
+    return _render(
+        request, "dead_letters.html", {"letters": selectors.pending_dead_letters()[:200]}
+    )
+
+
+@readable
+def subscribers(request: HttpRequest) -> HttpResponse:
+    return _render(
+        request, "subscribers.html", {"subscribers": Subscriber.objects.order_by("name")}
+    )
