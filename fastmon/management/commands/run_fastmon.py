@@ -7,25 +7,37 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from fastmon.conf import fastmon_settings
 from fastmon.messaging.consumer import Consumer
+from fastmon.watch import run_watching
 
 
 class Command(BaseCommand):
     help = (
         "Consume STF announcements from the broker, store them in batches (ack after commit) "
-        "and relay the outbox. Stops cleanly on SIGTERM/SIGINT. Exit codes: 0 stopped, "
-        "2 configuration, 3 login refused, 4 broker unreachable, 5 database unreachable, "
-        "6 broker refused a subscription."
+        "and relay the outbox; with --watch (or WATCH_DIRS), also ingest the STF files appearing "
+        "in DAQ exit buffers as stf_ready notices. Stops cleanly on SIGTERM/SIGINT. Exit codes: "
+        "0 stopped, 2 configuration (a watched directory missing too), 3 login refused, "
+        "4 broker unreachable, 5 database unreachable, 6 broker refused a subscription."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument(
             "--no-relay", action="store_true", help="leave the outbox to `fastmon_relay`"
         )
+        parser.add_argument(
+            "--watch", action="append", default=[], metavar="DIR",
+            help="watch DIR for complete *.stf files, besides the broker (repeatable; "
+            "replaces FASTMON['WATCH_DIRS'])",
+        )  # fmt: skip
 
-    def handle(self, *args: Any, no_relay: bool, **options: Any) -> None:
+    def handle(self, *args: Any, no_relay: bool, watch: list[str], **options: Any) -> None:
         log_to_console(options["verbosity"])
-        sys.exit(Consumer(relay=not no_relay).run_until_signalled())
+        consumer = Consumer(relay=not no_relay)
+        directories = watch or fastmon_settings.WATCH_DIRS
+        sys.exit(
+            run_watching(consumer, directories) if directories else consumer.run_until_signalled()
+        )
 
 
 def log_to_console(verbosity: int) -> None:
