@@ -41,13 +41,13 @@ class LiveEventsConsumer(AsyncJsonWebsocketConsumer):
         )
         self.overflowed = 0  # live events that found the queue full (read back later)
         self.read_back = 0  # events sent from the database after a gap
-        self.reported = 0
+        self.behind = False  # the queue turned events away: read them back once it drains
         await self.channel_layer.group_add(live.GROUP, self.channel_name)
         await self.accept()
         # Joined before reading: an event committed meanwhile is in the group or in the read.
         newest = await database_sync_to_async(selectors.newest_event_sequence)()
         self.last_seen = newest if since is None else min(since, newest)
-        self.sender = asyncio.create_task(self._send_loop(skip_to=newest))
+        self.sender = asyncio.create_task(self._send_loop())
 
     async def disconnect(self, code: int) -> None:
         await self.channel_layer.group_discard(live.GROUP, self.channel_name)
@@ -64,13 +64,16 @@ class LiveEventsConsumer(AsyncJsonWebsocketConsumer):
                 self.queue.put_nowait(frame)
             except asyncio.QueueFull:
                 self.overflowed += 1
+                self.behind = True
 
-    async def _send_loop(self, skip_to: int) -> None:
-        missed = skip_to - self.last_seen
-        if missed > fastmon_settings.LIVE_REPLAY_MAX:
+    async def _send_loop(self) -> None:
+        replay_from = await database_sync_to_async(selectors.replay_start)(
+            self.last_seen, fastmon_settings.LIVE_REPLAY_MAX
+        )
+        if replay_from != self.last_seen:
             await self.send_json({"type": "skipped", "after": self.last_seen,
-                                  "upto": skip_to - fastmon_settings.LIVE_REPLAY_MAX})  # fmt: skip
-            self.last_seen = skip_to - fastmon_settings.LIVE_REPLAY_MAX
+                                  "upto": replay_from})  # fmt: skip
+            self.last_seen = replay_from
         await self._read_back(upto=None)
         while True:
             try:
@@ -82,6 +85,11 @@ class LiveEventsConsumer(AsyncJsonWebsocketConsumer):
             while not self.queue.empty() and len(frames) < REPLAY_PAGE:
                 frames.append(self.queue.get_nowait())
             await self._send_live(frames)
+            if self.behind and self.queue.empty():
+                self.behind = False
+                await self._read_back(upto=None)
+                await self.send_json({"type": "status", "overflowed": self.overflowed,
+                                      "read_back": self.read_back})  # fmt: skip
 
     async def _send_live(self, frames: list[dict[str, Any]]) -> None:
         fresh = [f for f in frames if f["sequence"] > self.last_seen]
@@ -105,10 +113,6 @@ class LiveEventsConsumer(AsyncJsonWebsocketConsumer):
             self.read_back += len(events)
             await self._send_frames(events)
             self.last_seen = events[-1]["sequence"]
-        if self.overflowed != self.reported:
-            self.reported = self.overflowed
-            await self.send_json({"type": "status", "overflowed": self.overflowed,
-                                  "read_back": self.read_back})  # fmt: skip
 
     async def _send_frames(self, frames: list[dict[str, Any]]) -> None:
         wanted = [f for f in frames if self._wants(f)]

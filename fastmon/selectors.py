@@ -67,6 +67,13 @@ def newest_event_sequence() -> int:
     return LiveEvent.objects.aggregate(newest=Max("id"))["newest"] or 0
 
 
+def replay_start(since: int, maximum: int) -> int:
+    """Where a replay after ``since`` starts so that it sends at most ``maximum`` events."""
+    newer = LiveEvent.objects.filter(id__gt=since).order_by("-id").values_list("id", flat=True)
+    oldest_kept = list(newer[maximum : maximum + 1])
+    return oldest_kept[0] if oldest_kept else since
+
+
 def may_read(user: Any) -> bool:
     """The pages' and the websocket's rule: anyone, unless PAGES_REQUIRE_LOGIN."""
     if not fastmon_settings.PAGES_REQUIRE_LOGIN:

@@ -440,6 +440,11 @@ def _run_ids(messages: list[StfMessage]) -> dict[int, int]:
             ignore_conflicts=True,
         )
         ids.update(Run.objects.filter(run_number__in=missing).values_list("run_number", "pk"))
+        record_live_events([
+            LiveEvent(kind=LiveEvent.Kind.RUN, run_number=number, payload={
+                "run_number": number, "state": None, "substate": None, "msg_type": m.msg_type})
+            for number, m in missing.items()
+        ])  # fmt: skip
     return ids
 
 

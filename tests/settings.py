@@ -53,7 +53,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL]},
+        # Redis pub/sub ignores database numbers: the prefix keeps runs on other databases
+        # (parallel checkouts, benchmarks) off this one's live pages.
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": f"fastmon-{DATABASES['default']['NAME']}"},
     }
 }
 
