@@ -11,7 +11,7 @@ app_name = "fastmon"
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("runs/<int:run_number>/", views.run_detail, name="run"),
-    path("stf/<str:stf_filename>/", views.stf_detail, name="stf"),
+    path("stf/<path:stf_filename>/", views.stf_detail, name="stf"),
     path("dead-letters/", views.dead_letters, name="dead-letters"),
     path("subscribers/", views.subscribers, name="subscribers"),
     path("api/", include("fastmon.api.urls")),
