@@ -1,0 +1,132 @@
+"""The live pages in a real headless Chromium (Debian's, driven by Playwright), fed by
+announcements published to the real broker and ingested by run_fastmon: the dashboard fills
+live, catches up after its server went away, and shows hostile file names as text.
+Screenshots go to test-artifacts/."""
+
+from __future__ import annotations
+
+import json
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from fastmon.models import StfFile
+from fastmon.testing.broker import publish
+from fastmon.testing.messages import example
+from tests.conftest import ROOT, ServiceProcess, broker_login, wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]  # fmt: skip
+ARTIFACTS = ROOT / "test-artifacts"
+RUN = 100500
+StartProcess = Callable[..., ServiceProcess]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (scripts/test.sh does)")
+    # Playwright's sync API keeps an event loop in this thread; the test's own ORM calls
+    # (waiting for rows) are still plain synchronous code.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    from playwright import sync_api
+
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def site(start_process: StartProcess, unique_topic: str, stomp_address) -> Iterator[dict]:
+    """The test site served by uvicorn, and run_fastmon (sampling in a Celery worker) reading
+    ``unique_topic``."""
+    port = free_port()
+    server_argv = ["-m", "uvicorn", "tests.asgi:application", "--host", "127.0.0.1",
+                   "--port", str(port)]  # fmt: skip
+    changes = {"SUBSCRIBE_DESTINATIONS": [unique_topic],
+               "AGENT_NAME": f"fastmon-agent-test-{uuid.uuid4().hex[:8]}"}  # fmt: skip
+    server = start_process({}, command="uvicorn", argv=server_argv)
+    consumer = start_process(changes)
+    worker = start_process({}, command="celery", argv=[
+        "-m", "celery", "-A", "tests", "worker", "--loglevel", "info", "--concurrency", "1",
+        "--without-gossip",
+        "--without-mingle", "--without-heartbeat"])  # fmt: skip
+    server.wait_for_log("Uvicorn running")
+    consumer.wait_for_log("subscribed to")
+    worker.wait_for_log("ready.")
+
+    def announce(*names: str) -> None:
+        bodies = [json.dumps(example("stf_ready", run_id=RUN, filename=name)) for name in names]
+        publish(stomp_address, broker_login(), unique_topic, bodies)
+        wait_until(lambda: StfFile.objects.filter(stf_filename__in=names, status="sampled")
+                   .count() == len(names), 30, f"{names} sampled")  # fmt: skip
+
+    def restart_server() -> ServiceProcess:
+        server.kill_all()
+        return start_process({}, command="uvicorn", argv=server_argv)
+
+    yield {"url": f"http://127.0.0.1:{port}/fastmon/", "announce": announce,
+           "server": server, "restart_server": restart_server}  # fmt: skip
+
+
+def shot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def sample_rows(page) -> list[str]:
+    return page.locator("#tf-samples tbody tr td:first-child").all_inner_texts()
+
+
+def test_the_dashboard_fills_live_and_catches_up_after_a_disconnect(browser, site) -> None:
+    page = browser.new_page()
+    page.goto(site["url"])
+    page.wait_for_selector("#fastmon-live-status[data-state=live]", timeout=10_000)
+    assert page.locator("#tf-samples tbody tr").count() == 0
+
+    site["announce"](f"swf.{RUN}.000001.stf", f"swf.{RUN}.000002.stf")
+    page.wait_for_function("document.querySelectorAll('#tf-samples tbody tr').length == 14",
+                           timeout=10_000)  # fmt: skip
+    assert f"swf.{RUN}.000002_tf_007.tf" in sample_rows(page)
+    assert page.locator("#current-run a").inner_text() == str(RUN)
+    assert page.locator("#chart-tf-sizes canvas").count() == 1  # uPlot drew the chart
+    shot(page, "dashboard-live")
+
+    # The server goes away; announcements keep coming and are stored meanwhile.
+    server = site["restart_server"]()
+    site["announce"](f"swf.{RUN}.000003.stf")
+    server.wait_for_log("Uvicorn running")
+    page.wait_for_function("document.querySelectorAll('#tf-samples tbody tr').length == 21",
+                           timeout=20_000)  # fmt: skip
+    assert f"swf.{RUN}.000003_tf_001.tf" in sample_rows(page)
+    assert page.evaluate("window.fastmonLive.reconnects") >= 1
+    assert len(set(sample_rows(page))) == 21  # nothing twice
+    shot(page, "dashboard-after-reconnect")
+
+
+def test_a_hostile_file_name_renders_as_text(browser, site) -> None:
+    evil = f"swf.{RUN}.<script>window.pwned=1</script>.stf"
+    page = browser.new_page()
+    page.goto(site["url"])
+    page.wait_for_selector("#fastmon-live-status[data-state=live]", timeout=10_000)
+    site["announce"](evil)
+    page.wait_for_function("document.querySelectorAll('#tf-samples tbody tr').length == 7",
+                           timeout=10_000)  # fmt: skip
+    assert page.locator("#tf-samples tbody tr td:nth-child(2)").first.inner_text() == evil
+    page.goto(f"{site['url']}runs/{RUN}/")  # and server-rendered
+    assert evil in page.locator("#stfs").inner_text()
+    assert page.evaluate("window.pwned") is None
+    shot(page, "run-page-hostile-name")
