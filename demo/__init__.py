@@ -2,4 +2,7 @@
 
 from demo.celery import app as celery_app
 
-__all__ = ["celery_app"]
+__all__ = ["PREFIX", "celery_app"]
+
+# How every line the demo prints starts.
+PREFIX = "fastmon demo:"

@@ -1,23 +1,122 @@
-"""``python -m demo``: migrate a local SQLite database, ingest the testbed's example messages,
-and print what fastmon stored."""
+"""``python -m demo``: fastmon's whole pipeline in one process, on the embedded default (SQLite,
+an in-process broker, the in-memory channel layer, Celery in-process) or on real services
+(``--broker-url``, ``--database-url``, ``--redis-url``).
 
+It migrates the database, then serves the site (pages, API, live websocket) on 127.0.0.1, runs
+run_fastmon's ``Consumer`` and plays testbed runs with the ``Simulator``, which writes real STF
+files that sampling reads (``demo.pipeline``). The code is production's: only the transport and
+the backends differ. SIGINT (Ctrl-C) or SIGTERM stops it cleanly, exit status 0; otherwise the
+status is run_fastmon's (``ExitCode``), or 1 when the port cannot be had.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
 import os
+import socket
 import sys
 
 import django
 from django.core.management import call_command
+from django.db import OperationalError
+
+from demo import PREFIX, backends
+from fastmon.management.commands.fastmon_simulate import byte_size
+from fastmon.simulator import SimulationOptions
 
 
-def main() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demo.settings")
-    django.setup()
-    from fastmon.testing.messages import EXAMPLES_DIR, RUN_ORDER
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m demo",
+        description="fastmon's whole pipeline in one process: dashboard, consumer, sampling "
+        "and a DAQ simulator, on SQLite with an in-process broker unless given real services. "
+        "Ctrl-C stops it.",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=8000,
+        help="port on 127.0.0.1 (default %(default)s; 0: any free one)",
+    )
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=3,
+        help="runs the simulator plays; 0: until stopped (default %(default)s)",
+    )
+    parser.add_argument("--stfs", type=int, default=100, help="STFs per run (default %(default)s)")
+    parser.add_argument(
+        "--rate", type=float, default=2.0, help="STFs per second (default %(default)s)"
+    )
+    parser.add_argument(
+        "--stf-size",
+        type=byte_size,
+        default=256 * 1024,
+        help="bytes per STF file, or with K, M, G (default 256K)",
+    )
+    parser.add_argument(
+        "--pause-after",
+        type=int,
+        default=40,
+        help="a standby of 5 s after every N STFs of a run (default %(default)s)",
+    )
+    parser.add_argument(
+        "--destination",
+        default="/topic/epictopic",
+        help="where the simulator sends and fastmon reads (default %(default)s)",
+    )
+    services = parser.add_argument_group(
+        "real services", "each replaces one embedded backend (Celery stays in-process)"
+    )
+    services.add_argument("--broker-url", help="stomp://user:password@host:61613 (ActiveMQ)")
+    services.add_argument("--database-url", help="postgresql://user:password@host:5432/name")
+    services.add_argument("--redis-url", help="redis://host:6379/0, for the channel layer")
+    args = parser.parse_args(argv)
+    try:
+        backends.broker(args.broker_url)
+        backends.database(args.database_url, "")
+        backends.channel_layer(args.redis_url, "")
+        args.simulation = SimulationOptions(
+            runs=args.runs or None, stfs_per_run=args.stfs, rate=args.rate,
+            destination=args.destination, stf_size=args.stf_size,
+            pause_after=args.pause_after or None,
+        )  # fmt: skip
+    except ValueError as exc:
+        parser.error(str(exc))
+    return args
 
-    call_command("migrate", verbosity=0)
-    files = [str(EXAMPLES_DIR / f"{name}.json") for name in RUN_ORDER]
-    call_command("fastmon_ingest", *files, stdout=sys.stdout)
-    call_command("fastmon_summary", stdout=sys.stdout)
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)
+    for name, value in [
+        (backends.BROKER_ENV, args.broker_url),
+        (backends.DATABASE_ENV, args.database_url),
+        (backends.REDIS_ENV, args.redis_url),
+        (backends.DESTINATION_ENV, args.destination),
+    ]:
+        if value:
+            os.environ[name] = value
+    # Bound first: a port in use is said at once, and --port 0 tells its real number.
+    try:
+        listener = socket.create_server(("127.0.0.1", args.port))
+    except OSError as exc:
+        print(f"{PREFIX} cannot listen on 127.0.0.1:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    os.environ["DJANGO_SETTINGS_MODULE"] = "demo.settings"  # the demo is this site, always
+    try:
+        django.setup()
+        call_command("migrate", verbosity=0)
+        from demo.pipeline import run  # needs the apps loaded
+
+        return asyncio.run(run(args, listener))
+    except OperationalError as exc:
+        print(f"{PREFIX} database unreachable: {exc}", file=sys.stderr)
+        return 5
+    except KeyboardInterrupt:  # before the demo took over the signals
+        return 130
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,8 +1,10 @@
-"""Settings of the demo site: the same fastmon, on backends that need nothing installed."""
+"""Settings of the demo site: the same fastmon, on backends that need nothing installed, or on
+real services when ``python -m demo`` is given their URLs (see ``demo.backends``)."""
 
 import os
 from pathlib import Path
 
+from demo import backends
 from fastmon.testing.site import (  # noqa: F401
     INSTALLED_APPS,
     MIDDLEWARE,
@@ -11,8 +13,10 @@ from fastmon.testing.site import (  # noqa: F401
     TEMPLATES,
 )
 
-DATA_DIR = Path(os.environ.get("FASTMON_DEMO_DIR", Path.cwd() / ".fastmon-demo"))
-DATA_DIR.mkdir(parents=True, exist_ok=True)
+DATA_DIR = Path(os.environ.get("FASTMON_DEMO_DIR", Path.cwd() / ".fastmon-demo")).resolve()
+# Where the simulator writes STF files, and the one place sampling may read them.
+STF_DIR = DATA_DIR / "stf"
+STF_DIR.mkdir(parents=True, exist_ok=True)
 
 SECRET_KEY = "fastmon-demo-not-secret"
 DEBUG = True
@@ -21,8 +25,16 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 
 ROOT_URLCONF = "demo.urls"
+ASGI_APPLICATION = "demo.asgi.application"
 DATABASES = {
-    "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": DATA_DIR / "fastmon.sqlite3"}
+    "default": backends.database(
+        os.environ.get(backends.DATABASE_ENV), DATA_DIR / "fastmon.sqlite3"
+    )
+}
+CHANNEL_LAYERS = {
+    "default": backends.channel_layer(
+        os.environ.get(backends.REDIS_ENV), f"fastmon-demo-{DATABASES['default']['NAME']}"
+    )
 }
 STATIC_URL = "static/"
 LOGGING = {
@@ -31,6 +43,13 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {"fastmon": {"handlers": ["console"], "level": "WARNING"}},
 }
-FASTMON = {"NAMESPACE": "epic-fastmon"}
+DESTINATION = os.environ.get(backends.DESTINATION_ENV, "/topic/epictopic")
+FASTMON = {
+    "NAMESPACE": "epic-fastmon",
+    "DATA_ROOTS": [str(STF_DIR)],
+    "SUBSCRIBE_DESTINATIONS": [DESTINATION],
+    "PUBLISH_DESTINATION": DESTINATION,
+    **backends.broker(os.environ.get(backends.BROKER_ENV)),
+}
 # Celery in-process: tasks run where they are enqueued, after the commit that enqueues them.
 CELERY_TASK_ALWAYS_EAGER = True

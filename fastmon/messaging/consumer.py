@@ -66,14 +66,17 @@ def refresh_db_connections() -> None:
     for connection in connections.all(initialized_only=True):
         if connection.connection is None:
             continue
-        opened_at = _first_seen.setdefault(connection.connection, time.monotonic())
-        too_old = time.monotonic() - opened_at > max_age
+        seen = _first_seen.get(connection)
+        if seen is None or seen[0] is not connection.connection:
+            seen = _first_seen[connection] = (connection.connection, time.monotonic())
+        too_old = time.monotonic() - seen[1] > max_age
         if too_old or (connection.errors_occurred and not connection.is_usable()):
             connection.close()
 
 
-# When each driver connection was first seen; a reconnect brings a new driver connection.
-_first_seen: WeakKeyDictionary[Any, float] = WeakKeyDictionary()
+# Per Django connection, its driver connection and when that was first seen (a reconnect brings
+# a new one). Keyed by Django's wrapper: sqlite3's connections take no weak references.
+_first_seen: WeakKeyDictionary[Any, tuple[Any, float]] = WeakKeyDictionary()
 
 
 def backoff_delay(attempt: int) -> float:
@@ -127,6 +130,8 @@ class Consumer:
             on_delivery=self._receive, durable=any(map(is_durable, self.destinations))
         )
         self.stopping = threading.Event()
+        # Connected and subscribed: what is sent from now on reaches this consumer.
+        self.started = threading.Event()
         self.stats = Stats()
 
     # -- the receiver thread ------------------------------------------------------------------
@@ -164,6 +169,7 @@ class Consumer:
         failure = self._start()
         if failure is not None:
             return failure
+        self.started.set()
 
         next_summary = time.monotonic() + fastmon_settings.SUMMARY_INTERVAL_S
         next_relay = time.monotonic()

@@ -1,0 +1,182 @@
+"""The demo's parts and their order: uvicorn serving the site, run_fastmon's consumer, the
+simulator and a progress line; started by ``python -m demo`` once Django is set up.
+
+Threads and the event loop: uvicorn's loop, in the main thread, runs every websocket consumer,
+and the in-memory channel layer's queues belong to it; nothing may touch them from another
+thread. Live events are pushed by ``fastmon.live.broadcast`` after each commit, in the thread
+that committed: the consumer's (ingest, and sampling, which Celery runs eagerly at commit). So
+the consumer runs under ``sync_to_async(..., thread_sensitive=False)`` awaited on that loop:
+asgiref remembers the loop for the worker thread, and the ``async_to_sync(group_send)`` in
+``broadcast`` then runs ``group_send`` as a task on uvicorn's loop and waits for it, instead of
+on a new loop of its own (Django's ASGI handler gives the pages' requests the same
+arrangement). The simulator only sends, through a transport of its own: a plain thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import socket
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from asgiref.sync import sync_to_async
+from django.db import DatabaseError, connections
+from django.utils.module_loading import import_string
+
+from demo import PREFIX, backends
+from demo.asgi import application
+from fastmon.conf import fastmon_settings
+from fastmon.management.commands.fastmon_simulate import ReceiptBatches, progress_line
+from fastmon.messaging.consumer import Consumer, ExitCode
+from fastmon.messaging.transports import BrokerAuthFailed, BrokerError
+from fastmon.models import StfFile, TfSample
+from fastmon.simulator import SimulationOptions, Simulator
+
+PROGRESS_TTY_S = 1.0  # a terminal: the progress line redrawn in place
+PROGRESS_LOG_S = 5.0  # a pipe or a file: one line this often
+SEND_BATCH = 100  # simulator messages per broker receipt
+SERVER_GRACE_S = 5.0  # open connections get this long to close at the stop
+
+
+class QuietServer(uvicorn.Server):
+    """uvicorn without signal handlers of its own: the demo stops its parts in order itself
+    (uvicorn's would also raise the signal again once it has stopped)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def run(args: argparse.Namespace, listener: socket.socket) -> int:
+    """Start server, consumer and simulator; at a signal, or when a part fails, stop them in
+    that order. Return the exit code: the consumer's (``ExitCode``), else the simulator's."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+
+    config = uvicorn.Config(application, lifespan="off", log_level="warning",
+                            access_log=False, timeout_graceful_shutdown=SERVER_GRACE_S)  # fmt: skip
+    server = QuietServer(config)
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
+    if not await wait_for(lambda: server.started, serving):
+        await serving
+        return 1
+    options = replace(args.simulation, namespace=fastmon_settings.NAMESPACE,
+                      data_dir=Path(fastmon_settings.DATA_ROOTS[0]))  # fmt: skip
+    print(f"{PREFIX} http://127.0.0.1:{listener.getsockname()[1]}/fastmon/")
+    used = backends.describe(args.database_url, args.broker_url, args.redis_url)
+    print(f"{PREFIX} {used}; simulator: {plan(options)}; Ctrl-C stops")
+
+    consumer = Consumer()
+    consuming = asyncio.ensure_future(sync_to_async(consume, thread_sensitive=False)(consumer))
+    stopped = asyncio.create_task(stop.wait())
+    simulation = None
+    # Announcements sent before the consumer subscribed could miss a new durable subscription.
+    if await wait_for(consumer.started.is_set, consuming, stopped):
+        simulation = Simulation(options, stop)
+    await asyncio.wait([stopped, consuming, serving], return_when=asyncio.FIRST_COMPLETED)
+
+    simulator_code = await simulation.finish() if simulation else 0
+    consumer.stop()
+    code = int(await consuming) or simulator_code
+    server.should_exit = True
+    await serving
+    await sync_to_async(connections.close_all)()
+    print(f"{PREFIX} stopped cleanly" if code == 0 else f"{PREFIX} stopped, exit code {code}")
+    return code
+
+
+async def wait_for(ready: Callable[[], bool], *ends: asyncio.Future[Any]) -> bool:
+    """Poll ``ready`` until it holds (True) or one of ``ends`` is done (False)."""
+    while not ready():
+        if any(end.done() for end in ends):
+            return False
+        await asyncio.sleep(0.05)
+    return True
+
+
+def consume(consumer: Consumer) -> int:
+    """run_fastmon's loop, in a worker thread that closes its database connections at the end."""
+    try:
+        return consumer.run()
+    finally:
+        connections.close_all()
+
+
+class Simulation:
+    """The simulator in a thread of its own, sending through a transport of the configured
+    class as a DAQ agent sends through the broker, and the progress line beside it."""
+
+    def __init__(self, options: SimulationOptions, stop: asyncio.Event) -> None:
+        self.transport = import_string(fastmon_settings.TRANSPORT)()
+        sender = ReceiptBatches(self.transport, SEND_BATCH)
+        self.simulator = Simulator(options, sender.send, sender.flush)
+        self.playing = asyncio.ensure_future(self._play(stop))
+        self.reporting = asyncio.create_task(self._report())
+
+    async def finish(self) -> int:
+        """Stop the simulator (its open run ends) and the progress line; the exit code."""
+        self.simulator.stop()
+        code = await self.playing
+        self.reporting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.reporting
+        ending = "\n" if sys.stdout.isatty() else ""
+        print(f"{ending}{await self._line()}")
+        return code
+
+    async def _play(self, stop: asyncio.Event) -> int:
+        try:
+            await asyncio.to_thread(self._run)
+        except BrokerError as exc:
+            print(f"{PREFIX} simulator: {exc}", file=sys.stderr)
+            stop.set()
+            return ExitCode.AUTH if isinstance(exc, BrokerAuthFailed) else ExitCode.UNREACHABLE
+        return 0
+
+    def _run(self) -> None:
+        self.transport.connect()
+        try:
+            self.simulator.run()
+        finally:
+            self.transport.disconnect()
+
+    async def _report(self) -> None:
+        """One line every PROGRESS_LOG_S, or redrawn in place every PROGRESS_TTY_S on a tty."""
+        tty = sys.stdout.isatty()
+        while True:
+            await asyncio.sleep(PROGRESS_TTY_S if tty else PROGRESS_LOG_S)
+            line = await self._line()
+            print(f"\r{line}\x1b[K", end="", flush=True) if tty else print(line)
+
+    async def _line(self) -> str:
+        try:
+            stfs, samples = await sync_to_async(counts)()
+            stored = f"{stfs} STFs ingested, {samples} TF samples"
+        except DatabaseError as exc:
+            stored = f"database unavailable ({str(exc).strip()})"
+        progress = self.simulator.progress()
+        return (
+            f"{PREFIX} {stored}; simulator {progress_line(progress, self.simulator.options.runs)}"
+        )
+
+
+def counts() -> tuple[int, int]:
+    """STFs and TF samples stored, over all runs."""
+    return StfFile.objects.count(), TfSample.objects.count()
+
+
+def plan(options: SimulationOptions) -> str:
+    runs = "runs until stopped" if options.runs is None else f"{options.runs} runs"
+    return (
+        f"{runs} of {options.stfs_per_run} STFs at {options.rate} STF/s, "
+        f"STF files of {options.stf_size} bytes in {options.data_dir}"
+    )
