@@ -35,7 +35,7 @@ from demo.asgi import application
 from fastmon.conf import fastmon_settings
 from fastmon.management.commands.fastmon_simulate import ReceiptBatches, progress_line
 from fastmon.messaging.consumer import Consumer, ExitCode
-from fastmon.messaging.transports import BrokerAuthFailed, BrokerError
+from fastmon.messaging.transports import BrokerAuthFailed, BrokerError, StompTransport
 from fastmon.models import StfFile, TfSample
 from fastmon.simulator import SimulationOptions, Simulator
 
@@ -117,6 +117,10 @@ class Simulation:
 
     def __init__(self, options: SimulationOptions, stop: asyncio.Event) -> None:
         self.transport = import_string(fastmon_settings.TRANSPORT)()
+        if isinstance(self.transport, StompTransport):
+            # A connection that is not durable takes the client-id AGENT_NAME.<host>.<pid>,
+            # which the consumer's may hold: the simulator, another agent, gets one of its own.
+            self.transport.client_id += ".simulator"
         sender = ReceiptBatches(self.transport, SEND_BATCH)
         self.simulator = Simulator(options, sender.send, sender.flush)
         self.playing = asyncio.ensure_future(self._play(stop))
