@@ -16,6 +16,7 @@ import asyncio
 import os
 import socket
 import sys
+from pathlib import Path
 
 import django
 from django.core.management import call_command
@@ -75,7 +76,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     try:
         backends.broker(args.broker_url)
-        backends.database(args.database_url, "")
+        backends.database(args.database_url, Path())
         backends.channel_layer(args.redis_url, "")
         args.simulation = SimulationOptions(
             runs=args.runs or None, stfs_per_run=args.stfs, rate=args.rate,
