@@ -4,7 +4,8 @@ A client connects with ``?since=<last sequence seen>`` (the pages render the seq
 HTML reflects), optionally ``run=<number>`` and ``kinds=stf,tf_samples``. It receives frames
 ``{"type": "events", "events": [...]}`` in sequence order without gaps: events the push path
 lost or that overflowed the client's bounded queue are read back from the database, and
-``{"type": "status", ...}`` frames say how many were, so nothing is dropped silently.
+``{"type": "status", ...}`` frames say how many were, so nothing is dropped silently. A
+``{"type": "live", "sequence": N}`` frame says the replay is over.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ REPLAY_PAGE = 500
 
 class LiveEventsConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
-        if not await database_sync_to_async(selectors.may_read)(self.scope.get("user")):
+        # The login rule reads the session: only worth a trip to the database when it applies.
+        if fastmon_settings.PAGES_REQUIRE_LOGIN and not await database_sync_to_async(
+            selectors.may_read
+        )(self.scope.get("user")):
             await self.close(code=FORBIDDEN)
             return
         try:
@@ -45,9 +49,9 @@ class LiveEventsConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_add(live.GROUP, self.channel_name)
         await self.accept()
         # Joined before reading: an event committed meanwhile is in the group or in the read.
-        newest = await database_sync_to_async(selectors.newest_event_sequence)()
-        self.last_seen = newest if since is None else min(since, newest)
-        self.sender = asyncio.create_task(self._send_loop())
+        # One trip to the database: a server restart reconnects every page at once.
+        self.last_seen, skipped, replay = await database_sync_to_async(_opening)(since)
+        self.sender = asyncio.create_task(self._send_loop(skipped, replay))
 
     async def disconnect(self, code: int) -> None:
         await self.channel_layer.group_discard(live.GROUP, self.channel_name)
@@ -56,6 +60,14 @@ class LiveEventsConsumer(AsyncJsonWebsocketConsumer):
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sender
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels closes old database connections around every handler, a thread hop per
+        # message and client; pushing to 200 pages that cost more than the pushes.
+        if message["type"] == "live.events":
+            await self.live_events(message)
+        else:
+            await super().dispatch(message)
 
     async def live_events(self, message: dict[str, Any]) -> None:
         """A committed batch pushed by ``live.broadcast``: queued, never waited on."""
@@ -66,15 +78,15 @@ class LiveEventsConsumer(AsyncJsonWebsocketConsumer):
                 self.overflowed += 1
                 self.behind = True
 
-    async def _send_loop(self) -> None:
-        replay_from = await database_sync_to_async(selectors.replay_start)(
-            self.last_seen, fastmon_settings.LIVE_REPLAY_MAX
-        )
-        if replay_from != self.last_seen:
-            await self.send_json({"type": "skipped", "after": self.last_seen,
-                                  "upto": replay_from})  # fmt: skip
-            self.last_seen = replay_from
-        await self._read_back(upto=None)
+    async def _send_loop(self, skipped: int | None, replay: list[dict[str, Any]]) -> None:
+        if skipped is not None:
+            await self.send_json({"type": "skipped", "after": skipped, "upto": self.last_seen})
+        if replay:
+            await self._send_frames(replay)
+            self.last_seen = replay[-1]["sequence"]
+            if len(replay) == REPLAY_PAGE:
+                await self._read_back(upto=None)
+        await self.send_json({"type": "live", "sequence": self.last_seen})  # caught up
         while True:
             try:
                 first = await asyncio.wait_for(self.queue.get(), fastmon_settings.LIVE_POLL_S)
@@ -133,6 +145,16 @@ def _parse_query(query_string: bytes) -> tuple[int | None, int | None, set[str]]
     if (since is not None and since < 0) or not kinds <= set(LiveEvent.Kind.values):
         raise ValueError("since must be >= 0 and kinds known")
     return since, run, kinds
+
+
+def _opening(since: int | None) -> tuple[int, int | None, list[dict[str, Any]]]:
+    """Where a new client starts (now, or after ``since``, at most LIVE_REPLAY_MAX back), the
+    sequence it skipped from if that was too far back, and the first page of its replay."""
+    newest = selectors.newest_event_sequence()
+    start = newest if since is None else min(since, newest)
+    replay_from = selectors.replay_start(start, fastmon_settings.LIVE_REPLAY_MAX)
+    skipped = start if replay_from != start else None
+    return replay_from, skipped, _events_after(replay_from, None)
 
 
 def _events_after(sequence: int, upto: int | None) -> list[dict[str, Any]]:

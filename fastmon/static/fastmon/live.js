@@ -23,8 +23,7 @@ export function connectLive({ run = null, kinds = [], onEvents }) {
     live.socket = socket;
     socket.onopen = () => {
       delay = 250;
-      status.dataset.state = "live";
-      status.textContent = "live";
+      status.textContent = "catching up…";
     };
     socket.onmessage = (message) => {
       const frame = JSON.parse(message.data);
@@ -34,6 +33,9 @@ export function connectLive({ run = null, kinds = [], onEvents }) {
           live.since = fresh[fresh.length - 1].sequence;
           onEvents(fresh);
         }
+      } else if (frame.type === "live") {
+        status.dataset.state = "live";
+        status.textContent = "live";
       } else if (frame.type === "status") {
         showNotice(`${frame.overflowed} events came faster than this page took them; ` +
           `${frame.read_back} were re-read from the database`);
