@@ -4,6 +4,7 @@ sequence number, then live events, with no silent gap."""
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.db import connections, transaction
 from django.test import override_settings
 
 from fastmon import live
@@ -194,40 +196,31 @@ async def test_too_much_missed_is_skipped_with_a_notice(connect) -> None:
 def test_events_are_numbered_in_commit_order_across_writers(transactional_db) -> None:
     """A writer holding events uncommitted makes the next writer wait for its sequence numbers,
     so no client can see N+1 before N exists."""
-    import threading
-
-    from django.db import connections, transaction
-
-    first_stored = threading.Event()
+    stored = {"slow": threading.Event(), "fast": threading.Event()}
     release = threading.Event()
 
-    def slow_writer() -> None:
-        try:
-            with transaction.atomic():
-                record_live_events([LiveEvent(kind="alarm", payload={"who": "slow"})])
-                first_stored.set()
-                release.wait(5)
-        finally:
-            connections.close_all()
+    def writer(who: str, hold: threading.Event | None) -> threading.Thread:
+        def write() -> None:
+            try:
+                with transaction.atomic():
+                    record_live_events([LiveEvent(kind="alarm", payload={"who": who})])
+                    if hold is not None:
+                        stored[who].set()
+                        hold.wait(5)
+                stored[who].set()
+            finally:
+                connections.close_all()
 
-    thread = threading.Thread(target=slow_writer)
-    thread.start()
-    assert first_stored.wait(5)
-    second_done = threading.Event()
+        thread = threading.Thread(target=write)
+        thread.start()
+        return thread
 
-    def fast_writer() -> None:
-        try:
-            with transaction.atomic():
-                record_live_events([LiveEvent(kind="alarm", payload={"who": "fast"})])
-            second_done.set()
-        finally:
-            connections.close_all()
-
-    other = threading.Thread(target=fast_writer)
-    other.start()
-    assert not second_done.wait(0.5)  # waits for the slow writer's commit
+    slow = writer("slow", hold=release)
+    assert stored["slow"].wait(5)
+    fast = writer("fast", hold=None)
+    assert not stored["fast"].wait(0.5)  # waits for the slow writer's commit
     release.set()
-    thread.join(5)
-    other.join(5)
+    slow.join(5)
+    fast.join(5)
     order = list(LiveEvent.objects.order_by("id").values_list("payload__who", flat=True))
     assert order == ["slow", "fast"]

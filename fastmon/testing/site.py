@@ -1,6 +1,8 @@
 """The Django site skeleton fastmon runs in: what a minimal host site (the test site, the demo)
 needs besides its databases. A site of one's own can start from these."""
 
+from typing import Any
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
@@ -43,3 +45,22 @@ TEMPLATES = [
         },
     }
 ]
+
+
+def asgi_application() -> Any:
+    """A host site's ASGI application: pages, API and static files over HTTP (served by the
+    application itself, as runserver does), and fastmon's websocket inside the auth middleware.
+    Call it once DJANGO_SETTINGS_MODULE is set."""
+    from channels.auth import AuthMiddlewareStack
+    from channels.routing import ProtocolTypeRouter, URLRouter
+    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
+    from django.core.asgi import get_asgi_application
+
+    http = ASGIStaticFilesHandler(get_asgi_application())  # sets Django up first
+
+    import fastmon.routing
+
+    return ProtocolTypeRouter({
+        "http": http,
+        "websocket": AuthMiddlewareStack(URLRouter(fastmon.routing.websocket_urlpatterns)),
+    })  # fmt: skip
