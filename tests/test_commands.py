@@ -1,11 +1,8 @@
-"""Management commands and the README's demo command."""
+"""Management commands: fastmon_ingest, and the examples they read being the spec's."""
 
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -32,26 +29,6 @@ def test_fastmon_ingest_reads_files_and_stdin_lines(monkeypatch: pytest.MonkeyPa
     ]
     assert StfFile.objects.get().status == StfFile.Status.READY
     assert DeadLetter.objects.get().destination == "file"
-
-
-def test_the_demo_runs_on_sqlite_with_nothing_else(tmp_path: Path) -> None:
-    env = {**os.environ, "FASTMON_DEMO_DIR": str(tmp_path)}
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    done = subprocess.run([sys.executable, "-m", "demo"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert (tmp_path / "fastmon.sqlite3").exists()
-    assert "run 101993: run/standby, 2 STFs (1 sampled), end_run total 42" in done.stdout
-    # stf_ready makes an STF samplable: sampled in-process (Celery eager), 7 testbed blocks.
-    assert (
-        "swf.101993.000001.stf  seq 1  sampled  size 2147483648  checksum ad:1587633204  "
-        "TF samples 7" in done.stdout
-    )
-    assert (
-        "swf.101993.000002.stf  seq 2  announced  size 2147483648  checksum ad:3735928559  "
-        "TF samples 0" in done.stdout
-    )
-    assert "dead letters pending: 1" in done.stdout
 
 
 @pytest.mark.skipif(not SHARED_EXAMPLES.is_dir(), reason="../shared/spec is not beside the repo")
