@@ -134,6 +134,20 @@ DEFAULTS: dict[str, Any | Callable[[], Any]] = {
     # swf-monitor, for heartbeats and registering samples there (None: off).
     "SWF_MONITOR_URL": lambda: _env("SWF_MONITOR_URL"),
     "SWF_API_TOKEN": lambda: _env("SWF_API_TOKEN"),
+    # Seconds between heartbeats to SWF_MONITOR_URL (the testbed agents' 60 s), and the POST's
+    # timeout; failures back off from RETRY_MIN_S up to this interval and never touch ingest.
+    "HEARTBEAT_INTERVAL_S": 60.0,
+    "HEARTBEAT_TIMEOUT_S": 10.0,
+    # Seconds between run_fastmon's ConsumerStatus rows, which health checks elsewhere read.
+    "CONSUMER_STATUS_INTERVAL_S": 10.0,
+    # Readiness: a consumer whose status is older than this is down; none at all is unhealthy
+    # unless HEALTH_REQUIRE_CONSUMER is False (a site that runs no run_fastmon).
+    "HEALTH_CONSUMER_STALE_S": 60.0,
+    "HEALTH_REQUIRE_CONSUMER": True,
+    # Readiness: the most outbox rows left unsent, and the most new dead letters per window.
+    "HEALTH_MAX_OUTBOX_PENDING": 10000,
+    "HEALTH_MAX_DEAD_LETTERS": 100,
+    "HEALTH_DEAD_LETTER_WINDOW_S": 300.0,
 }
 
 

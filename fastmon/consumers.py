@@ -18,7 +18,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from fastmon import live, selectors
+from fastmon import live, metrics, selectors
 from fastmon.conf import fastmon_settings
 from fastmon.models import LiveEvent
 
@@ -52,11 +52,13 @@ class LiveEventsConsumer(AsyncJsonWebsocketConsumer):
         # One trip to the database: a server restart reconnects every page at once.
         self.last_seen, skipped, replay = await database_sync_to_async(_opening)(since)
         self.sender = asyncio.create_task(self._send_loop(skipped, replay))
+        metrics.WEBSOCKET_CLIENTS.inc()  # paired with the dec in disconnect, as the sender is
 
     async def disconnect(self, code: int) -> None:
         await self.channel_layer.group_discard(live.GROUP, self.channel_name)
         sender = getattr(self, "sender", None)
         if sender is not None:
+            metrics.WEBSOCKET_CLIENTS.dec()
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sender
@@ -76,6 +78,7 @@ class LiveEventsConsumer(AsyncJsonWebsocketConsumer):
                 self.queue.put_nowait(frame)
             except asyncio.QueueFull:
                 self.overflowed += 1
+                metrics.LIVE_EVENTS_OVERFLOWED.inc()
                 self.behind = True
 
     async def _send_loop(self, skipped: int | None, replay: list[dict[str, Any]]) -> None:

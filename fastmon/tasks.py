@@ -13,7 +13,7 @@ from dataclasses import asdict
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from fastmon import services
+from fastmon import metrics, services
 from fastmon.messaging.outbox import relay_outbox
 from fastmon.messaging.transports import StompTransport
 
@@ -30,7 +30,8 @@ RELIABLE = {
 
 @shared_task(name="fastmon.sample_stfs", **RELIABLE)
 def sample_stfs(stf_filenames: list[str]) -> dict[str, int]:
-    return asdict(services.sample_stfs(stf_filenames))
+    with metrics.SAMPLING_SECONDS.time():
+        return asdict(services.sample_stfs(stf_filenames))
 
 
 @shared_task(name="fastmon.relay_outbox", **RELIABLE)

@@ -4,7 +4,7 @@ the prefix and the site's script name (``/swf-monitor``)."""
 
 from django.urls import include, path
 
-from fastmon import views
+from fastmon import health, metrics, views
 
 app_name = "fastmon"
 
@@ -15,4 +15,7 @@ urlpatterns = [
     path("dead-letters/", views.dead_letters, name="dead-letters"),
     path("subscribers/", views.subscribers, name="subscribers"),
     path("api/", include("fastmon.api.urls")),
+    path("health/live/", health.live, name="health-live"),
+    path("health/ready/", health.ready, name="health-ready"),
+    path("metrics/", metrics.metrics_view, name="metrics"),
 ]

@@ -23,7 +23,9 @@ from weakref import WeakKeyDictionary
 from django.db import DatabaseError, InterfaceError, OperationalError, connections
 from django.utils.module_loading import import_string
 
+from fastmon import metrics
 from fastmon.conf import fastmon_settings
+from fastmon.heartbeat import StatusReporter
 from fastmon.messaging.outbox import outbox_lag, relay_outbox
 from fastmon.messaging.transports import (
     BrokerAuthFailed,
@@ -133,6 +135,9 @@ class Consumer:
         # Connected and subscribed: what is sent from now on reaches this consumer.
         self.started = threading.Event()
         self.stats = Stats()
+        # Status: heartbeats to swf-monitor and the ConsumerStatus row, in threads of their own.
+        self.last_message_at: datetime | None = None
+        self.status = StatusReporter(self)
 
     # -- the receiver thread ------------------------------------------------------------------
 
@@ -166,8 +171,11 @@ class Consumer:
             logger.error("configuration: %s", exc)
             return ExitCode.CONFIG
         logger.info(self.describe())
+        if self.destinations:  # a relay-only process is not the consumer health checks ask about
+            self.status.start()
         failure = self._start()
         if failure is not None:
+            self.status.stop()
             return failure
         self.started.set()
 
@@ -297,6 +305,7 @@ class Consumer:
     def _commit_and_ack(self, batch: list[Delivery], stop_deadline: float | None = None) -> None:
         """Ingest in one transaction, retrying while the database is away; ack after commit."""
         attempt = 0
+        started = time.monotonic()
         while True:
             refresh_db_connections()
             try:
@@ -318,6 +327,9 @@ class Consumer:
                 # A stop wakes this wait; the deadline above then bounds the retries.
                 self.stopping.wait(delay if stop_deadline is None else min(delay, 0.5))
                 attempt += 1
+        metrics.BATCH_COMMIT_SECONDS.observe(time.monotonic() - started)
+        metrics.count_batch(result)
+        self.last_message_at = datetime.now(UTC)
         acked = self.transport.ack(batch)
         self.stats.messages += len(batch)
         self.stats.batches += 1
@@ -352,4 +364,5 @@ class Consumer:
         if self.relay and self.transport.connected:
             self._relay()
         self.transport.disconnect()
+        self.status.stop()
         logger.info("run_fastmon: stopped")

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.db.models import Count, F, Min
 from django.utils import timezone
 
+from fastmon import metrics
 from fastmon.conf import fastmon_settings
 from fastmon.messaging.transports import BrokerError, Outgoing
 from fastmon.models import OutboxMessage, TfSample
@@ -73,4 +74,6 @@ def outbox_lag() -> tuple[int, float | None]:
         pending=Count("id"), oldest=Min("created_at")
     )
     oldest = stats["oldest"]
-    return stats["pending"], (timezone.now() - oldest).total_seconds() if oldest else None
+    lag = stats["pending"], (timezone.now() - oldest).total_seconds() if oldest else None
+    metrics.set_outbox_lag(*lag)
+    return lag

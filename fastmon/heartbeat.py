@@ -1,0 +1,167 @@
+"""run_fastmon's reports on itself: heartbeats to swf-monitor and its ConsumerStatus row.
+
+Both run in daemon threads of their own, so a slow or absent monitor or database never delays a
+batch. The heartbeat is what every testbed agent sends (``../shared/spec/README.md``): a POST to
+``{SWF_MONITOR_URL}/api/systemagents/heartbeat/`` every HEARTBEAT_INTERVAL_S; no URL, none sent.
+The status row is for fastmon's own health checks, which run in other processes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import urllib.request
+from typing import TYPE_CHECKING, Any
+
+from django.db import DatabaseError, connection
+from django.utils import timezone
+
+from fastmon.conf import fastmon_settings
+from fastmon.models import ConsumerStatus
+
+if TYPE_CHECKING:
+    from fastmon.messaging.consumer import Consumer
+
+logger = logging.getLogger("fastmon.heartbeat")
+
+HEARTBEAT_PATH = "/api/systemagents/heartbeat/"
+
+
+def heartbeat_payload(
+    *,
+    agent_name: str,
+    connected: bool,
+    state: str,
+    namespace: str | None,
+    pid: int,
+    hostname: str,
+    description: str = "",
+) -> dict[str, Any]:
+    """The testbed agents' heartbeat body, field for field. Without the broker fastmon ingests
+    nothing: that is a WARNING, since it reconnects by itself."""
+    return {
+        "instance_name": agent_name,
+        "agent_type": "fastmon",
+        "status": "OK" if connected else "WARNING",
+        "description": description,
+        "mq_connected": connected,
+        "pid": pid,
+        "hostname": hostname,
+        "operational_state": state,
+        "namespace": namespace,
+    }
+
+
+def send_heartbeat(payload: dict[str, Any], timeout: float) -> None:
+    """POST one heartbeat; raises OSError (URLError, HTTPError, timeouts) when it fails."""
+    request = urllib.request.Request(
+        fastmon_settings.SWF_MONITOR_URL.rstrip("/") + HEARTBEAT_PATH,
+        data=json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    if token := fastmon_settings.SWF_API_TOKEN:
+        request.add_header("Authorization", f"Token {token}")
+    with urllib.request.urlopen(request, timeout=timeout):
+        pass
+
+
+def retry_delay(attempt: int, interval: float) -> float:
+    """After a failed heartbeat: soon at first (the monitor marks an agent EXITED after three
+    silent minutes), doubling up to the regular interval."""
+    return min(fastmon_settings.RETRY_MIN_S * 2 ** min(attempt, 30), interval)
+
+
+class StatusReporter:
+    """The two reporting threads of one Consumer, which only read its attributes; ``stop``
+    removes its row and says EXITED."""
+
+    def __init__(self, consumer: Consumer) -> None:
+        self.consumer = consumer
+        self.stopping = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        loops = [self._status_loop]
+        if fastmon_settings.SWF_MONITOR_URL:
+            loops.append(self._heartbeat_loop)
+        for loop in loops:
+            thread = threading.Thread(target=loop, name=f"fastmon{loop.__name__}", daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def stop(self) -> None:
+        if not self.threads:
+            return
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(timeout=fastmon_settings.HEARTBEAT_TIMEOUT_S)
+        try:
+            ConsumerStatus.objects.filter(agent_name=fastmon_settings.AGENT_NAME).delete()
+        except DatabaseError as exc:
+            logger.warning("could not remove this consumer's status row: %s", exc)
+        if fastmon_settings.SWF_MONITOR_URL:
+            try:
+                send_heartbeat(self.payload("EXITED"), timeout=2.0)
+            except OSError as exc:
+                logger.warning("last heartbeat not sent: %s", exc)
+
+    def state(self) -> str:
+        if not self.consumer.started.is_set():
+            return "STARTING"
+        last = self.consumer.last_message_at
+        recent = timezone.now().timestamp() - fastmon_settings.HEARTBEAT_INTERVAL_S
+        return "PROCESSING" if last and last.timestamp() >= recent else "READY"
+
+    def payload(self, state: str | None = None) -> dict[str, Any]:
+        last = self.consumer.last_message_at
+        return heartbeat_payload(
+            agent_name=fastmon_settings.AGENT_NAME,
+            connected=self.consumer.transport.connected,
+            state=state or self.state(),
+            namespace=fastmon_settings.NAMESPACE,
+            pid=os.getpid(),
+            hostname=socket.gethostname(),
+            description=f"last message {last.isoformat() if last else 'none yet'}",
+        )
+
+    def _heartbeat_loop(self) -> None:
+        attempt = 0
+        delay = 0.0
+        while not self.stopping.wait(delay):
+            interval = fastmon_settings.HEARTBEAT_INTERVAL_S
+            try:
+                send_heartbeat(self.payload(), timeout=fastmon_settings.HEARTBEAT_TIMEOUT_S)
+                attempt, delay = 0, interval
+            except OSError as exc:
+                delay = retry_delay(attempt, interval)
+                attempt += 1
+                logger.warning("heartbeat to swf-monitor failed (%s); next in %.1fs", exc, delay)
+
+    def _status_loop(self) -> None:
+        """Own database connection (Django's are per thread), closed after a failure."""
+        try:
+            while not self.stopping.is_set():
+                self._write_status()
+                self.stopping.wait(fastmon_settings.CONSUMER_STATUS_INTERVAL_S)
+        finally:
+            connection.close()
+
+    def _write_status(self) -> None:
+        try:
+            ConsumerStatus.objects.update_or_create(
+                agent_name=fastmon_settings.AGENT_NAME,
+                defaults={
+                    "hostname": socket.gethostname(),
+                    "pid": os.getpid(),
+                    "broker_connected": self.consumer.transport.connected,
+                    "last_message_at": self.consumer.last_message_at,
+                    "updated_at": timezone.now(),
+                },
+            )
+        except DatabaseError as exc:
+            logger.warning("consumer status not written: %s", exc)
+            connection.close()
