@@ -31,44 +31,49 @@ def readable(view: View) -> View:
     return guarded
 
 
-def _render(request: HttpRequest, template: str, context: dict[str, Any]) -> HttpResponse:
+def _render(
+    request: HttpRequest, template: str, read: Callable[[], dict[str, Any]]
+) -> HttpResponse:
+    # The sequence is read before the data: an event committed in between is then replayed by
+    # the websocket (at worst shown twice), never missed.
+    newest = selectors.newest_event_sequence()
     return render(request, f"fastmon/{template}", {
-        **context,
+        **read(),
         "base_template": fastmon_settings.BASE_TEMPLATE,
         # The websocket is routed below the site's script prefix, like every link.
         "websocket_path": get_script_prefix() + fastmon_settings.WEBSOCKET_PATH,
-        "newest_sequence": selectors.newest_event_sequence(),
+        "newest_sequence": newest,
     })  # fmt: skip
 
 
 @readable
 def dashboard(request: HttpRequest) -> HttpResponse:
-    return _render(request, "dashboard.html", selectors.dashboard())
+    return _render(request, "dashboard.html", selectors.dashboard)
 
 
 @readable
 def run_detail(request: HttpRequest, run_number: int) -> HttpResponse:
     run = get_object_or_404(Run, run_number=run_number)
-    return _render(request, "run.html", selectors.run_page(run))
+    return _render(request, "run.html", lambda: selectors.run_page(run))
 
 
 @readable
 def stf_detail(request: HttpRequest, stf_filename: str) -> HttpResponse:
     stf = get_object_or_404(StfFile.objects.select_related("run"), stf_filename=stf_filename)
     return _render(
-        request, "stf.html", {"stf": stf, "samples": stf.tf_samples.order_by("tf_first")}
+        request, "stf.html", lambda: {"stf": stf, "samples": stf.tf_samples.order_by("tf_first")}
     )
 
 
 @readable
 def dead_letters(request: HttpRequest) -> HttpResponse:
     return _render(
-        request, "dead_letters.html", {"letters": selectors.pending_dead_letters()[:200]}
+        request, "dead_letters.html", lambda: {"letters": selectors.pending_dead_letters()[:200]}
     )
 
 
 @readable
 def subscribers(request: HttpRequest) -> HttpResponse:
     return _render(
-        request, "subscribers.html", {"subscribers": Subscriber.objects.order_by("name")}
+        request, "subscribers.html", lambda: {"subscribers": Subscriber.objects.order_by("name")}
     )
