@@ -69,12 +69,6 @@ def send_heartbeat(payload: dict[str, Any], timeout: float) -> None:
         pass
 
 
-def retry_delay(attempt: int, interval: float) -> float:
-    """After a failed heartbeat: soon at first (the monitor marks an agent EXITED after three
-    silent minutes), doubling up to the regular interval."""
-    return min(fastmon_settings.RETRY_MIN_S * 2 ** min(attempt, 30), interval)
-
-
 class StatusReporter:
     """The two reporting threads of one Consumer, which only read its attributes; ``stop``
     removes its row and says EXITED."""
@@ -129,6 +123,8 @@ class StatusReporter:
         )
 
     def _heartbeat_loop(self) -> None:
+        from fastmon.messaging.consumer import backoff_delay  # consumer.py imports this module
+
         attempt = 0
         delay = 0.0
         while not self.stopping.wait(delay):
@@ -137,7 +133,9 @@ class StatusReporter:
                 send_heartbeat(self.payload(), timeout=fastmon_settings.HEARTBEAT_TIMEOUT_S)
                 attempt, delay = 0, interval
             except OSError as exc:
-                delay = retry_delay(attempt, interval)
+                # Soon at first (the monitor marks an agent EXITED after three silent minutes),
+                # doubling up to the regular interval.
+                delay = backoff_delay(attempt, cap=interval)
                 attempt += 1
                 logger.warning("heartbeat to swf-monitor failed (%s); next in %.1fs", exc, delay)
 

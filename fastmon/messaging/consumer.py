@@ -81,12 +81,12 @@ def refresh_db_connections() -> None:
 _first_seen: WeakKeyDictionary[Any, tuple[Any, float]] = WeakKeyDictionary()
 
 
-def backoff_delay(attempt: int) -> float:
-    """Exponential from RETRY_MIN_S to RETRY_MAX_S, with jitter so restarts do not stampede."""
+def backoff_delay(attempt: int, cap: float | None = None) -> float:
+    """Exponential from RETRY_MIN_S to ``cap`` (RETRY_MAX_S), with jitter so restarts do not
+    stampede."""
+    cap = fastmon_settings.RETRY_MAX_S if cap is None else cap
     # The exponent is capped: an outage of days must not overflow a float.
-    ceiling = min(
-        fastmon_settings.RETRY_MAX_S, fastmon_settings.RETRY_MIN_S * 2 ** min(attempt, 30)
-    )
+    ceiling = min(cap, fastmon_settings.RETRY_MIN_S * 2 ** min(attempt, 30))
     return ceiling * random.uniform(0.5, 1.0)
 
 
