@@ -90,6 +90,24 @@ DEFAULTS: dict[str, Any | Callable[[], Any]] = {
     "OUTBOX_POLL_S": 0.2,
     "OUTBOX_BATCH_SIZE": 500,
     "OUTBOX_RECEIPT_TIMEOUT_S": 10.0,
+    # Outbox destinations that fail (a subscriber's queue the broker refuses, swf-monitor down)
+    # are retried with backoff up to this many seconds apart, without holding up the others.
+    "OUTBOX_RETRY_MAX_S": 60.0,
+    # Subscribers: requests arrive on CONTROL_DESTINATION (None: REST only) and are answered on
+    # their reply-to; their destinations must start with one of these prefixes (a broker-made
+    # temporary queue, as a requester's reply-to names it, is /remote-temp-queue/...).
+    "CONTROL_DESTINATION": "/queue/fastmon.control",
+    "SUBSCRIBER_DESTINATION_PREFIXES": [
+        "/queue/fastmon.",
+        "/topic/fastmon.",
+        "/remote-temp-queue/",
+    ],
+    # A subscriber's lease when its request names none: not renewed for this long, it is set
+    # inactive (None: subscribers never lapse).
+    "SUBSCRIBER_IDLE_EXPIRY_S": 24 * 3600.0,
+    # A subscriber whose destination failed this many times in a row is set inactive and its
+    # undelivered messages are dropped (counted); a new subscribe request revives it.
+    "SUBSCRIBER_MAX_FAILURES": 10,
     # Sampling: which announcements make an STF samplable, and how the Celery tasks behave.
     "SAMPLING_ENABLED": True,
     "SAMPLE_ON": ["stf_ready"],
@@ -134,10 +152,15 @@ DEFAULTS: dict[str, Any | Callable[[], Any]] = {
     # swf-monitor, for heartbeats and registering samples there (None: off).
     "SWF_MONITOR_URL": lambda: _env("SWF_MONITOR_URL"),
     "SWF_API_TOKEN": lambda: _env("SWF_API_TOKEN"),
-    # Seconds between heartbeats to SWF_MONITOR_URL (the testbed agents' 60 s), and the POST's
-    # timeout; failures back off from RETRY_MIN_S up to this interval and never touch ingest.
+    # Register every TF sample in swf-monitor's own /api/fastmon-files/ too (through the outbox,
+    # with the testbed agent's POST body), so its FastMon pages and the fast-processing agent see
+    # them. Needs SWF_MONITOR_URL.
+    "SWF_MONITOR_FEED": False,
+    # The timeout of every request to swf-monitor.
+    "SWF_MONITOR_TIMEOUT_S": 10.0,
+    # Seconds between heartbeats to SWF_MONITOR_URL (the testbed agents' 60 s); failures back
+    # off from RETRY_MIN_S up to this interval and never touch ingest.
     "HEARTBEAT_INTERVAL_S": 60.0,
-    "HEARTBEAT_TIMEOUT_S": 10.0,
     # Seconds between run_fastmon's ConsumerStatus rows, which health checks elsewhere read.
     "CONSUMER_STATUS_INTERVAL_S": 10.0,
     # Readiness: a consumer whose status is older than this is down; none at all is unhealthy

@@ -8,26 +8,24 @@ The status row is for fastmon's own health checks, which run in other processes.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
 import threading
-import urllib.request
 from typing import TYPE_CHECKING, Any
 
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from fastmon.conf import fastmon_settings
+from fastmon.messaging.retry import backoff_delay
 from fastmon.models import ConsumerStatus
+from fastmon.swf_monitor import send_heartbeat
 
 if TYPE_CHECKING:
     from fastmon.messaging.consumer import Consumer
 
 logger = logging.getLogger("fastmon.heartbeat")
-
-HEARTBEAT_PATH = "/api/systemagents/heartbeat/"
 
 
 def heartbeat_payload(
@@ -55,20 +53,6 @@ def heartbeat_payload(
     }
 
 
-def send_heartbeat(payload: dict[str, Any], timeout: float) -> None:
-    """POST one heartbeat; raises OSError (URLError, HTTPError, timeouts) when it fails."""
-    request = urllib.request.Request(
-        fastmon_settings.SWF_MONITOR_URL.rstrip("/") + HEARTBEAT_PATH,
-        data=json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    if token := fastmon_settings.SWF_API_TOKEN:
-        request.add_header("Authorization", f"Token {token}")
-    with urllib.request.urlopen(request, timeout=timeout):
-        pass
-
-
 class StatusReporter:
     """The two reporting threads of one Consumer, which only read its attributes; ``stop``
     removes its row and says EXITED."""
@@ -92,14 +76,14 @@ class StatusReporter:
             return
         self.stopping.set()
         for thread in self.threads:
-            thread.join(timeout=fastmon_settings.HEARTBEAT_TIMEOUT_S)
+            thread.join(timeout=fastmon_settings.SWF_MONITOR_TIMEOUT_S)
         try:
             ConsumerStatus.objects.filter(agent_name=fastmon_settings.AGENT_NAME).delete()
         except DatabaseError as exc:
             logger.warning("could not remove this consumer's status row: %s", exc)
         if fastmon_settings.SWF_MONITOR_URL:
             try:
-                send_heartbeat(self.payload("EXITED"), timeout=2.0)
+                send_heartbeat(self.payload("EXITED"))
             except OSError as exc:
                 logger.warning("last heartbeat not sent: %s", exc)
 
@@ -123,14 +107,12 @@ class StatusReporter:
         )
 
     def _heartbeat_loop(self) -> None:
-        from fastmon.messaging.consumer import backoff_delay  # consumer.py imports this module
-
         attempt = 0
         delay = 0.0
         while not self.stopping.wait(delay):
             interval = fastmon_settings.HEARTBEAT_INTERVAL_S
             try:
-                send_heartbeat(self.payload(), timeout=fastmon_settings.HEARTBEAT_TIMEOUT_S)
+                send_heartbeat(self.payload())
                 attempt, delay = 0, interval
             except OSError as exc:
                 # Soon at first (the monitor marks an agent EXITED after three silent minutes),

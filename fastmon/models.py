@@ -237,16 +237,25 @@ class DeadLetter(models.Model):
 
 
 class Subscriber(models.Model):
-    """A consumer of TF metadata that asked for a share of the stream."""
+    """A consumer of TF metadata that asked for a share of the stream (``fastmon.subscriptions``
+    holds the rules). A lease: one whose ``expires_at`` passes without a renewed ``subscribe``
+    is set inactive."""
 
     name = models.CharField(max_length=150, unique=True)
     destination = models.CharField(max_length=255, help_text="/queue/... or /topic/...")
     filters = models.JSONField(default=dict, blank=True)
     fraction = models.FloatField(default=1.0, help_text="Share of TF samples delivered, 0..1.")
     active = models.BooleanField(default=True)
+    idle_expiry_s = models.FloatField(
+        null=True, blank=True, help_text="Seconds without a renewal before it lapses; empty: never."
+    )
+    expires_at = models.DateTimeField(null=True, blank=True)
     delivered_count = models.PositiveBigIntegerField(default=0)
-    dropped_count = models.PositiveBigIntegerField(default=0)
+    dropped_count = models.PositiveBigIntegerField(
+        default=0, help_text="Messages given up after their destination kept failing."
+    )
     last_delivery_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.CharField(max_length=150, blank=True, default="")
     updated_at = models.DateTimeField(auto_now=True)
@@ -269,11 +278,22 @@ class Subscriber(models.Model):
 class OutboxMessage(models.Model):
     """A message to publish, written in the same transaction as the data it describes.
 
-    The relay sends pending rows in ``id`` order and stamps ``sent_at``; a rolled-back
-    transaction leaves no row, so nothing is ever published for data that was not stored.
+    Relays send pending rows in ``id`` order per destination and stamp ``sent_at``; a
+    rolled-back transaction leaves no row, so nothing is ever published for data that was not
+    stored. A destination that fails waits until ``next_attempt_at`` without holding up the
+    others; a row given up (a subscriber's destination failing for good, a rejection by
+    swf-monitor) gets ``failed_at`` and its reason in ``last_error``.
     """
 
+    class Transport(models.TextChoices):
+        BROKER = "broker", "STOMP broker"
+        SWF_MONITOR = "swf_monitor", "swf-monitor REST API"
+
+    transport = models.CharField(max_length=20, choices=Transport.choices, default=Transport.BROKER)
     destination = models.CharField(max_length=255)
+    subscriber = models.ForeignKey(
+        Subscriber, on_delete=models.CASCADE, null=True, blank=True, related_name="outbox"
+    )
     msg_type = models.CharField(max_length=100, blank=True, default="")
     subject = models.CharField(
         max_length=255, blank=True, default="", help_text="Natural key of what it describes."
@@ -282,6 +302,8 @@ class OutboxMessage(models.Model):
     headers = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     sent_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True, default="")
 
@@ -289,7 +311,9 @@ class OutboxMessage(models.Model):
         ordering = ["id"]
         indexes = [
             models.Index(
-                fields=["id"], condition=Q(sent_at__isnull=True), name="fastmon_outbox_pending_idx"
+                fields=["transport", "id"],
+                condition=Q(sent_at__isnull=True, failed_at__isnull=True),
+                name="fastmon_outbox_pending_idx",
             ),
         ]
 

@@ -8,6 +8,8 @@
 - TF samples: ``record_tf_samples`` stores samples with their outbox messages and live events.
 - sampling: ``sample_stfs`` (the Celery task's body), policies and their versions.
 - dead letters: replay and discard.
+- subscribers: ``save_subscriber``, ``remove_subscriber`` and the control requests that call
+  them; routing of TF samples to subscribers happens in ``record_tf_samples``.
 - live events: ``record_live_events``, numbered in commit order and pushed after the commit.
 """
 
@@ -28,7 +30,7 @@ from django.db import DatabaseError, DataError, IntegrityError, models, transact
 from django.db.models import F, Max, Min, QuerySet
 from django.utils import timezone
 
-from fastmon import live
+from fastmon import live, swf_monitor
 from fastmon.conf import fastmon_settings
 from fastmon.db import bulk_insert
 from fastmon.messaging.schema import (
@@ -46,10 +48,19 @@ from fastmon.models import (
     Run,
     SamplingPolicy,
     StfFile,
+    Subscriber,
     TfSample,
 )
 from fastmon.sampling import Policy, StfFacts, TfRange, sample
 from fastmon.storage import Unreachable, local_path, read_tf_ranges
+from fastmon.subscriptions import (
+    RequestError,
+    SampleFacts,
+    Subscription,
+    check_reply_to,
+    parse_control_request,
+    selects,
+)
 
 logger = logging.getLogger("fastmon.ingest")
 
@@ -130,7 +141,11 @@ def ingest_batch(messages: Iterable[InboundMessage]) -> BatchResult:
     with transaction.atomic():
         results: list[MessageResult | None] = []
         announcements: list[tuple[int, InboundMessage, StfMessage]] = []
+        control = fastmon_settings.CONTROL_DESTINATION
         for index, message in enumerate(messages):
+            if control and message.destination == control:
+                results.append(_apply_control_request(message))
+                continue
             parsed = _parse(message)
             if isinstance(parsed, StfMessage):
                 announcements.append((index, message, parsed))
@@ -528,25 +543,74 @@ def record_tf_samples(plans: Sequence[SamplePlan]) -> list[TfSample]:
             if name not in known
         ]
         bulk_insert(TfSample, samples)  # sets created_at on each
-        destination = fastmon_settings.PUBLISH_DESTINATION
-        announce = tf_file_registered_bodies()
-        bulk_insert(
-            OutboxMessage,
-            [
-                OutboxMessage(
-                    destination=destination,
-                    msg_type="tf_file_registered",
-                    subject=sample.tf_filename,
-                    body=json.dumps(announce(sample.stf, sample)),
-                )
-                for sample in samples
-            ],
-        )
+        bulk_insert(OutboxMessage, _outgoing_for(samples))
         by_stf: dict[int, list[TfSample]] = {}
         for sample in samples:
             by_stf.setdefault(sample.stf_id, []).append(sample)
         record_live_events([_tf_samples_event(group) for group in by_stf.values()])
     return samples
+
+
+def _outgoing_for(samples: list[TfSample]) -> list[OutboxMessage]:
+    """Each sample's ``tf_file_registered`` for the testbed, a copy for every subscriber that
+    selects it, and its registration in swf-monitor when SWF_MONITOR_FEED is on."""
+    announce = tf_file_registered_bodies()
+    destination = fastmon_settings.PUBLISH_DESTINATION
+    subscribers = routable_subscribers()
+    feed = fastmon_settings.SWF_MONITOR_FEED and bool(fastmon_settings.SWF_MONITOR_URL)
+    rows = []
+    for tf_sample in samples:
+        body = announce(tf_sample.stf, tf_sample)
+        text = json.dumps(body)
+        message = {"msg_type": "tf_file_registered", "subject": tf_sample.tf_filename, "body": text}
+        rows.append(OutboxMessage(destination=destination, **message))
+        stf, run = tf_sample.stf, tf_sample.stf.run
+        facts = SampleFacts(
+            kind="tf_file_registered",
+            tf_filename=tf_sample.tf_filename,
+            run_number=body["run_id"],
+            namespace=body["namespace"] or "",
+            state=stf.state or (run.state if run else ""),  # the DAQ's state when it was taken
+            substate=stf.substate or (run.substate if run else ""),
+        )
+        rows.extend(
+            OutboxMessage(
+                destination=subscriber.destination,
+                subscriber=subscriber,
+                headers={"fastmon-subscriber": subscriber.name},
+                **message,
+            )
+            for subscriber in subscribers
+            if selects(subscriber.filters, subscriber.fraction, facts)
+        )
+        if feed:
+            rows.append(
+                OutboxMessage(
+                    transport=OutboxMessage.Transport.SWF_MONITOR,
+                    destination=swf_monitor.FASTMON_FILES_PATH,
+                    msg_type="fastmon_file",
+                    subject=tf_sample.tf_filename,
+                    body=json.dumps(fastmon_file_body(tf_sample.stf, tf_sample)),
+                )
+            )
+    return rows
+
+
+def fastmon_file_body(stf: StfFile, sample: TfSample) -> dict[str, Any]:
+    """The POST body the testbed agent sends swf-monitor's /api/fastmon-files/ today."""
+    metadata = dict(sample.metadata)
+    if sample.checksum:
+        metadata.setdefault("checksum", sample.checksum)
+    return {
+        "stf_file": stf.stf_filename,
+        "tf_filename": sample.tf_filename,
+        "tf_first": sample.tf_first,
+        "tf_last": sample.tf_last,
+        "tf_count": sample.tf_count,
+        "file_size_bytes": sample.file_size_bytes,
+        "status": "registered",
+        "metadata": metadata,
+    }
 
 
 def _tf_samples_event(samples: list[TfSample]) -> LiveEvent:
@@ -892,6 +956,106 @@ def _pending_letter(letter_id: int) -> DeadLetter:
 def _resolve(letter: DeadLetter, status: str, by: str) -> None:
     letter.status, letter.resolved_at, letter.resolved_by = status, timezone.now(), by
     letter.save(update_fields=["status", "resolved_at", "resolved_by"])
+
+
+# -- subscribers --------------------------------------------------------------------------------
+
+
+def routable_subscribers() -> list[Subscriber]:
+    """Subscribers that take new messages. Those whose lease ran out are set inactive first."""
+    now = timezone.now()
+    Subscriber.objects.filter(active=True, expires_at__lte=now).update(
+        active=False, last_error="lease expired: no subscribe request renewed it"
+    )
+    return list(Subscriber.objects.filter(active=True))
+
+
+def save_subscriber(
+    subscription: Subscription, by: str, subscriber_id: int | None = None
+) -> Subscriber:
+    """Register (or replace, by name or by id) a subscriber and renew its lease."""
+    lease = subscription.lease_seconds()
+    values = {
+        "name": subscription.name,
+        "destination": subscription.destination,
+        "filters": subscription.stored_filters(),
+        "fraction": subscription.fraction,
+        "active": subscription.active,
+        "idle_expiry_s": lease,
+        "expires_at": timezone.now() + timedelta(seconds=lease) if lease else None,
+        "last_error": "",
+        "updated_by": by,
+    }
+    lookup = {"pk": subscriber_id} if subscriber_id else {"name": subscription.name}
+    subscriber, _ = Subscriber.objects.update_or_create(
+        **lookup, defaults=values, create_defaults={**values, "created_by": by}
+    )
+    return subscriber
+
+
+def remove_subscriber(name: str) -> bool:
+    """Remove a subscriber; its undelivered messages go with it. False if there was none."""
+    deleted, _ = Subscriber.objects.filter(name=name).delete()
+    return bool(deleted)
+
+
+def _apply_control_request(message: InboundMessage) -> MessageResult:
+    """A subscribe or unsubscribe request from CONTROL_DESTINATION, answered on its reply-to
+    through the outbox (so the answer leaves only once the change is committed). A request
+    that cannot be used is dead-lettered and its sender told why."""
+    try:
+        data = decode_body(message.raw_body, fastmon_settings.MAX_BODY_BYTES)
+    except MessageError as exc:
+        _reply(
+            message, "control", {"ok": False, "error": exc.reason, "errors": {"body": exc.reason}}
+        )
+        return _dead_letter(message, exc.code, f"control request: {exc.reason}", "control")
+    msg_type = data["msg_type"]
+    try:
+        request = parse_control_request(data)
+    except RequestError as exc:
+        _reply(message, msg_type, {"ok": False, "error": str(exc), "errors": exc.errors})
+        return _dead_letter(message, DeadLetter.Reason.INVALID, f"{msg_type}: {exc}", msg_type)
+    if isinstance(request, Subscription):
+        subscriber = save_subscriber(request, by="stomp control")
+        _reply(message, msg_type, {"ok": True, "subscriber": subscriber_summary(subscriber)})
+        return MessageResult(Outcome.STORED, msg_type, f"subscriber {subscriber.name} saved")
+    removed = remove_subscriber(request.name)
+    _reply(message, msg_type, {"ok": True, "name": request.name, "removed": removed})
+    return MessageResult(Outcome.STORED, msg_type, f"subscriber {request.name} removed")
+
+
+def subscriber_summary(subscriber: Subscriber) -> dict[str, Any]:
+    return {
+        "name": subscriber.name,
+        "destination": subscriber.destination,
+        "filters": subscriber.filters,
+        "fraction": subscriber.fraction,
+        "active": subscriber.active,
+        "idle_expiry_s": subscriber.idle_expiry_s,
+        "expires_at": subscriber.expires_at.isoformat() if subscriber.expires_at else None,
+    }
+
+
+def _reply(message: InboundMessage, request: str, result: dict[str, Any]) -> None:
+    reply_to = message.headers.get("reply-to", "")
+    if not reply_to:
+        return
+    try:
+        check_reply_to(reply_to)
+    except ValueError as exc:
+        logger.warning("control: no reply sent for a %s request: %s", request, exc)
+        return
+    headers = {}
+    if correlation := message.headers.get("correlation-id"):
+        headers["correlation-id"] = correlation
+    OutboxMessage.objects.create(
+        destination=reply_to,
+        msg_type=f"{request}_reply",
+        subject=str(result.get("name") or result.get("subscriber", {}).get("name", "")),
+        body=json.dumps({"msg_type": f"{request}_reply", **result}),
+        headers=headers,
+    )
 
 
 # -- live events --------------------------------------------------------------------------------

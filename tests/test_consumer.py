@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from fastmon.conf import fastmon_settings
-from fastmon.messaging.consumer import backoff_delay
+from fastmon.messaging.retry import backoff_delay
 from fastmon.models import DeadLetter, Run, StfFile
 from fastmon.testing.broker import publish as send
 from fastmon.testing.broker import subscribed

@@ -14,7 +14,8 @@ import pytest
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
-from fastmon.heartbeat import HEARTBEAT_PATH, heartbeat_payload
+from fastmon.heartbeat import heartbeat_payload
+from fastmon.swf_monitor import HEARTBEAT_PATH
 from fastmon.models import DeadLetter, StfFile
 from tests.conftest import ServiceProcess, TcpProxy, wait_until
 from tests.test_consumer import consumer_settings, publish, stf_gen

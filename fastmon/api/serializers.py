@@ -9,8 +9,8 @@ from typing import Any
 from django.utils import timezone
 from rest_framework import serializers
 
-from fastmon.messaging.transports import validate_destination
 from fastmon.models import DeadLetter, LiveEvent, Run, SamplingPolicy, StfFile, Subscriber, TfSample
+from fastmon.subscriptions import RequestError, parse_subscription
 
 
 class FastMonFileSerializer(serializers.ModelSerializer):
@@ -98,29 +98,30 @@ class SamplingPolicySerializer(serializers.ModelSerializer):
 
 
 class SubscriberSerializer(serializers.ModelSerializer):
+    """Writes are checked by ``fastmon.subscriptions``, the rules the STOMP control
+    destination applies too; ``validated_data["subscription"]`` is what the view saves."""
+
     class Meta:
         model = Subscriber
         fields = [
-            "id", "name", "destination", "filters", "fraction", "active", "delivered_count",
-            "dropped_count", "last_delivery_at", "created_at", "created_by", "updated_at",
-            "updated_by",
+            "id", "name", "destination", "filters", "fraction", "active", "idle_expiry_s",
+            "expires_at", "delivered_count", "dropped_count", "last_delivery_at", "last_error",
+            "created_at", "created_by", "updated_at", "updated_by",
         ]  # fmt: skip
         read_only_fields = [
-            "delivered_count", "dropped_count", "last_delivery_at", "created_at", "created_by",
-            "updated_at", "updated_by",
+            "expires_at", "delivered_count", "dropped_count", "last_delivery_at", "last_error",
+            "created_at", "created_by", "updated_at", "updated_by",
         ]  # fmt: skip
 
-    def validate_destination(self, value: str) -> str:
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        data = dict(attrs)
+        if self.instance is not None:  # PATCH: the fields not sent keep their values
+            for name in ("name", "destination", "filters", "fraction", "active", "idle_expiry_s"):
+                data.setdefault(name, getattr(self.instance, name))
         try:
-            validate_destination(value)
-        except ValueError as exc:
-            raise serializers.ValidationError(str(exc)) from exc
-        return value
-
-    def validate_fraction(self, value: float) -> float:
-        if not 0 <= value <= 1:
-            raise serializers.ValidationError("fraction must be between 0 and 1")
-        return value
+            return {"subscription": parse_subscription(data)}
+        except RequestError as exc:
+            raise serializers.ValidationError(exc.errors) from None
 
 
 class DeadLetterSerializer(serializers.ModelSerializer):

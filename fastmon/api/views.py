@@ -163,10 +163,17 @@ class SubscriberViewSet(viewsets.ModelViewSet, FastmonViewSet):
     filterset_fields = ["name", "active"]
 
     def perform_create(self, serializer: serializers.BaseSerializer) -> None:
-        serializer.save(created_by=self.user_name(), updated_by=self.user_name())
+        subscription = serializer.validated_data["subscription"]
+        serializer.instance = services.save_subscriber(subscription, by=self.user_name())
 
     def perform_update(self, serializer: serializers.BaseSerializer) -> None:
-        serializer.save(updated_by=self.user_name())
+        subscription = serializer.validated_data["subscription"]
+        serializer.instance = services.save_subscriber(
+            subscription, by=self.user_name(), subscriber_id=serializer.instance.pk
+        )
+
+    def perform_destroy(self, instance: Subscriber) -> None:
+        services.remove_subscriber(instance.name)
 
 
 class DeadLetterViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, FastmonViewSet):

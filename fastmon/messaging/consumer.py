@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import random
 import signal
 import threading
 import time
@@ -26,7 +25,8 @@ from django.utils.module_loading import import_string
 from fastmon import metrics
 from fastmon.conf import fastmon_settings
 from fastmon.heartbeat import StatusReporter
-from fastmon.messaging.outbox import outbox_lag, relay_outbox
+from fastmon.messaging.outbox import MonitorFeed, outbox_lag, relay_outbox
+from fastmon.messaging.retry import backoff_delay
 from fastmon.messaging.transports import (
     BrokerAuthFailed,
     BrokerError,
@@ -81,15 +81,6 @@ def refresh_db_connections() -> None:
 _first_seen: WeakKeyDictionary[Any, tuple[Any, float]] = WeakKeyDictionary()
 
 
-def backoff_delay(attempt: int, cap: float | None = None) -> float:
-    """Exponential from RETRY_MIN_S to ``cap`` (RETRY_MAX_S), with jitter so restarts do not
-    stampede."""
-    cap = fastmon_settings.RETRY_MAX_S if cap is None else cap
-    # The exponent is capped: an outage of days must not overflow a float.
-    ceiling = min(cap, fastmon_settings.RETRY_MIN_S * 2 ** min(attempt, 30))
-    return ceiling * random.uniform(0.5, 1.0)
-
-
 @dataclass
 class Stats:
     """Counters for the periodic summary line; reset at each line."""
@@ -122,6 +113,8 @@ class Consumer:
         """``destinations=[]`` makes a relay-only process (``fastmon_relay``)."""
         if destinations is None:
             destinations = list(fastmon_settings.SUBSCRIBE_DESTINATIONS)
+            if control := fastmon_settings.CONTROL_DESTINATION:
+                destinations.append(control)
         self.destinations = destinations
         self.relay = relay
         # Frames in flight are bounded by the prefetch, so this queue never fills.
@@ -138,6 +131,7 @@ class Consumer:
         # Status: heartbeats to swf-monitor and the ConsumerStatus row, in threads of their own.
         self.last_message_at: datetime | None = None
         self.status = StatusReporter(self)
+        self.feed = MonitorFeed()
 
     # -- the receiver thread ------------------------------------------------------------------
 
@@ -178,6 +172,8 @@ class Consumer:
             self.status.stop()
             return failure
         self.started.set()
+        if self.relay:
+            self.feed.start()
 
         next_summary = time.monotonic() + fastmon_settings.SUMMARY_INTERVAL_S
         next_relay = time.monotonic()
@@ -364,5 +360,6 @@ class Consumer:
         if self.relay and self.transport.connected:
             self._relay()
         self.transport.disconnect()
+        self.feed.stop()
         self.status.stop()
         logger.info("run_fastmon: stopped")

@@ -115,6 +115,11 @@ class _Listener(stomp.ConnectionListener):
     def on_heartbeat_timeout(self) -> None:
         logger.warning("broker heart-beat timed out")
 
+    def forget_refusal(self) -> None:
+        """An earlier refusal says nothing about the frames sent next."""
+        with self.changed:
+            self.error = None
+
     def wait_for(self, ready: Callable[[], bool], timeout: float) -> bool:
         with self.changed:
             return self.changed.wait_for(lambda: ready() or self.error is not None, timeout)
@@ -205,8 +210,9 @@ class StompTransport:
 
     def subscribe(self, destinations: Sequence[str], timeout: float = 10.0) -> None:
         """Subscribe with client-individual ack; topics durably unless configured otherwise."""
-        connection, _ = self._require_connection()
+        connection, listener = self._require_connection()
         for number, destination in enumerate(destinations, 1):
+            listener.forget_refusal()
             headers = {"activemq.prefetchSize": str(fastmon_settings.PREFETCH)}
             if is_durable(destination):
                 name = durable_subscription_name(destination)
@@ -250,7 +256,8 @@ class StompTransport:
         """
         if not messages:
             return
-        connection, _ = self._require_connection()
+        connection, listener = self._require_connection()
+        listener.forget_refusal()  # a refusal of any of these frames must surface below
         try:
             for message in messages[:-1]:
                 connection.send(message.destination, message.body, headers=_publish(message))
@@ -278,8 +285,6 @@ class StompTransport:
 
     def _send_confirmed(self, send: Callable[[str], Any], timeout: float, what: str) -> None:
         connection, listener = self._require_connection()
-        with listener.changed:
-            listener.error = None  # an earlier refusal says nothing about this frame
         self._receipt_counter += 1
         receipt = f"fastmon-{self.generation}-{self._receipt_counter}"
         try:

@@ -16,7 +16,8 @@ from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 from django.db import ProgrammingError
 
 from fastmon.live import event_frame
-from fastmon.messaging.consumer import TRANSIENT_DB_ERRORS, backoff_delay, refresh_db_connections
+from fastmon.messaging.consumer import TRANSIENT_DB_ERRORS, refresh_db_connections
+from fastmon.messaging.retry import backoff_delay
 from fastmon.selectors import events_since, newest_event_sequence
 from fastmon.tail import WINDOW_S, Tally, describe, table
 

@@ -1,0 +1,85 @@
+"""swf-monitor's REST API as fastmon calls it: agent heartbeats and its own fastmon-files table
+(``../shared/spec/README.md``). Standard library HTTP: two endpoints do not need a client
+library, and every call has a timeout."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+from fastmon.conf import fastmon_settings
+
+HEARTBEAT_PATH = "/api/systemagents/heartbeat/"
+FASTMON_FILES_PATH = "/api/fastmon-files/"
+
+
+class MonitorUnavailable(OSError):
+    """Worth retrying later: unreachable, timed out, a server error, or our token refused
+    (an operator's fix; meanwhile nothing is given up)."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    text: str
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.text)
+        except ValueError:
+            return None
+
+
+_RETRY_STATUSES = {401, 403, 408, 429}
+
+
+def call(
+    method: str, path: str, payload: Any = None, query: dict[str, str] | None = None
+) -> Answer:
+    """One request to SWF_MONITOR_URL with the token; a client error (4xx) is an answer,
+    anything worth retrying raises ``MonitorUnavailable``."""
+    url = fastmon_settings.SWF_MONITOR_URL.rstrip("/") + path
+    if query:
+        url += "?" + urllib.parse.urlencode(query)
+    request = urllib.request.Request(
+        url,
+        data=None if payload is None else json.dumps(payload).encode(),
+        headers={"Content-Type": "application/json", "Accept": "application/json"},
+        method=method,
+    )
+    if token := fastmon_settings.SWF_API_TOKEN:
+        request.add_header("Authorization", f"Token {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=fastmon_settings.SWF_MONITOR_TIMEOUT_S) as r:
+            return Answer(r.status, r.read().decode("utf-8", "replace"))
+    except urllib.error.HTTPError as exc:
+        answer = Answer(exc.code, exc.read().decode("utf-8", "replace"))
+        if exc.code >= 500 or exc.code in _RETRY_STATUSES:
+            detail = f"{method} {path}: HTTP {exc.code} {answer.text[:200]}"
+            raise MonitorUnavailable(detail) from None
+        return answer
+    except (OSError, ValueError) as exc:  # URLError, timeouts, resets; ValueError: a bad URL
+        raise MonitorUnavailable(f"{method} {path}: {exc}") from None
+
+
+def send_heartbeat(payload: dict[str, Any]) -> None:
+    answer = call("POST", HEARTBEAT_PATH, payload)
+    if not answer.ok:
+        raise MonitorUnavailable(f"heartbeat refused: HTTP {answer.status} {answer.text[:200]}")
+
+
+def fastmon_file_registered(tf_filename: str) -> bool:
+    """Whether swf-monitor already has this TF sample (its tf_filename is unique there)."""
+    answer = call("GET", FASTMON_FILES_PATH, query={"tf_filename": tf_filename})
+    rows = answer.json() if answer.ok else None
+    if isinstance(rows, dict):  # paginated
+        rows = rows.get("results")
+    return bool(rows) and any(row.get("tf_filename") == tf_filename for row in rows)
