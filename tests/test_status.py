@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
-import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +13,9 @@ from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from fastmon.heartbeat import heartbeat_payload
-from fastmon.swf_monitor import HEARTBEAT_PATH
 from fastmon.models import DeadLetter, StfFile
+from fastmon.swf_monitor import HEARTBEAT_PATH
+from fastmon.testing.swf_monitor import SwfMonitorStandIn
 from tests.conftest import ServiceProcess, TcpProxy, wait_until
 from tests.test_consumer import consumer_settings, publish, stf_gen
 
@@ -26,45 +25,9 @@ StartProcess = Callable[..., ServiceProcess]
 FAST_STATUS = {"HEARTBEAT_INTERVAL_S": 0.5, "CONSUMER_STATUS_INTERVAL_S": 0.3}
 
 
-class MonitorStandIn:
-    """swf-monitor's heartbeat endpoint on loopback, recording what it is sent; ``stop`` and
-    ``start`` again on the same port, as a monitor that goes away and comes back."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[str, dict[str, str], dict[str, Any]]] = []
-        self.port = 0
-        self.server: ThreadingHTTPServer | None = None
-
-    def start(self) -> None:
-        received = self.received
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                received.append((self.path, dict(self.headers), body))
-                self.send_response(201)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
 @pytest.fixture
-def monitor() -> Iterator[MonitorStandIn]:
-    stand_in = MonitorStandIn()
+def monitor() -> Iterator[SwfMonitorStandIn]:
+    stand_in = SwfMonitorStandIn()
     stand_in.start()
     yield stand_in
     stand_in.stop()
@@ -84,7 +47,7 @@ def test_heartbeats_reach_the_monitor_and_ingest_goes_on_while_it_is_down(
     start_process: StartProcess,
     stomp_address: tuple[str, int],
     unique_topic: str,
-    monitor: MonitorStandIn,
+    monitor: SwfMonitorStandIn,
 ) -> None:
     monitored = {"SWF_MONITOR_URL": monitor.url, "SWF_API_TOKEN": "secret"}
     settings = consumer_settings(unique_topic, NAMESPACE="epic-fastmon", **monitored, **FAST_STATUS)
@@ -118,7 +81,7 @@ def test_heartbeats_reach_the_monitor_and_ingest_goes_on_while_it_is_down(
 
 
 def test_no_monitor_url_no_heartbeat_thread(
-    start_process: StartProcess, unique_topic: str, monitor: MonitorStandIn
+    start_process: StartProcess, unique_topic: str, monitor: SwfMonitorStandIn
 ) -> None:
     consumer = start_process(consumer_settings(unique_topic, **FAST_STATUS))
     consumer.wait_for_log(f"subscribed to {unique_topic}")

@@ -85,6 +85,7 @@ class _Listener(stomp.ConnectionListener):
         self.transport = transport
         self.generation = generation
         self.error: str | None = None
+        self.refused: dict[str, str] = {}
         self.receipts: set[str] = set()
         self.changed = threading.Condition()
 
@@ -93,10 +94,18 @@ class _Listener(stomp.ConnectionListener):
             self.transport.on_delivery(Delivery(frame.body, frame.headers, self.generation))
 
     def on_error(self, frame: stomp.utils.Frame) -> None:
-        message = frame.headers.get("message", "") or _text(frame.body)
+        message = frame.headers.get("message", "")
+        detail = next(iter(_text(frame.body).strip().splitlines()), "")
+        if detail not in message:  # ActiveMQ's header names the object, its body the problem
+            message = f"{message}: {detail}" if message else detail
         logger.error("broker error: %s", message)
         with self.changed:
-            self.error = message
+            # ActiveMQ answers a refused frame that asked for a receipt with an ERROR carrying
+            # its receipt-id, and keeps the connection: that refusal belongs to that frame.
+            if receipt := frame.headers.get("receipt-id"):
+                self.refused[receipt] = message
+            else:
+                self.error = message
             self.changed.notify_all()
 
     def on_receipt(self, frame: stomp.utils.Frame) -> None:
@@ -121,8 +130,22 @@ class _Listener(stomp.ConnectionListener):
             self.error = None
 
     def wait_for(self, ready: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``ready`` or an ERROR frame arrives."""
         with self.changed:
             return self.changed.wait_for(lambda: ready() or self.error is not None, timeout)
+
+    def wait_for_receipt(self, receipt: str, connection: stomp.Connection, timeout: float) -> bool:
+        """Wait for the broker's answer to the frame carrying ``receipt``: a RECEIPT, an ERROR
+        naming it, or the connection closed."""
+        with self.changed:
+            return self.changed.wait_for(
+                lambda: (
+                    receipt in self.receipts
+                    or receipt in self.refused
+                    or not connection.is_connected()
+                ),
+                timeout,
+            )
 
 
 def _text(body: bytes | str) -> str:
@@ -291,11 +314,16 @@ class StompTransport:
             send(receipt)
         except (StompException, OSError) as exc:
             raise BrokerUnreachable(f"connection lost during {what}: {exc}") from None
-        confirmed = listener.wait_for(
-            lambda: receipt in listener.receipts or not connection.is_connected(), timeout
-        )
-        if listener.error:
-            raise BrokerRefused(f"the broker refused the {what}: {listener.error}")
+        confirmed = listener.wait_for_receipt(receipt, connection, timeout)
+        # The answer to the receipt speaks for the frames sent before it: ActiveMQ's refusals
+        # are per destination (authorisation, a vanished temporary queue), and its ERRORs for
+        # frames without a receipt arrive in no particular order, so they cannot be told apart.
+        # A broker that closes the connection with its ERROR (Artemis) refused this sequence.
+        refusal = listener.refused.pop(receipt, None)
+        if refusal is None and not connection.is_connected():
+            refusal = listener.error
+        if refusal:
+            raise BrokerRefused(f"the broker refused the {what}: {refusal}")
         if not confirmed or receipt not in listener.receipts:
             raise BrokerUnreachable(f"no receipt from the broker for the {what}")
         listener.receipts.discard(receipt)
