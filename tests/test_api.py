@@ -13,8 +13,17 @@ from django.test import override_settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from fastmon.models import DeadLetter, LiveEvent, SamplingPolicy, StfFile, Subscriber, TfSample
-from fastmon.services import ingest_message, sample_stfs
+from fastmon.models import (
+    DeadLetter,
+    LiveEvent,
+    OutboxMessage,
+    SamplingPolicy,
+    StfFile,
+    Subscriber,
+    TfSample,
+)
+from fastmon.sampling import TfRange
+from fastmon.services import SamplePlan, ingest_message, record_tf_samples, sample_stfs
 from fastmon.testing.messages import example, example_body
 
 pytestmark = pytest.mark.django_db
@@ -168,6 +177,40 @@ def test_subscribers_are_validated(token_client) -> None:
     )
     assert response.status_code == 400
     assert set(response.json()) == {"destination", "fraction"}
+    # The words the STOMP control destination answers with, too.
+    assert "must start with one of: /queue/fastmon." in response.json()["destination"][0]
+    response = token_client.post(
+        f"{API}/subscribers/",
+        {"name": "x", "destination": "/queue/fastmon.x", "filters": {"kinds": ["stf_gen"]}},
+        format="json",
+    )
+    assert response.status_code == 400 and set(response.json()) == {"filters.kinds.0"}
+
+
+def test_subscribers_are_registered_changed_and_removed_with_their_backlog(token_client) -> None:
+    created = token_client.post(
+        f"{API}/subscribers/",
+        {"name": "fp", "destination": "/queue/fastmon.fp", "filters": {"run_numbers": [101993]},
+         "idle_expiry_s": 600},
+        format="json",
+    )  # fmt: skip
+    assert created.status_code == 201, created.json()
+    body = created.json()
+    assert body["filters"] == {"run_numbers": [101993]} and body["expires_at"]
+    url = f"{API}/subscribers/{body['id']}/"
+
+    changed = token_client.patch(url, {"fraction": 0.25}, format="json")
+    assert changed.status_code == 200, changed.json()
+    assert (changed.json()["fraction"], changed.json()["filters"]) == (0.25, body["filters"])
+    assert changed.json()["idle_expiry_s"] == 600
+
+    Subscriber.objects.filter(pk=body["id"]).update(fraction=1.0)
+    ingest_message(example_body("stf_gen"))
+    record_tf_samples([SamplePlan(StfFile.objects.select_related("run").get(), [TfRange(0, 9)])])
+    assert OutboxMessage.objects.filter(subscriber_id=body["id"]).count() == 1
+    assert token_client.delete(url).status_code == 204
+    assert not Subscriber.objects.exists()
+    assert OutboxMessage.objects.filter(destination="/queue/fastmon.fp").count() == 0
 
 
 def test_policies_written_over_the_api_become_new_versions(token_client) -> None:

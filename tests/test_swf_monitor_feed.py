@@ -1,0 +1,95 @@
+"""Keeping swf-monitor's own fastmon-files fed (#9 item 4), against a real HTTP server on
+loopback standing in for swf-monitor, with run_fastmon's feed thread doing the POSTs."""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Callable
+
+import pytest
+from django.conf import settings
+from django.test import override_settings
+
+from fastmon.models import OutboxMessage, StfFile, TfSample
+from fastmon.sampling import TfRange
+from fastmon.services import SamplePlan, ingest_message, record_tf_samples
+from fastmon.swf_monitor import FASTMON_FILES_PATH
+from fastmon.testing.swf_monitor import SwfMonitorStandIn
+from tests.conftest import ServiceProcess, wait_until
+from tests.test_consumer import consumer_settings, publish, stf_gen
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# The body today's testbed agent POSTs (../shared/spec/README.md).
+SPEC_FIELDS = {"stf_file", "tf_filename", "tf_first", "tf_last", "tf_count", "file_size_bytes",
+               "status", "metadata"}  # fmt: skip
+
+
+def test_every_sample_reaches_swf_monitor_once_after_it_comes_back(
+    start_process: Callable[..., ServiceProcess],
+    stomp_address: tuple[str, int],
+    unique_topic: str,
+) -> None:
+    # swf-monitor knows every STF but the fifth, and already has one sample (a POST whose
+    # answer was lost, say); it is down when run_fastmon starts.
+    known = {f"swf.100100.{n:06d}.stf" for n in range(1, 21) if n != 5}
+    monitor = SwfMonitorStandIn(known_stfs=known)
+    monitor.start()
+    monitor.stop()
+    already = "swf.100100.000002_tf_001.tf"
+    monitor.fastmon_files[already] = {"tf_filename": already, "stf_file": "swf.100100.000002.stf"}
+    feed = {"SWF_MONITOR_URL": monitor.url, "SWF_API_TOKEN": "secret", "SWF_MONITOR_FEED": True,
+            "PUBLISH_DESTINATION": f"{unique_topic}.out"}  # fmt: skip
+    consumer = start_process(consumer_settings(unique_topic, OUTBOX_RETRY_MAX_S=1.0, **feed))
+    consumer.wait_for_log(f"subscribed to {unique_topic}")
+
+    publish(unique_topic, (stf_gen(n) for n in range(1, 21)), stomp_address)
+    wait_until(lambda: StfFile.objects.count() == 20, 20, "20 STFs stored with the monitor down",
+               context=consumer.output)  # fmt: skip
+    with override_settings(FASTMON={**settings.FASTMON, **feed}):
+        ranges = [TfRange(0, 9, file_size_bytes=20480, checksum="ad:1"), TfRange(500, 509)]
+        record_tf_samples([SamplePlan(stf, ranges) for stf in StfFile.objects.all()])
+    assert TfSample.objects.count() == 40
+    consumer.wait_for_log("swf-monitor feed waits")
+    assert OutboxMessage.objects.filter(transport="swf_monitor", sent_at=None).count() == 40
+
+    monitor.start()
+    settled = OutboxMessage.objects.filter(transport="swf_monitor", sent_at=None, failed_at=None)
+    wait_until(lambda: not settled.exists(), 30, "every registration settled",
+               context=consumer.output)  # fmt: skip
+    monitor.stop()
+
+    posted = monitor.posts(FASTMON_FILES_PATH)
+    names = [body["tf_filename"] for body in posted]
+    accepted = {name for name in names if not name.startswith("swf.100100.000005_")}
+    assert len(accepted) == 38 and set(monitor.fastmon_files) == accepted
+    assert sorted(names) == sorted(set(names))  # each POSTed once, the known one included
+    first = next(body for body in posted if body["tf_filename"] == "swf.100100.000001_tf_001.tf")
+    assert set(first) == SPEC_FIELDS
+    assert first == {
+        "stf_file": "swf.100100.000001.stf", "tf_filename": "swf.100100.000001_tf_001.tf",
+        "tf_first": 0, "tf_last": 9, "tf_count": 10, "file_size_bytes": 20480,
+        "status": "registered", "metadata": {"checksum": "ad:1"},
+    }  # fmt: skip
+    assert all(headers["Authorization"] == "Token secret" for _, headers, _ in monitor.received)
+
+    # The STF swf-monitor does not know: both samples refused, the reason kept, nothing held up.
+    refused = OutboxMessage.objects.filter(transport="swf_monitor").exclude(failed_at=None)
+    assert sorted(refused.values_list("subject", flat=True)) == [
+        "swf.100100.000005_tf_001.tf", "swf.100100.000005_tf_002.tf",
+    ]  # fmt: skip
+    assert all("HTTP 400" in row.last_error and "does not exist" in row.last_error
+               for row in refused)  # fmt: skip
+    assert json.loads(refused.first().body)["stf_file"] == "swf.100100.000005.stf"
+
+    consumer.signal(signal.SIGTERM)
+    assert consumer.wait(timeout=20) == 0
+
+
+def test_the_feed_is_off_by_default() -> None:
+    ingest_message(stf_gen(1))
+    with override_settings(FASTMON={**settings.FASTMON, "SWF_MONITOR_URL": "http://127.0.0.1:9"}):
+        record_tf_samples([SamplePlan(StfFile.objects.get(), [TfRange(0, 9)])])
+    assert not OutboxMessage.objects.filter(transport="swf_monitor").exists()
+    assert OutboxMessage.objects.filter(transport="broker").count() == 1
