@@ -1,10 +1,14 @@
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
 from fastmon.models import DeadLetter, Run, SamplingPolicy, StfFile, Subscriber, TfSample
-from fastmon.services import save_policy_version
+from fastmon.services import save_policy_version, save_subscriber
+from fastmon.subscriptions import RequestError, Subscription, parse_subscription
+
+SUBSCRIPTION_FIELDS = ["name", "destination", "filters", "fraction", "active", "idle_expiry_s"]
 
 
 @admin.register(Run)
@@ -42,12 +46,40 @@ class DeadLetterAdmin(admin.ModelAdmin):
     date_hierarchy = "received_at"
 
 
+class SubscriberForm(forms.ModelForm):
+    """The rules the API and the control destination apply (``fastmon.subscriptions``)."""
+
+    subscription: Subscription
+
+    class Meta:
+        model = Subscriber
+        fields = SUBSCRIPTION_FIELDS
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        try:
+            self.subscription = parse_subscription({k: data.get(k) for k in SUBSCRIPTION_FIELDS})
+        except RequestError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return data
+
+
 @admin.register(Subscriber)
 class SubscriberAdmin(admin.ModelAdmin):
-    list_display = ["name", "destination", "fraction", "active", "delivered_count", "dropped_count"]
+    list_display = ["name", "destination", "fraction", "active", "expires_at", "delivered_count",
+                    "dropped_count", "last_delivery_at"]  # fmt: skip
     list_filter = ["active"]
     search_fields = ["name", "destination"]
-    readonly_fields = ["delivered_count", "dropped_count", "last_delivery_at"]
+    readonly_fields = ["expires_at", "delivered_count", "dropped_count", "last_delivery_at",
+                       "last_error"]  # fmt: skip
+    form = SubscriberForm
+
+    def save_model(self, request: HttpRequest, obj: Subscriber, form: Any, change: bool) -> None:
+        """Through the service, so the lease is renewed as a subscribe request would."""
+        saved = save_subscriber(
+            form.subscription, by=request.user.get_username(), subscriber_id=obj.pk
+        )
+        obj.pk, obj.expires_at = saved.pk, saved.expires_at
 
 
 @admin.register(SamplingPolicy)

@@ -1,11 +1,11 @@
-"""The admin: a changed sampling policy is saved as a new version."""
+"""The admin: a changed sampling policy is saved as a new version; subscribers keep the rules."""
 
 from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import User
 
-from fastmon.models import SamplingPolicy
+from fastmon.models import SamplingPolicy, Subscriber
 
 pytestmark = pytest.mark.django_db
 
@@ -33,3 +33,24 @@ def test_a_policy_with_bad_parameters_is_refused_in_the_form(client) -> None:
     assert response.status_code == 200
     assert "fraction must be above 0 and at most 1" in response.content.decode()
     assert not SamplingPolicy.objects.exists()
+
+
+def test_subscribers_edited_in_the_admin_follow_the_subscription_rules(client) -> None:
+    client.force_login(User.objects.create_superuser("crew", "crew@example.org", "pw"))
+    form = {"name": "fp", "destination": "/queue/elsewhere", "filters": "{}", "fraction": "0.5",
+            "active": "on", "idle_expiry_s": "60"}  # fmt: skip
+    refused = client.post("/admin/fastmon/subscriber/add/", form)
+    assert refused.status_code == 200
+    assert "must start with one of" in refused.content.decode()
+
+    saved = client.post(
+        "/admin/fastmon/subscriber/add/", {**form, "destination": "/queue/fastmon.fp"}
+    )
+    assert saved.status_code == 302, saved.content.decode()[:2000]
+    subscriber = Subscriber.objects.get()
+    assert (subscriber.created_by, subscriber.fraction, subscriber.idle_expiry_s) == (
+        "crew",
+        0.5,
+        60,
+    )
+    assert subscriber.expires_at is not None

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connections, transaction
 from django.test import override_settings
+from prometheus_client import REGISTRY
 
 from fastmon import live
 from fastmon.models import LiveEvent
@@ -23,6 +24,7 @@ from tests.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
 RUN = 100300
+OVERFLOWED = "fastmon_live_events_overflowed_total"
 
 
 def announce(*numbers: int, run: int = RUN, msg_type: str = "stf_gen") -> None:
@@ -117,11 +119,17 @@ async def test_a_lost_push_with_nothing_after_it_arrives_within_the_poll(connect
         await communicator.disconnect()
 
 
+def metric(name: str) -> float:
+    return REGISTRY.get_sample_value(name) or 0.0
+
+
 async def test_a_slow_client_overflowing_its_queue_loses_nothing_and_is_told(connect) -> None:
+    clients, overflowed = metric("fastmon_websocket_clients"), metric(OVERFLOWED)
     with fastmon(LIVE_CLIENT_QUEUE=2):
         communicator = await connect("since=0")
         await communicator.connect()
         assert (await communicator.receive_json_from())["type"] == "live"
+        assert metric("fastmon_websocket_clients") == clients + 1
 
         def store_without_push() -> list[dict[str, Any]]:
             events = [LiveEvent(kind="alarm", payload={"message": str(n)}) for n in range(10)]
@@ -140,7 +148,9 @@ async def test_a_slow_client_overflowing_its_queue_loses_nothing_and_is_told(con
                 events.extend(frame["events"])
         assert [e["payload"]["message"] for e in events] == [str(n) for n in range(10)]
         assert status["overflowed"] == 8
+        assert metric(OVERFLOWED) == overflowed + 8
         await communicator.disconnect()
+    assert metric("fastmon_websocket_clients") == clients
 
 
 async def test_filters_by_run_and_kind(connect) -> None:

@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 from django.test import Client, override_settings
 from django.urls import set_script_prefix
 
-from fastmon.models import LiveEvent
+from fastmon.models import LiveEvent, Subscriber
 from fastmon.services import ingest_message, sample_stfs
 from fastmon.testing.messages import example
 
@@ -63,7 +63,10 @@ def test_stf_dead_letter_and_subscriber_pages(client: Client, stfs) -> None:
     assert f"swf.{RUN}.000002_tf_007.tf" in client.get(f"/fastmon/stf/{stfs[1]}/").content.decode()
     ingest_message(b"{not json")
     assert "<code>not_json</code>" in client.get("/fastmon/dead-letters/").content.decode()
-    assert client.get("/fastmon/subscribers/").status_code == 200
+    Subscriber.objects.create(name="fp", destination="/queue/fastmon.fp",
+                              filters={"run_numbers": [RUN]}, delivered_count=12)  # fmt: skip
+    html = client.get("/fastmon/subscribers/").content.decode()
+    assert re.search(rf"run_numbers: {RUN}</td>.*never lapses</td>\s*<td>12</td>", html, re.S)
 
 
 def test_message_strings_are_escaped(client: Client) -> None:
