@@ -1018,14 +1018,14 @@ def _apply_control_request(message: InboundMessage) -> MessageResult:
         return _dead_letter(message, DeadLetter.Reason.INVALID, f"{msg_type}: {exc}", msg_type)
     if isinstance(request, Subscription):
         subscriber = save_subscriber(request, by="stomp control")
-        _reply(message, msg_type, {"ok": True, "subscriber": subscriber_summary(subscriber)})
+        _reply(message, msg_type, {"ok": True, "subscriber": _subscriber_summary(subscriber)})
         return MessageResult(Outcome.STORED, msg_type, f"subscriber {subscriber.name} saved")
     removed = remove_subscriber(request.name)
     _reply(message, msg_type, {"ok": True, "name": request.name, "removed": removed})
     return MessageResult(Outcome.STORED, msg_type, f"subscriber {request.name} removed")
 
 
-def subscriber_summary(subscriber: Subscriber) -> dict[str, Any]:
+def _subscriber_summary(subscriber: Subscriber) -> dict[str, Any]:
     return {
         "name": subscriber.name,
         "destination": subscriber.destination,
