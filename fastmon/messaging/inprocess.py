@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from fastmon.conf import fastmon_settings
-from fastmon.messaging.transports import BrokerUnreachable, Delivery, Outgoing
+from fastmon.messaging.transports import BatchAnswer, BrokerUnreachable, Delivery, Outgoing
 
 # How often a delivery thread looks up from an empty destination to see if it should stop.
 POLL_S = 0.1
@@ -202,6 +202,19 @@ class InProcessTransport:
             raise BrokerUnreachable("not connected to the in-process broker")
         for message in messages:
             self.broker.publish(message.destination, message.body, message.headers, timeout)
+
+    def send_batches(
+        self, batches: Sequence[Sequence[Outgoing]], timeout: float = 10.0
+    ) -> list[BatchAnswer]:
+        """As StompTransport's: ``True`` per batch published, ``None`` once disconnected."""
+        answers: list[BatchAnswer] = []
+        for batch in batches:
+            try:
+                self.send(batch, timeout)
+                answers.append(True)
+            except BrokerUnreachable:
+                answers.append(None)
+        return answers
 
     def disconnect(self) -> None:
         """Stop delivering, then put every unacked frame back for redelivery."""

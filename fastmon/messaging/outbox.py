@@ -6,11 +6,11 @@ copies, control replies) go out from run_fastmon's loop (``relay_outbox``); swf-
 monitor never delays ingest.
 
 Broker rows are sent in ``id`` order per destination, each destination's rows confirmed by a
-receipt of their own: a destination the broker refuses (a subscriber's temporary queue gone,
-an ACL) backs off alone and the others go on. Rows are locked while they are sent, so two
-relays never send the same rows at once. A crash between the receipt and the commit sends those
-rows again: delivery is at least once, and every message carries a natural key
-(``tf_filename``) that makes a repeat recognisable.
+receipt of their own (all sent at once, then all answers awaited): a destination the broker
+refuses (a subscriber's temporary queue gone, an ACL) backs off alone and the others go on.
+Rows are locked while they are sent, so two relays never send the same rows at once. A crash
+between the receipt and the commit sends those rows again: delivery is at least once, and every
+message carries a natural key (``tf_filename``) that makes a repeat recognisable.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from django.utils import timezone
 from fastmon import metrics, swf_monitor
 from fastmon.conf import fastmon_settings
 from fastmon.messaging.retry import backoff_delay
-from fastmon.messaging.transports import BrokerError, BrokerRefused, Outgoing
+from fastmon.messaging.transports import BatchAnswer, Outgoing
 from fastmon.models import OutboxMessage, Subscriber, TfSample
 
 logger = logging.getLogger("fastmon.outbox")
@@ -42,7 +42,9 @@ class Sender(Protocol):
     @property
     def connected(self) -> bool: ...
 
-    def send(self, messages: Sequence[Outgoing], timeout: float = 10.0) -> None: ...
+    def send_batches(
+        self, batches: Sequence[Sequence[Outgoing]], timeout: float = 10.0
+    ) -> list[BatchAnswer]: ...
 
 
 def pending(transport: str) -> QuerySet[OutboxMessage]:
@@ -63,26 +65,33 @@ def relay_outbox(transport: Sender, limit: int | None = None) -> int:
     waiting = rows.filter(next_attempt_at__gt=now).values("destination")
     with transaction.atomic():
         due = list(rows.exclude(destination__in=waiting).select_for_update().order_by("id")[:limit])
+        if not due:
+            return 0
         by_destination: dict[str, list[OutboxMessage]] = {}
         for row in due:
             by_destination.setdefault(row.destination, []).append(row)
-        sent = 0
-        for group in by_destination.values():
-            try:
-                transport.send(
-                    [Outgoing(row.destination, row.body, row.headers) for row in group],
-                    timeout=fastmon_settings.OUTBOX_RECEIPT_TIMEOUT_S,
-                )
-            except BrokerRefused as exc:
-                _defer(group, str(exc), now)
-                continue
-            except BrokerError as exc:  # the connection is gone: the rest waits for it
-                logger.warning("outbox: %d messages wait for the broker: %s", len(group), exc)
-                _count_attempt(group, str(exc))
-                break
-            _mark_sent(group, now)
-            sent += len(group)
-    return sent
+        groups = list(by_destination.values())
+        answers = transport.send_batches(
+            [
+                [Outgoing(row.destination, row.body, row.headers) for row in group]
+                for group in groups
+            ],
+            timeout=fastmon_settings.OUTBOX_RECEIPT_TIMEOUT_S,
+        )
+        taken: list[OutboxMessage] = []
+        unanswered: list[OutboxMessage] = []
+        for group, answer in zip(groups, answers, strict=True):
+            if answer is True:
+                taken += group
+            elif answer is None:
+                unanswered += group
+            else:
+                _defer(group, answer, now)
+        _mark_sent(taken, now)
+        if unanswered:
+            logger.warning("outbox: %d messages wait for the broker", len(unanswered))
+            _count_attempt(unanswered, "no answer from the broker (connection lost?)")
+    return len(taken)
 
 
 def _count_attempt(rows: list[OutboxMessage], error: str, **also: object) -> None:
@@ -120,9 +129,11 @@ def drop_subscriber_backlog(subscriber_id: int, reason: str) -> int:
     return dropped
 
 
-def _mark_sent(group: list[OutboxMessage], now: datetime) -> None:
-    _count_attempt(group, "", sent_at=now, next_attempt_at=None)
-    delivered = Counter(row.subscriber_id for row in group if row.subscriber_id)
+def _mark_sent(rows: list[OutboxMessage], now: datetime) -> None:
+    if not rows:
+        return
+    _count_attempt(rows, "", sent_at=now, next_attempt_at=None)
+    delivered = Counter(row.subscriber_id for row in rows if row.subscriber_id)
     for subscriber_id, count in delivered.items():
         Subscriber.objects.filter(pk=subscriber_id).update(
             delivered_count=F("delivered_count") + count, last_delivery_at=now, last_error=""
@@ -130,7 +141,7 @@ def _mark_sent(group: list[OutboxMessage], now: datetime) -> None:
     # The last latency stamp of a TF sample: its announcement left.
     published = [
         row.subject
-        for row in group
+        for row in rows
         if row.subscriber_id is None and row.msg_type == "tf_file_registered"
     ]
     if published:

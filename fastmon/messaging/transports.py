@@ -53,6 +53,10 @@ class Delivery:
     received_at: float = field(default_factory=time.time)
 
 
+# What the broker made of a batch sent: taken, refused (why), or no answer (connection lost).
+BatchAnswer = bool | str | None
+
+
 @dataclass(frozen=True)
 class Outgoing:
     destination: str
@@ -134,14 +138,15 @@ class _Listener(stomp.ConnectionListener):
         with self.changed:
             return self.changed.wait_for(lambda: ready() or self.error is not None, timeout)
 
-    def wait_for_receipt(self, receipt: str, connection: stomp.Connection, timeout: float) -> bool:
-        """Wait for the broker's answer to the frame carrying ``receipt``: a RECEIPT, an ERROR
-        naming it, or the connection closed."""
+    def wait_for_answers(
+        self, receipts: Sequence[str], connection: stomp.Connection, timeout: float
+    ) -> None:
+        """Wait until the broker has answered each receipt (a RECEIPT, or an ERROR naming it)
+        or the connection is gone."""
         with self.changed:
-            return self.changed.wait_for(
+            self.changed.wait_for(
                 lambda: (
-                    receipt in self.receipts
-                    or receipt in self.refused
+                    all(r in self.receipts or r in self.refused for r in receipts)
                     or not connection.is_connected()
                 ),
                 timeout,
@@ -272,28 +277,58 @@ class StompTransport:
         return len(frames)
 
     def send(self, messages: Sequence[Outgoing], timeout: float = 10.0) -> None:
-        """Send messages, persistent and in order; return once the broker has them all.
-
-        One receipt on the last frame covers the whole sequence: the broker handles a
-        connection's frames in order.
-        """
+        """Send messages, persistent and in order; return once the broker has them all."""
         if not messages:
             return
+        [answer] = self.send_batches([messages], timeout)
+        if isinstance(answer, str):
+            raise BrokerRefused(answer)
+        if answer is None:
+            raise BrokerUnreachable(f"no receipt from the broker for {len(messages)} messages")
+
+    def send_batches(
+        self, batches: Sequence[Sequence[Outgoing]], timeout: float = 10.0
+    ) -> list[BatchAnswer]:
+        """Send batches in order, each confirmed by a receipt of its own, and wait for all the
+        answers at once: ``True`` for a batch the broker took, its refusal (a sentence) for one
+        it refused, ``None`` when the connection failed before its answer came.
+
+        A receipt on a batch's last frame covers the batch: the broker handles a connection's
+        frames in order, and ActiveMQ's refusals are per destination (authorisation, a vanished
+        temporary queue), so a batch should hold one destination. Its ERRORs for frames without
+        a receipt arrive in no particular order and cannot be told apart; a broker that closes
+        the connection with its ERROR (Artemis) stopped at the first batch left unanswered.
+        """
         connection, listener = self._require_connection()
-        listener.forget_refusal()  # a refusal of any of these frames must surface below
+        listener.forget_refusal()
+        receipts: list[str] = []
         try:
-            for message in messages[:-1]:
-                connection.send(message.destination, message.body, headers=_publish(message))
+            for batch in batches:
+                *rest, last = batch
+                for message in rest:
+                    connection.send(message.destination, message.body, headers=_publish(message))
+                receipts.append(self._next_receipt())
+                headers = {**_publish(last), "receipt": receipts[-1]}
+                connection.send(last.destination, last.body, headers=headers)
         except (StompException, OSError) as exc:
-            raise BrokerUnreachable(f"connection lost while sending: {exc}") from None
-        last = messages[-1]
-        self._send_confirmed(
-            lambda receipt: connection.send(
-                last.destination, last.body, headers={**_publish(last), "receipt": receipt}
-            ),
-            timeout,
-            f"send to {last.destination}",
-        )
+            logger.warning("connection lost while sending: %s", exc)
+        listener.wait_for_answers(receipts, connection, timeout)
+        answers: list[BatchAnswer] = []
+        closing_error = None if connection.is_connected() else listener.error
+        for batch, receipt in zip(batches, receipts, strict=False):
+            where = batch[-1].destination
+            if (refusal := listener.refused.pop(receipt, None)) is not None:
+                answers.append(f"the broker refused the send to {where}: {refusal}")
+            elif receipt in listener.receipts:
+                listener.receipts.discard(receipt)
+                answers.append(True)
+            elif closing_error:
+                answers.append(f"the broker refused the send to {where} and closed the "
+                               f"connection: {closing_error}")  # fmt: skip
+                closing_error = None  # the batches after it were never looked at
+            else:
+                answers.append(None)
+        return answers + [None] * (len(batches) - len(answers))
 
     def disconnect(self) -> None:
         connection, self._connection = self._connection, None
@@ -306,25 +341,21 @@ class StompTransport:
         assert self._connection is not None
         return self._connection, self._listener
 
+    def _next_receipt(self) -> str:
+        self._receipt_counter += 1
+        return f"fastmon-{self.generation}-{self._receipt_counter}"
+
     def _send_confirmed(self, send: Callable[[str], Any], timeout: float, what: str) -> None:
         connection, listener = self._require_connection()
-        self._receipt_counter += 1
-        receipt = f"fastmon-{self.generation}-{self._receipt_counter}"
+        receipt = self._next_receipt()
         try:
             send(receipt)
         except (StompException, OSError) as exc:
             raise BrokerUnreachable(f"connection lost during {what}: {exc}") from None
-        confirmed = listener.wait_for_receipt(receipt, connection, timeout)
-        # The answer to the receipt speaks for the frames sent before it: ActiveMQ's refusals
-        # are per destination (authorisation, a vanished temporary queue), and its ERRORs for
-        # frames without a receipt arrive in no particular order, so they cannot be told apart.
-        # A broker that closes the connection with its ERROR (Artemis) refused this sequence.
-        refusal = listener.refused.pop(receipt, None)
-        if refusal is None and not connection.is_connected():
-            refusal = listener.error
-        if refusal:
+        listener.wait_for_answers([receipt], connection, timeout)
+        if (refusal := listener.refused.pop(receipt, None) or listener.error) is not None:
             raise BrokerRefused(f"the broker refused the {what}: {refusal}")
-        if not confirmed or receipt not in listener.receipts:
+        if receipt not in listener.receipts:
             raise BrokerUnreachable(f"no receipt from the broker for the {what}")
         listener.receipts.discard(receipt)
 

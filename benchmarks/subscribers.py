@@ -1,0 +1,114 @@
+"""What subscribers cost: TF samples recorded per second and outbox rows relayed to ActiveMQ per
+second, with 0, 10 and 50 subscribers, beside the same with none (the baseline).
+
+    .venv/bin/python benchmarks/subscribers.py [--stfs 300] [--subscribers 0,10,50]
+
+Needs the services (`scripts/services.sh up`). Uses its own database, fastmon_bench_subs,
+created afresh. Each round stores 7 samples for each of N STFs through
+``services.record_tf_samples`` (samples, their tf_file_registered, one copy per subscriber that
+selects it: fractions 0.1 to 1, half of them filtering on the run), then drains the outbox to
+the real broker with ``relay_outbox``. Subscribers' destinations are topics nobody reads, so the
+broker keeps nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+os.environ["FASTMON_DB_NAME"] = "fastmon_bench_subs"
+
+import django  # noqa: E402
+import psycopg  # noqa: E402
+
+RUN = 100500
+
+
+def recreate_database() -> None:
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    server = {"host": db["HOST"], "port": db["PORT"], "user": db["USER"],
+              "password": db["PASSWORD"]}  # fmt: skip
+    with psycopg.connect(**server, dbname="postgres", autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {db['NAME']}")
+        conn.execute(f"CREATE DATABASE {db['NAME']}")
+
+
+def round_with(subscribers: int, stfs: int) -> tuple[float, float, int]:
+    from fastmon import services
+    from fastmon.messaging.outbox import pending, relay_outbox
+    from fastmon.messaging.transports import StompTransport
+    from fastmon.models import OutboxMessage, StfFile, Subscriber, TfSample
+    from fastmon.sampling import TfRange
+    from fastmon.subscriptions import parse_subscription
+
+    TfSample.objects.all().delete()
+    OutboxMessage.objects.all().delete()
+    Subscriber.objects.all().delete()
+    for n in range(subscribers):
+        filters = {"run_numbers": [RUN]} if n % 2 else {}
+        services.save_subscriber(parse_subscription({
+            "name": f"bench-{n}", "destination": f"/topic/fastmon.bench.sub.{n}",
+            "filters": filters, "fraction": 0.1 + 0.9 * n / max(subscribers - 1, 1),
+        }), by="bench")  # fmt: skip
+    ranges = [TfRange(100 * k, 100 * k + 20, file_size_bytes=45_000_000) for k in range(7)]
+    plans = [services.SamplePlan(stf, ranges) for stf in StfFile.objects.select_related("run")]
+    begin = time.perf_counter()
+    for start in range(0, len(plans), 50):  # as the sampling task does, 50 STFs per call
+        services.record_tf_samples(plans[start : start + 50])
+    recorded = stfs * 7 / (time.perf_counter() - begin)
+
+    rows = pending(OutboxMessage.Transport.BROKER).count()
+    transport = StompTransport()
+    transport.connect()
+    begin = time.perf_counter()
+    while relay_outbox(transport):
+        pass
+    relayed = rows / (time.perf_counter() - begin)
+    transport.disconnect()
+    assert not pending(OutboxMessage.Transport.BROKER).exists()
+    return recorded, relayed, rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stfs", type=int, default=300)
+    parser.add_argument("--subscribers", default="0,10,50")
+    args = parser.parse_args()
+    recreate_database()
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+
+    from fastmon.services import InboundMessage, ingest_batch
+    from fastmon.testing.messages import example
+
+    settings.FASTMON["PUBLISH_DESTINATION"] = "/topic/fastmon.bench.published"
+    call_command("migrate", verbosity=0)
+    ingest_batch([
+        InboundMessage(json.dumps(example("stf_gen", run_id=RUN, sequence=n,
+                                          filename=f"swf.{RUN}.{n:06d}.stf")))
+        for n in range(1, args.stfs + 1)
+    ])  # fmt: skip
+
+    baseline = None
+    print(f"{args.stfs} STFs x 7 TF samples per round")
+    for count in (int(n) for n in args.subscribers.split(",")):
+        recorded, relayed, rows = round_with(count, args.stfs)
+        baseline = baseline or (recorded, relayed)
+        print(f"{count:3d} subscribers: recorded {recorded:7.0f} samples/s "
+              f"({recorded / baseline[0]:.2f} of none), outbox {rows:6d} rows relayed "
+              f"at {relayed:6.0f} msg/s ({relayed / baseline[1]:.2f} of none)",
+              flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
