@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -166,6 +167,11 @@ class SampleFacts:
     state: str
     substate: str
 
+    @cached_property
+    def share(self) -> float:
+        """Computed once per sample, however many subscribers look at it."""
+        return share(self.tf_filename)
+
 
 def share(tf_filename: str) -> float:
     """A stable number in [0, 1) for a TF file name (the same in every process and release)."""
@@ -186,4 +192,4 @@ def selects(filters: Mapping[str, list[Any]], fraction: float, facts: SampleFact
         allowed = filters.get(key)
         if allowed and value not in allowed:
             return False
-    return share(facts.tf_filename) < fraction
+    return facts.share < fraction
