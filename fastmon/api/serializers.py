@@ -9,6 +9,7 @@ from typing import Any
 from django.utils import timezone
 from rest_framework import serializers
 
+from fastmon.live import event_frame
 from fastmon.models import DeadLetter, LiveEvent, Run, SamplingPolicy, StfFile, Subscriber, TfSample
 from fastmon.subscriptions import RequestError, parse_subscription
 
@@ -135,8 +136,14 @@ class DeadLetterSerializer(serializers.ModelSerializer):
 
 
 class LiveEventSerializer(serializers.ModelSerializer):
+    """The fields name the columns and the schema; each event is shaped by ``live.event_frame``,
+    exactly as the websocket pushes it."""
+
     sequence = serializers.IntegerField(source="id")
 
     class Meta:
         model = LiveEvent
         fields = ["sequence", "kind", "run_number", "payload", "created_at"]
+
+    def to_representation(self, instance: LiveEvent) -> dict[str, Any]:
+        return event_frame(instance)
