@@ -105,8 +105,9 @@ DEFAULTS: dict[str, Any | Callable[[], Any]] = {
     # A subscriber's lease when its request names none: not renewed for this long, it is set
     # inactive (None: subscribers never lapse).
     "SUBSCRIBER_IDLE_EXPIRY_S": 24 * 3600.0,
-    # A subscriber whose destination failed this many times in a row is set inactive and its
-    # undelivered messages are dropped (counted); a new subscribe request revives it.
+    # A subscriber whose destination was refused this many times in a row is set inactive and
+    # its undelivered messages are dropped (counted); a new subscribe request revives it. A
+    # control reply is given up after as many.
     "SUBSCRIBER_MAX_FAILURES": 10,
     # Sampling: which announcements make an STF samplable, and how the Celery tasks behave.
     "SAMPLING_ENABLED": True,

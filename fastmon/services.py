@@ -1046,15 +1046,13 @@ def _reply(message: InboundMessage, request: str, result: dict[str, Any]) -> Non
     except ValueError as exc:
         logger.warning("control: no reply sent for a %s request: %s", request, exc)
         return
-    headers = {}
-    if correlation := message.headers.get("correlation-id"):
-        headers["correlation-id"] = correlation
+    correlation = message.headers.get("correlation-id", "")
     OutboxMessage.objects.create(
         destination=reply_to,
         msg_type=f"{request}_reply",
-        subject=str(result.get("name") or result.get("subscriber", {}).get("name", "")),
+        subject=correlation,
         body=json.dumps({"msg_type": f"{request}_reply", **result}),
-        headers=headers,
+        headers={"correlation-id": correlation} if correlation else {},
     )
 
 

@@ -220,6 +220,13 @@ def test_a_destination_the_broker_refuses_holds_up_nobody_and_is_dropped_in_the_
         assert not waiting.filter(failed_at=None).exists()
         record_tf_samples([SamplePlan(stfs[2], RANGES)])
         assert not OutboxMessage.objects.filter(subscriber=dead, failed_at=None).exists()
+
+        # A control reply to a requester gone meanwhile is given up the same way.
+        reply = OutboxMessage.objects.create(destination=gone, msg_type="subscribe_reply",
+                                             body="{}", attempts=1)  # fmt: skip
+        relay_outbox(transport)
+        reply.refresh_from_db()
+        assert reply.failed_at and reply.sent_at is None and "kept failing" in reply.last_error
         transport.disconnect()
 
 

@@ -101,17 +101,24 @@ def _count_attempt(rows: list[OutboxMessage], error: str, **also: object) -> Non
 
 
 def _defer(group: list[OutboxMessage], error: str, now: datetime) -> None:
-    """The broker refused this destination: retry it later, alone. A subscriber's destination
-    refused SUBSCRIBER_MAX_FAILURES times in a row costs it its subscription."""
+    """The broker refused this destination: retry it later, alone. Subscribers' copies and
+    control replies are given up after SUBSCRIBER_MAX_FAILURES refusals in a row (the
+    subscriber loses its subscription); the testbed's own stream never is."""
+    destination = group[0].destination
     failures = group[0].attempts + 1  # the oldest row has seen every failure
+    if failures >= fastmon_settings.SUBSCRIBER_MAX_FAILURES and (
+        destination != fastmon_settings.PUBLISH_DESTINATION
+    ):
+        reason = f"destination kept failing: {error}"
+        for subscriber_id in {row.subscriber_id for row in group} - {None}:
+            drop_subscriber_backlog(subscriber_id, reason)
+        given_up = pending(OutboxMessage.Transport.BROKER).filter(pk__in=[r.pk for r in group])
+        given_up.update(failed_at=now, last_error=reason)  # what is left: control replies
+        return
     delay = backoff_delay(failures - 1, cap=fastmon_settings.OUTBOX_RETRY_MAX_S)
     logger.warning("outbox: %s refused %d messages (failure %d, retry in %.1fs): %s",
-                   group[0].destination, len(group), failures, delay, error)  # fmt: skip
+                   destination, len(group), failures, delay, error)  # fmt: skip
     _count_attempt(group, error, next_attempt_at=now + timedelta(seconds=delay))
-    subscribers = {row.subscriber_id for row in group} - {None}
-    if subscribers and failures >= fastmon_settings.SUBSCRIBER_MAX_FAILURES:
-        for subscriber_id in subscribers:
-            drop_subscriber_backlog(subscriber_id, f"destination kept failing: {error}")
 
 
 def drop_subscriber_backlog(subscriber_id: int, reason: str) -> int:
