@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from django.db import DatabaseError, DataError, IntegrityError, models, transaction
@@ -30,7 +31,7 @@ from django.utils import timezone
 
 from fastmon import live
 from fastmon.conf import fastmon_settings
-from fastmon.db import bulk_insert
+from fastmon.db import bulk_insert, insert_rows
 from fastmon.messaging.schema import (
     MessageError,
     RunMessage,
@@ -379,7 +380,7 @@ def _upsert_stf_files(announcements: list[tuple[InboundMessage, StfMessage]]) ->
             stf_filename__in={m.filename for m in messages}
         )
     }
-    new: dict[str, StfFile] = {}
+    new: dict[str, dict[str, Any]] = {}  # rows to insert, by file name
     changed: dict[str, StfFile] = {}
     changed_fields: set[str] = set()
     touched: list[StfMessage] = []  # created or changed: what the live pages hear of
@@ -387,39 +388,56 @@ def _upsert_stf_files(announcements: list[tuple[InboundMessage, StfMessage]]) ->
     now = timezone.now()
     for inbound, message in announcements:
         values, status, extras = _stf_values(message, runs)
-        stf = stored.get(message.filename) or new.get(message.filename)
-        if stf is None:
-            stf = StfFile(
-                stf_filename=message.filename,
-                status=status,
-                metadata={message.msg_type: extras},
-                broker_at=inbound.broker_at,
-                received_at=inbound.received_at or now,
-                committed_at=now,
+        stf, row = stored.get(message.filename), new.get(message.filename)
+        if stf is None and row is None:
+            new[message.filename] = {
+                "stf_filename": message.filename,
+                "status": status,
+                "metadata": {message.msg_type: extras},
+                "broker_at": inbound.broker_at,
+                "received_at": inbound.received_at or now,
+                "committed_at": now,
                 **values,
-            )
-            new[message.filename] = stf
+            }
             touched.append(message)
-            details.append(f"STF {stf.stf_filename} created by {message.msg_type}")
+            details.append(f"STF {message.filename} created by {message.msg_type}")
             continue
-        # A later message enriches an earlier one: what it leaves out never erases what is known.
-        if _STF_STATUS_RANK[status] > _STF_STATUS_RANK[StfFile.Status(stf.status)]:
-            values["status"] = status
-        values["metadata"] = {**stf.metadata, message.msg_type: extras}
-        fields = _update(stf, values)
+        if stf is not None:
+            fields = _update(
+                stf, _enrichment(partial(getattr, stf), message, values, status, extras)
+            )
+            if fields:
+                changed[message.filename] = stf
+                changed_fields.update(fields)
+        else:  # a second announcement of an STF this batch creates
+            changes = _enrichment(row.get, message, values, status, extras)
+            row.update(changes)
+            fields = list(changes)
         if fields:
             touched.append(message)
-        if fields and message.filename in stored:
-            changed[message.filename] = stf
-            changed_fields.update(fields)
-        details.append(f"STF {stf.stf_filename} updated by {message.msg_type}")
-    bulk_insert(StfFile, list(new.values()))
+        details.append(f"STF {message.filename} updated by {message.msg_type}")
+    insert_rows(StfFile, list(new.values()))
     if changed:
         for stf in changed.values():  # bulk_update does not apply auto_now
             stf.updated_at = now
         StfFile.objects.bulk_update(changed.values(), [*changed_fields, "updated_at"])
     record_live_events(_stf_events(touched))
     return details
+
+
+def _enrichment(
+    known: Callable[[str], Any],
+    message: StfMessage,
+    values: dict[str, Any],
+    status: str,
+    extras: dict[str, Any],
+) -> dict[str, Any]:
+    """What a later announcement changes on a known STF (``known`` reads its fields): what it
+    leaves out never erases what is known, and its status only moves the STF forward."""
+    if _STF_STATUS_RANK[status] > _STF_STATUS_RANK[StfFile.Status(known("status"))]:
+        values["status"] = status
+    values["metadata"] = {**known("metadata"), message.msg_type: extras}
+    return {name: value for name, value in values.items() if known(name) != value}
 
 
 def _run_ids(messages: list[StfMessage]) -> dict[int, int]:
