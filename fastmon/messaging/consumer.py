@@ -1,22 +1,29 @@
 """run_fastmon's engine: broker frames in, committed batches, acks after commit, outbox out.
 
 Threads: stomp.py's receiver thread only appends frames to a bounded intake queue; everything
-else (batching, ingest, acks, reconnects, the outbox relay, summaries) runs in the one loop of
-``Consumer.run``. Memory stays bounded because the broker never has more than PREFETCH
-unacknowledged frames in flight per subscription, and the queue holds exactly that many.
+else (batching, acks, reconnects, the outbox relay, summaries) runs in the one loop of
+``Consumer.run``. Ingest runs in a child process when run_fastmon owns its process
+(INGEST_PROCESS), one batch at a time: the loop gathers the next batch while the last one
+commits, and acks each after its commit. Memory stays bounded because the broker never has more
+than PREFETCH unacknowledged frames in flight per subscription, and the queue holds exactly that
+many.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import multiprocessing
 import queue
 import random
 import signal
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import IntEnum
+from multiprocessing.connection import Connection
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -38,7 +45,7 @@ from fastmon.messaging.transports import (
     validate_destination,
 )
 from fastmon.models import Run
-from fastmon.services import InboundMessage, Outcome, ingest_batch
+from fastmon.services import BatchResult, InboundMessage, Outcome, ingest_batch
 
 logger = logging.getLogger("fastmon.consumer")
 
@@ -79,6 +86,113 @@ def refresh_db_connections() -> None:
 # Per Django connection, its driver connection and when that was first seen (a reconnect brings
 # a new one). Keyed by Django's wrapper: sqlite3's connections take no weak references.
 _first_seen: WeakKeyDictionary[Any, tuple[Any, float]] = WeakKeyDictionary()
+
+
+# What crosses to the ingest process: per frame its body, headers and time of arrival.
+Frames = list[tuple[bytes, Mapping[str, str], float]]
+# An ingest's answer: the batch's result or the exception it raised, and when it ended.
+IngestOutcome = tuple[BatchResult | Exception, float]
+
+
+def _frames(batch: list[Delivery]) -> Frames:
+    return [(d.body, d.headers, d.received_at) for d in batch]
+
+
+def _ingest(frames: Frames) -> IngestOutcome:
+    """One batch through ``ingest_batch``; an exception (an outage) is returned, for the loop."""
+    try:
+        refresh_db_connections()
+        result: BatchResult | Exception = ingest_batch(
+            InboundMessage(body, headers, datetime.fromtimestamp(received_at, UTC))
+            for body, headers, received_at in frames
+        )
+    except Exception as exc:
+        result = exc
+    return result, time.monotonic()
+
+
+class InlineIngest:
+    """Ingest in the consumer's own thread, at ``submit``: for a consumer that shares its
+    process (the demo runs one in a thread)."""
+
+    def __init__(self) -> None:
+        self._outcome: IngestOutcome | None = None
+
+    def submit(self, frames: Frames) -> None:
+        self._outcome = _ingest(frames)
+
+    def ready(self, timeout: float = 0) -> bool:
+        return True
+
+    def outcome(self) -> IngestOutcome:
+        outcome, self._outcome = self._outcome, None
+        assert outcome is not None
+        return outcome
+
+    def close(self) -> None:
+        pass
+
+
+class IngestProcess:
+    """Ingest in a forked child process, one batch at a time, in order.
+
+    stomp.py's frame parsing and ingest then run on two cores instead of taking turns on one
+    GIL. The child is forked before the consumer opens connections or starts threads of its
+    own, and ignores SIGTERM and SIGINT: the consumer says when it stops (``close``), after the
+    batch in hand. It exits as well when the consumer dies (its pipe closes).
+    """
+
+    def __init__(self) -> None:
+        connections.close_all()  # the child must not share the parent's database sockets
+        context = multiprocessing.get_context("fork")
+        self._pipe, child_end = context.Pipe()
+        self._process = context.Process(target=_serve_ingest, args=(child_end, self._pipe),
+                                        name="fastmon-ingest", daemon=True)  # fmt: skip
+        self._process.start()
+        child_end.close()
+
+    def submit(self, frames: Frames) -> None:
+        self._pipe.send(frames)
+
+    def ready(self, timeout: float = 0) -> bool:
+        return self._pipe.poll(timeout)
+
+    def outcome(self) -> IngestOutcome:
+        try:
+            return self._pipe.recv()
+        except EOFError:
+            raise RuntimeError(
+                f"the ingest process died (exit code {self._process.exitcode})"
+            ) from None
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Let the child finish the batch it has, then end it; if it hangs, kill it (its
+        transaction rolls back, and nothing of it was acked)."""
+        with contextlib.suppress(OSError):
+            self._pipe.send(None)
+        self._process.join(timeout)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+        self._pipe.close()
+
+
+def _serve_ingest(pipe: Connection, parent_end: Connection) -> None:
+    """The ingest process: batches in, outcomes out, until ``None`` or the pipe closes."""
+    parent_end.close()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
+    try:
+        while (frames := pipe.recv()) is not None:
+            result, ended = _ingest(frames)
+            if isinstance(result, Exception) and not isinstance(result, DatabaseError):
+                # Django's database errors pickle; another exception may not: send its text.
+                result = RuntimeError(f"ingest failed: {result!r}")
+            pipe.send((result, ended))
+    except (EOFError, OSError):
+        pass  # the consumer is gone
+    finally:
+        connections.close_all()
 
 
 def backoff_delay(attempt: int, cap: float | None = None) -> float:
@@ -131,6 +245,10 @@ class Consumer:
         self.transport = import_string(fastmon_settings.TRANSPORT)(
             on_delivery=self._receive, durable=any(map(is_durable, self.destinations))
         )
+        self.ingest: InlineIngest | IngestProcess = InlineIngest()
+        # The batch submitted to ingest and not yet acked, and when it was submitted.
+        self.in_flight: list[Delivery] = []
+        self.submitted_at = 0.0
         self.stopping = threading.Event()
         # Connected and subscribed: what is sent from now on reaches this consumer.
         self.started = threading.Event()
@@ -158,10 +276,16 @@ class Consumer:
         self.stopping.set()
 
     def run_until_signalled(self) -> ExitCode:
-        """``run`` in the main thread, with SIGTERM and SIGINT stopping it cleanly."""
+        """``run`` in the main thread of a process of its own (run_fastmon), with SIGTERM and
+        SIGINT stopping it cleanly, and ingest in a child process (INGEST_PROCESS)."""
+        if self.destinations and fastmon_settings.INGEST_PROCESS:
+            self.ingest = IngestProcess()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: self.stop())
-        return self.run()
+        try:
+            return self.run()
+        finally:
+            self.ingest.close()
 
     def run(self) -> ExitCode:
         try:
@@ -183,11 +307,16 @@ class Consumer:
         next_relay = time.monotonic()
         while not self.stopping.is_set():
             if not self.transport.connected:
+                self._settle()
                 self._reconnect()
                 continue
-            batch = self._next_batch()
+            # While a batch commits, look often for its answer: its acks are not held back.
+            batch = self._next_batch(first_wait=0.01 if self.in_flight else 0.5)
             if batch:
-                self._commit_and_ack(batch)
+                self._settle()  # one batch at a time: the last one is committed and acked
+                self._submit(batch)
+            if self.in_flight and self.ingest.ready():
+                self._settle()
             if self.relay and time.monotonic() >= next_relay:
                 self._relay()
                 next_relay = time.monotonic() + fastmon_settings.OUTBOX_POLL_S
@@ -302,32 +431,38 @@ class Consumer:
         generation = self.transport.generation
         return [delivery for delivery in batch if delivery.generation == generation]
 
-    def _commit_and_ack(self, batch: list[Delivery], stop_deadline: float | None = None) -> None:
-        """Ingest in one transaction, retrying while the database is away; ack after commit."""
+    def _submit(self, batch: list[Delivery]) -> None:
+        """Hand a batch to ingest (one transaction); ``_settle`` acks it after its commit."""
+        self.in_flight, self.submitted_at = batch, time.monotonic()
+        self.ingest.submit(_frames(batch))
+
+    def _settle(self, stop_deadline: float | None = None) -> None:
+        """Wait for the batch in flight to commit, resubmitting it while the database is away;
+        ack it after the commit."""
+        batch, self.in_flight = self.in_flight, []
+        if not batch:
+            return
         attempt = 0
-        started = time.monotonic()
         while True:
-            refresh_db_connections()
-            try:
-                result = ingest_batch(
-                    InboundMessage(d.body, d.headers, datetime.fromtimestamp(d.received_at, UTC))
-                    for d in batch
-                )
+            result, ended = self.ingest.outcome()
+            if isinstance(result, BatchResult):
                 break
-            except TRANSIENT_DB_ERRORS as exc:
-                if self.stopping.is_set() and stop_deadline is None:
-                    stop_deadline = time.monotonic() + fastmon_settings.STOP_TIMEOUT_S
-                if stop_deadline is not None and time.monotonic() >= stop_deadline:
-                    logger.warning("stopping with %d frames uncommitted: the broker keeps them",
-                                   len(batch))  # fmt: skip
-                    return
-                delay = backoff_delay(attempt)
-                logger.warning("database unavailable (%s); batch of %d not acked, retry in %.1fs",
-                               str(exc).strip(), len(batch), delay)  # fmt: skip
-                # A stop wakes this wait; the deadline above then bounds the retries.
-                self.stopping.wait(delay if stop_deadline is None else min(delay, 0.5))
-                attempt += 1
-        metrics.BATCH_COMMIT_SECONDS.observe(time.monotonic() - started)
+            if not isinstance(result, TRANSIENT_DB_ERRORS):
+                raise result
+            if self.stopping.is_set() and stop_deadline is None:
+                stop_deadline = time.monotonic() + fastmon_settings.STOP_TIMEOUT_S
+            if stop_deadline is not None and time.monotonic() >= stop_deadline:
+                logger.warning("stopping with %d frames uncommitted: the broker keeps them",
+                               len(batch))  # fmt: skip
+                return
+            delay = backoff_delay(attempt)
+            logger.warning("database unavailable (%s); batch of %d not acked, retry in %.1fs",
+                           str(result).strip(), len(batch), delay)  # fmt: skip
+            # A stop wakes this wait; the deadline above then bounds the retries.
+            self.stopping.wait(delay if stop_deadline is None else min(delay, 0.5))
+            attempt += 1
+            self.ingest.submit(_frames(batch))
+        metrics.BATCH_COMMIT_SECONDS.observe(ended - self.submitted_at)
         metrics.count_batch(result)
         self.last_message_at = datetime.now(UTC)
         acked = self.transport.ack(batch)
@@ -354,13 +489,14 @@ class Consumer:
     def _finish(self) -> None:
         """Commit and ack what was already received, within STOP_TIMEOUT_S, then disconnect."""
         deadline = time.monotonic() + fastmon_settings.STOP_TIMEOUT_S
+        self._settle(stop_deadline=deadline)
         generation = self.transport.generation
         in_hand = [d for d in self._drain_intake() if d.generation == generation]
         for start in range(0, len(in_hand), fastmon_settings.BATCH_SIZE):
             if time.monotonic() >= deadline:
                 break
-            chunk = in_hand[start : start + fastmon_settings.BATCH_SIZE]
-            self._commit_and_ack(chunk, stop_deadline=deadline)
+            self._submit(in_hand[start : start + fastmon_settings.BATCH_SIZE])
+            self._settle(stop_deadline=deadline)
         if self.relay and self.transport.connected:
             self._relay()
         self.transport.disconnect()
