@@ -345,13 +345,8 @@ class Consumer:
                 self._settle()
                 self._reconnect()
                 continue
-            # While a batch commits, look often for its answer: its acks are not held back.
-            batch = self._next_batch(first_wait=0.01 if self.in_flight else 0.5)
-            if batch:
-                self._settle()  # one batch at a time: the last one is committed and acked
-                self._submit(batch)
-            if self.in_flight and self.ingest.ready():
-                self._settle()
+            # One batch at a time: the last one is committed and acked before this one goes.
+            self._settle(then=self._next_batch())
             if self.relay and time.monotonic() >= next_relay:
                 self._relay()
                 next_relay = time.monotonic() + fastmon_settings.OUTBOX_POLL_S
@@ -444,13 +439,24 @@ class Consumer:
         logger.warning("%s; retrying in %.1fs", why, delay)
         self.stopping.wait(delay)
 
-    def _next_batch(self, first_wait: float = 0.5) -> list[Delivery]:
-        """Up to BATCH_SIZE frames, waiting at most BATCH_MAX_WAIT_MS once the first is there."""
-        self.intake.wait_for(1, first_wait)
-        if not self.intake:
-            return []
+    def _next_batch(self) -> list[Delivery]:
+        """Up to BATCH_SIZE frames, waiting at most BATCH_MAX_WAIT_MS once the first is there.
+
+        While a batch is in flight, the next one closes as soon as that one is committed: ingest
+        never waits for a fuller batch, and acks go out at once, so the broker (which holds back
+        past PREFETCH unacked frames) refills while the next batch commits. Batches grow with
+        the load, up to BATCH_SIZE.
+        """
         size = fastmon_settings.BATCH_SIZE
-        self.intake.wait_for(size, fastmon_settings.BATCH_MAX_WAIT_MS / 1000)
+        if self.in_flight:
+            while len(self.intake) < size and not self.stopping.is_set():
+                if self.ingest.ready(timeout=0.005):
+                    break
+        else:
+            self.intake.wait_for(1, 0.5)
+            if not self.intake:
+                return []
+            self.intake.wait_for(size, fastmon_settings.BATCH_MAX_WAIT_MS / 1000)
         batch = self.intake.take(size)
         generation = self.transport.generation
         return [delivery for delivery in batch if delivery.generation == generation]
@@ -460,11 +466,16 @@ class Consumer:
         self.in_flight, self.submitted_at = batch, time.monotonic()
         self.ingest.submit(_frames(batch))
 
-    def _settle(self, stop_deadline: float | None = None) -> None:
+    def _settle(
+        self, stop_deadline: float | None = None, then: list[Delivery] | None = None
+    ) -> None:
         """Wait for the batch in flight to commit, resubmitting it while the database is away;
-        ack it after the commit."""
-        batch, self.in_flight = self.in_flight, []
+        ack it after the commit, then submit ``then``, the next batch, before counting this one
+        (ingest does not wait for the bookkeeping)."""
+        batch, self.in_flight, submitted_at = self.in_flight, [], self.submitted_at
         if not batch:
+            if then:
+                self._submit(then)
             return
         attempt = 0
         while True:
@@ -486,10 +497,12 @@ class Consumer:
             self.stopping.wait(delay if stop_deadline is None else min(delay, 0.5))
             attempt += 1
             self.ingest.submit(_frames(batch))
-        metrics.BATCH_COMMIT_SECONDS.observe(ended - self.submitted_at)
+        acked = self.transport.ack(batch)
+        if then:
+            self._submit(then)
+        metrics.BATCH_COMMIT_SECONDS.observe(ended - submitted_at)
         metrics.count_batch(result)
         self.last_message_at = datetime.now(UTC)
-        acked = self.transport.ack(batch)
         self.stats.messages += len(batch)
         self.stats.batches += 1
         self.stats.dead_letters += result.counts[Outcome.DEAD_LETTERED]
