@@ -128,11 +128,13 @@ def ingest_batch(messages: Iterable[InboundMessage]) -> BatchResult:
     traffic, are upserted together (a handful of queries for the whole batch); if the database
     refuses that set, they are redone one by one so only the culprit is dead-lettered.
     """
+    # Read once per batch: each read of a setting costs about as much as a small validation.
+    max_bytes, namespace = fastmon_settings.MAX_BODY_BYTES, fastmon_settings.NAMESPACE
     with transaction.atomic():
         results: list[MessageResult | None] = []
         announcements: list[tuple[int, InboundMessage, StfMessage]] = []
         for index, message in enumerate(messages):
-            parsed = _parse(message)
+            parsed = _parse(message, max_bytes, namespace)
             if isinstance(parsed, StfMessage):
                 announcements.append((index, message, parsed))
                 results.append(None)
@@ -174,12 +176,14 @@ def _stf_events(announcements: list[StfMessage]) -> list[LiveEvent]:
     ]
 
 
-def _parse(message: InboundMessage) -> RunMessage | StfMessage | MessageResult:
+def _parse(
+    message: InboundMessage, max_bytes: int, namespace: str | None
+) -> RunMessage | StfMessage | MessageResult:
     """A message to apply, or the result for one that will not be applied."""
     try:
-        data = decode_body(message.raw_body, fastmon_settings.MAX_BODY_BYTES)
+        data = decode_body(message.raw_body, max_bytes)
         # Other namespaces' traffic is not ours to judge: filter before validating.
-        namespace, theirs = fastmon_settings.NAMESPACE, data.get("namespace")
+        theirs = data.get("namespace")
         if namespace and theirs and theirs != namespace:
             return MessageResult(
                 Outcome.FILTERED, data["msg_type"], f"namespace {theirs!r} is not {namespace!r}"
