@@ -5,7 +5,7 @@ else (batching, acks, reconnects, the outbox relay, summaries) runs in the one l
 ``Consumer.run``. Ingest runs in a child process when run_fastmon owns its process
 (INGEST_PROCESS), one batch at a time: the loop gathers the next batch while the last one
 commits, and acks each after its commit. Memory stays bounded because the broker never has more
-than PREFETCH unacknowledged frames in flight per subscription, and the queue holds exactly that
+than PREFETCH unacknowledged frames in flight per subscription, and the intake holds exactly that
 many.
 """
 
@@ -165,12 +165,12 @@ class IngestProcess:
                 f"the ingest process died (exit code {self._process.exitcode})"
             ) from None
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Let the child finish the batch it has, then end it; if it hangs, kill it (its
-        transaction rolls back, and nothing of it was acked)."""
+    def close(self) -> None:
+        """Let the child finish the batch it has, then end it; if it hangs past STOP_TIMEOUT_S,
+        kill it (its transaction rolls back, and nothing of it was acked)."""
         with contextlib.suppress(OSError):
             self._pipe.send(None)
-        self._process.join(timeout)
+        self._process.join(fastmon_settings.STOP_TIMEOUT_S)
         if self._process.is_alive():
             self._process.kill()
             self._process.join()
@@ -277,7 +277,7 @@ class Consumer:
             destinations = list(fastmon_settings.SUBSCRIBE_DESTINATIONS)
         self.destinations = destinations
         self.relay = relay
-        # Frames in flight are bounded by the prefetch, so this queue never fills.
+        # Frames in flight are bounded by the prefetch, so the intake never fills.
         self.intake = Intake(fastmon_settings.PREFETCH * max(len(self.destinations), 1))
         self.transport = import_string(fastmon_settings.TRANSPORT)(
             on_delivery=self._receive, durable=any(map(is_durable, self.destinations))
