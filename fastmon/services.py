@@ -378,12 +378,7 @@ def _upsert_stf_files(announcements: list[tuple[InboundMessage, StfMessage]]) ->
     """Create or enrich the STF files of these announcements, in order, in a few queries."""
     messages = [parsed for _, parsed in announcements]
     runs = _run_ids([m for m in messages if m.run_number is not None])
-    stored = {
-        stf.stf_filename: stf
-        for stf in StfFile.objects.select_for_update().filter(
-            stf_filename__in={m.filename for m in messages}
-        )
-    }
+    stored = {stf.stf_filename: stf for stf in _locked_stf_files({m.filename for m in messages})}
     new: dict[str, dict[str, Any]] = {}  # rows to insert, by file name
     changed: dict[str, StfFile] = {}
     changed_fields: set[str] = set()
@@ -427,6 +422,18 @@ def _upsert_stf_files(announcements: list[tuple[InboundMessage, StfMessage]]) ->
         StfFile.objects.bulk_update(changed.values(), [*changed_fields, "updated_at"])
     record_live_events(_stf_events(touched))
     return details
+
+
+def _locked_stf_files(names: set[str]) -> Iterable[StfFile]:
+    """The STFs of these names, locked for update. On PostgreSQL the names travel as one array
+    parameter: Django's IN list, a placeholder per name, cost a batch of 500 new announcements
+    about a tenth of its ingest time to build and quote."""
+    if transaction.get_connection().vendor != "postgresql":
+        return StfFile.objects.select_for_update().filter(stf_filename__in=names)
+    table = StfFile._meta.db_table
+    return StfFile.objects.raw(
+        f'SELECT * FROM "{table}" WHERE stf_filename = ANY(%s) FOR UPDATE', [list(names)]
+    )
 
 
 def _enrichment(
