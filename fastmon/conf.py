@@ -75,6 +75,10 @@ DEFAULTS: dict[str, Any | Callable[[], Any]] = {
     # A batch (one transaction) closes at this many frames or after this wait, whichever first.
     "BATCH_SIZE": 500,
     "BATCH_MAX_WAIT_MS": 100,
+    # run_fastmon ingests in a child process of its own, so stomp.py's frame parsing and the
+    # acks run beside ingest instead of taking turns with it on one interpreter (GIL); the
+    # next batch is gathered while the last one commits. False: all in the consumer's thread.
+    "INGEST_PROCESS": True,
     # Retry delays after a transient failure: exponential from MIN to MAX, with jitter.
     "RETRY_MIN_S": 0.5,
     "RETRY_MAX_S": 30.0,

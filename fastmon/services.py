@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from django.db import DatabaseError, DataError, IntegrityError, models, transaction
@@ -32,7 +33,7 @@ from django.utils import timezone
 
 from fastmon import live, swf_monitor
 from fastmon.conf import fastmon_settings
-from fastmon.db import bulk_insert
+from fastmon.db import bulk_insert, insert_rows
 from fastmon.messaging.schema import (
     MessageError,
     RunMessage,
@@ -138,6 +139,8 @@ def ingest_batch(messages: Iterable[InboundMessage]) -> BatchResult:
     traffic, are upserted together (a handful of queries for the whole batch); if the database
     refuses that set, they are redone one by one so only the culprit is dead-lettered.
     """
+    # Read once per batch: each read of a setting costs about as much as a small validation.
+    max_bytes, namespace = fastmon_settings.MAX_BODY_BYTES, fastmon_settings.NAMESPACE
     with transaction.atomic():
         results: list[MessageResult | None] = []
         announcements: list[tuple[int, InboundMessage, StfMessage]] = []
@@ -146,7 +149,7 @@ def ingest_batch(messages: Iterable[InboundMessage]) -> BatchResult:
             if control and message.destination == control:
                 results.append(_apply_control_request(message))
                 continue
-            parsed = _parse(message)
+            parsed = _parse(message, max_bytes, namespace)
             if isinstance(parsed, StfMessage):
                 announcements.append((index, message, parsed))
                 results.append(None)
@@ -188,12 +191,14 @@ def _stf_events(announcements: list[StfMessage]) -> list[LiveEvent]:
     ]
 
 
-def _parse(message: InboundMessage) -> RunMessage | StfMessage | MessageResult:
+def _parse(
+    message: InboundMessage, max_bytes: int, namespace: str | None
+) -> RunMessage | StfMessage | MessageResult:
     """A message to apply, or the result for one that will not be applied."""
     try:
-        data = decode_body(message.raw_body, fastmon_settings.MAX_BODY_BYTES)
+        data = decode_body(message.raw_body, max_bytes)
         # Other namespaces' traffic is not ours to judge: filter before validating.
-        namespace, theirs = fastmon_settings.NAMESPACE, data.get("namespace")
+        theirs = data.get("namespace")
         if namespace and theirs and theirs != namespace:
             return MessageResult(
                 Outcome.FILTERED, data["msg_type"], f"namespace {theirs!r} is not {namespace!r}"
@@ -388,13 +393,8 @@ def _upsert_stf_files(announcements: list[tuple[InboundMessage, StfMessage]]) ->
     """Create or enrich the STF files of these announcements, in order, in a few queries."""
     messages = [parsed for _, parsed in announcements]
     runs = _run_ids([m for m in messages if m.run_number is not None])
-    stored = {
-        stf.stf_filename: stf
-        for stf in StfFile.objects.select_for_update().filter(
-            stf_filename__in={m.filename for m in messages}
-        )
-    }
-    new: dict[str, StfFile] = {}
+    stored = {stf.stf_filename: stf for stf in _locked_stf_files({m.filename for m in messages})}
+    new: dict[str, dict[str, Any]] = {}  # rows to insert, by file name
     changed: dict[str, StfFile] = {}
     changed_fields: set[str] = set()
     touched: list[StfMessage] = []  # created or changed: what the live pages hear of
@@ -402,39 +402,68 @@ def _upsert_stf_files(announcements: list[tuple[InboundMessage, StfMessage]]) ->
     now = timezone.now()
     for inbound, message in announcements:
         values, status, extras = _stf_values(message, runs)
-        stf = stored.get(message.filename) or new.get(message.filename)
-        if stf is None:
-            stf = StfFile(
-                stf_filename=message.filename,
-                status=status,
-                metadata={message.msg_type: extras},
-                broker_at=inbound.broker_at,
-                received_at=inbound.received_at or now,
-                committed_at=now,
+        stf, row = stored.get(message.filename), new.get(message.filename)
+        if stf is None and row is None:
+            new[message.filename] = {
+                "stf_filename": message.filename,
+                "status": status,
+                "metadata": {message.msg_type: extras},
+                "broker_at": inbound.broker_at,
+                "received_at": inbound.received_at or now,
+                "committed_at": now,
                 **values,
-            )
-            new[message.filename] = stf
+            }
             touched.append(message)
-            details.append(f"STF {stf.stf_filename} created by {message.msg_type}")
+            details.append(f"STF {message.filename} created by {message.msg_type}")
             continue
-        # A later message enriches an earlier one: what it leaves out never erases what is known.
-        if _STF_STATUS_RANK[status] > _STF_STATUS_RANK[StfFile.Status(stf.status)]:
-            values["status"] = status
-        values["metadata"] = {**stf.metadata, message.msg_type: extras}
-        fields = _update(stf, values)
+        if stf is not None:
+            fields = _update(
+                stf, _enrichment(partial(getattr, stf), message, values, status, extras)
+            )
+            if fields:
+                changed[message.filename] = stf
+                changed_fields.update(fields)
+        else:  # a second announcement of an STF this batch creates
+            changes = _enrichment(row.get, message, values, status, extras)
+            row.update(changes)
+            fields = list(changes)
         if fields:
             touched.append(message)
-        if fields and message.filename in stored:
-            changed[message.filename] = stf
-            changed_fields.update(fields)
-        details.append(f"STF {stf.stf_filename} updated by {message.msg_type}")
-    bulk_insert(StfFile, list(new.values()))
+        details.append(f"STF {message.filename} updated by {message.msg_type}")
+    insert_rows(StfFile, list(new.values()))
     if changed:
         for stf in changed.values():  # bulk_update does not apply auto_now
             stf.updated_at = now
         StfFile.objects.bulk_update(changed.values(), [*changed_fields, "updated_at"])
     record_live_events(_stf_events(touched))
     return details
+
+
+def _locked_stf_files(names: set[str]) -> Iterable[StfFile]:
+    """The STFs of these names, locked for update. On PostgreSQL the names travel as one array
+    parameter: Django's IN list, a placeholder per name, cost a batch of 500 new announcements
+    about a tenth of its ingest time to build and quote."""
+    if transaction.get_connection().vendor != "postgresql":
+        return StfFile.objects.select_for_update().filter(stf_filename__in=names)
+    table = StfFile._meta.db_table
+    return StfFile.objects.raw(
+        f'SELECT * FROM "{table}" WHERE stf_filename = ANY(%s) FOR UPDATE', [list(names)]
+    )
+
+
+def _enrichment(
+    known: Callable[[str], Any],
+    message: StfMessage,
+    values: dict[str, Any],
+    status: str,
+    extras: dict[str, Any],
+) -> dict[str, Any]:
+    """What a later announcement changes on a known STF (``known`` reads its fields): what it
+    leaves out never erases what is known, and its status only moves the STF forward."""
+    if _STF_STATUS_RANK[status] > _STF_STATUS_RANK[StfFile.Status(known("status"))]:
+        values["status"] = status
+    values["metadata"] = {**known("metadata"), message.msg_type: extras}
+    return {name: value for name, value in values.items() if known(name) != value}
 
 
 def _run_ids(messages: list[StfMessage]) -> dict[int, int]:

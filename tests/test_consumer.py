@@ -7,6 +7,7 @@ import signal
 import subprocess
 import uuid
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -143,6 +144,41 @@ def test_competing_consumers_on_a_virtual_topic_queue_share_the_stream_and_survi
     assert stored_stf_names() == expected_names(count)
     workers[1].signal(signal.SIGTERM)
     assert workers[1].wait(timeout=15) == 0
+
+
+def ingest_process_of(consumer: ServiceProcess) -> int:
+    """The pid of run_fastmon's one child, its ingest process (INGEST_PROCESS)."""
+    pid = consumer.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    assert len(children) == 1, children
+    return int(children[0])
+
+
+def is_running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_the_ingest_process_stops_with_the_consumer_and_ends_when_it_is_killed(
+    start_process: StartProcess, stomp_address: tuple[str, int], unique_topic: str
+) -> None:
+    settings = consumer_settings(unique_topic)
+    for stop in (signal.SIGKILL, signal.SIGTERM):  # the second one acks what the first left
+        consumer = start_process(settings)
+        consumer.wait_for_log(f"subscribed to {unique_topic}")
+        ingest = ingest_process_of(consumer)
+        first = StfFile.objects.count() + 1
+        publish(unique_topic, (stf_gen(n) for n in range(first, first + 100)), stomp_address)
+        wait_until(lambda f=first: StfFile.objects.count() >= f + 99, 20, "stored")
+        consumer.signal(stop)
+        assert consumer.wait(timeout=15) == (0 if stop == signal.SIGTERM else -signal.SIGKILL)
+        # Killed, the consumer leaves its child a closed pipe: it exits by itself.
+        wait_until(lambda i=ingest: not is_running(i), 10, "the ingest process to exit")
+    assert stored_stf_names() == expected_names(200)
+    assert leftover_on_durable_subscription(stomp_address, settings["AGENT_NAME"],
+                                            unique_topic) == []  # fmt: skip
 
 
 def restart_broker() -> None:

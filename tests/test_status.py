@@ -73,7 +73,14 @@ def test_heartbeats_reach_the_monitor_and_ingest_goes_on_while_it_is_down(
     seen = len(monitor.received)
     monitor.start()
     wait_until(lambda: len(monitor.received) > seen, 10, "heartbeats resumed")
-    assert monitor.received[-1][2]["operational_state"] == "PROCESSING"
+    more = iter(range(51, 1000))
+
+    def processing() -> bool:
+        """PROCESSING means a message within the last interval: keep some coming."""
+        publish(unique_topic, [stf_gen(next(more))], stomp_address)
+        return monitor.received[-1][2]["operational_state"] == "PROCESSING"
+
+    wait_until(processing, 10, "a PROCESSING heartbeat")
 
     consumer.signal(signal.SIGTERM)
     assert consumer.wait(timeout=15) == 0

@@ -1,21 +1,28 @@
 """run_fastmon's engine: broker frames in, committed batches, acks after commit, outbox out.
 
-Threads: stomp.py's receiver thread only appends frames to a bounded intake queue; everything
-else (batching, ingest, acks, reconnects, the outbox relay, summaries) runs in the one loop of
-``Consumer.run``. Memory stays bounded because the broker never has more than PREFETCH
-unacknowledged frames in flight per subscription, and the queue holds exactly that many.
+Threads: stomp.py's receiver thread only appends frames to a bounded ``Intake``; everything
+else (batching, acks, reconnects, the outbox relay, summaries) runs in the one loop of
+``Consumer.run``. Ingest runs in a child process when run_fastmon owns its process
+(INGEST_PROCESS), one batch at a time: the loop gathers the next batch while the last one
+commits, and acks each after its commit. Memory stays bounded because the broker never has more
+than PREFETCH unacknowledged frames in flight per subscription, and the intake holds exactly that
+many.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import queue
+import multiprocessing
 import signal
 import threading
 import time
+from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import IntEnum
+from multiprocessing.connection import Connection
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -38,7 +45,7 @@ from fastmon.messaging.transports import (
     validate_destination,
 )
 from fastmon.models import Run
-from fastmon.services import InboundMessage, Outcome, ingest_batch
+from fastmon.services import BatchResult, InboundMessage, Outcome, ingest_batch
 
 logger = logging.getLogger("fastmon.consumer")
 
@@ -81,6 +88,113 @@ def refresh_db_connections() -> None:
 _first_seen: WeakKeyDictionary[Any, tuple[Any, float]] = WeakKeyDictionary()
 
 
+# What crosses to the ingest process: per frame its body, headers and time of arrival.
+Frames = list[tuple[bytes, Mapping[str, str], float]]
+# An ingest's answer: the batch's result or the exception it raised, and when it ended.
+IngestOutcome = tuple[BatchResult | Exception, float]
+
+
+def _frames(batch: list[Delivery]) -> Frames:
+    return [(d.body, d.headers, d.received_at) for d in batch]
+
+
+def _ingest(frames: Frames) -> IngestOutcome:
+    """One batch through ``ingest_batch``; an exception (an outage) is returned, for the loop."""
+    try:
+        refresh_db_connections()
+        result: BatchResult | Exception = ingest_batch(
+            InboundMessage(body, headers, datetime.fromtimestamp(received_at, UTC))
+            for body, headers, received_at in frames
+        )
+    except Exception as exc:
+        result = exc
+    return result, time.monotonic()
+
+
+class InlineIngest:
+    """Ingest in the consumer's own thread, at ``submit``: for a consumer that shares its
+    process (the demo runs one in a thread)."""
+
+    def __init__(self) -> None:
+        self._outcome: IngestOutcome | None = None
+
+    def submit(self, frames: Frames) -> None:
+        self._outcome = _ingest(frames)
+
+    def ready(self, timeout: float = 0) -> bool:
+        return True
+
+    def outcome(self) -> IngestOutcome:
+        outcome, self._outcome = self._outcome, None
+        assert outcome is not None
+        return outcome
+
+    def close(self) -> None:
+        pass
+
+
+class IngestProcess:
+    """Ingest in a forked child process, one batch at a time, in order.
+
+    stomp.py's frame parsing and ingest then run on two cores instead of taking turns on one
+    GIL. The child is forked before the consumer opens connections or starts threads of its
+    own, and ignores SIGTERM and SIGINT: the consumer says when it stops (``close``), after the
+    batch in hand. It exits as well when the consumer dies (its pipe closes).
+    """
+
+    def __init__(self) -> None:
+        connections.close_all()  # the child must not share the parent's database sockets
+        context = multiprocessing.get_context("fork")
+        self._pipe, child_end = context.Pipe()
+        self._process = context.Process(target=_serve_ingest, args=(child_end, self._pipe),
+                                        name="fastmon-ingest", daemon=True)  # fmt: skip
+        self._process.start()
+        child_end.close()
+
+    def submit(self, frames: Frames) -> None:
+        self._pipe.send(frames)
+
+    def ready(self, timeout: float = 0) -> bool:
+        return self._pipe.poll(timeout)
+
+    def outcome(self) -> IngestOutcome:
+        try:
+            return self._pipe.recv()
+        except EOFError:
+            raise RuntimeError(
+                f"the ingest process died (exit code {self._process.exitcode})"
+            ) from None
+
+    def close(self) -> None:
+        """Let the child finish the batch it has, then end it; if it hangs past STOP_TIMEOUT_S,
+        kill it (its transaction rolls back, and nothing of it was acked)."""
+        with contextlib.suppress(OSError):
+            self._pipe.send(None)
+        self._process.join(fastmon_settings.STOP_TIMEOUT_S)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+        self._pipe.close()
+
+
+def _serve_ingest(pipe: Connection, parent_end: Connection) -> None:
+    """The ingest process: batches in, outcomes out, until ``None`` or the pipe closes."""
+    parent_end.close()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
+    try:
+        while (frames := pipe.recv()) is not None:
+            result, ended = _ingest(frames)
+            if isinstance(result, Exception) and not isinstance(result, DatabaseError):
+                # Django's database errors pickle; another exception may not: send its text.
+                result = RuntimeError(f"ingest failed: {result!r}")
+            pipe.send((result, ended))
+    except (EOFError, OSError):
+        pass  # the consumer is gone
+    finally:
+        connections.close_all()
+
+
 @dataclass
 class Stats:
     """Counters for the periodic summary line; reset at each line."""
@@ -106,6 +220,45 @@ class Stats:
         )
 
 
+class Intake:
+    """Frames from stomp.py's receiver thread to the loop, which takes them a batch at a time.
+
+    The loop sleeps until a whole batch is there (or its wait ends) instead of waking for each
+    frame, as one ``queue.Queue.get`` per frame made it do: at thousands of frames a second,
+    those wake-ups and GIL hand-overs cost about as much as parsing the frames.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._frames: deque[Delivery] = deque()
+        self._wanted = 1
+        self._changed = threading.Condition()
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def put(self, delivery: Delivery) -> bool:
+        """Append without blocking; False if full."""
+        with self._changed:
+            if len(self._frames) >= self.maxsize:
+                return False
+            self._frames.append(delivery)
+            if len(self._frames) >= self._wanted:
+                self._changed.notify()
+        return True
+
+    def wait_for(self, count: int, timeout: float) -> None:
+        """Return once ``count`` frames are there, or after ``timeout`` seconds."""
+        with self._changed:
+            self._wanted = count
+            self._changed.wait_for(lambda: len(self._frames) >= count, timeout)
+
+    def take(self, limit: int) -> list[Delivery]:
+        """Up to ``limit`` frames, oldest first."""
+        with self._changed:
+            return [self._frames.popleft() for _ in range(min(limit, len(self._frames)))]
+
+
 class Consumer:
     """Reads the configured destinations until ``stop()``; see ``run`` for the loop."""
 
@@ -117,13 +270,15 @@ class Consumer:
                 destinations.append(control)
         self.destinations = destinations
         self.relay = relay
-        # Frames in flight are bounded by the prefetch, so this queue never fills.
-        self.intake: queue.Queue[Delivery] = queue.Queue(
-            maxsize=fastmon_settings.PREFETCH * max(len(self.destinations), 1)
-        )
+        # Frames in flight are bounded by the prefetch, so the intake never fills.
+        self.intake = Intake(fastmon_settings.PREFETCH * max(len(self.destinations), 1))
         self.transport = import_string(fastmon_settings.TRANSPORT)(
             on_delivery=self._receive, durable=any(map(is_durable, self.destinations))
         )
+        self.ingest: InlineIngest | IngestProcess = InlineIngest()
+        # The batch submitted to ingest and not yet acked, and when it was submitted.
+        self.in_flight: list[Delivery] = []
+        self.submitted_at = 0.0
         self.stopping = threading.Event()
         # Connected and subscribed: what is sent from now on reaches this consumer.
         self.started = threading.Event()
@@ -140,9 +295,7 @@ class Consumer:
         broker redelivers it."""
         if self.stopping.is_set():
             return
-        try:
-            self.intake.put_nowait(delivery)
-        except queue.Full:
+        if not self.intake.put(delivery):
             logger.error("intake full (prefetch misconfigured?): frame left to redelivery")
 
     # -- the main loop -------------------------------------------------------------------------
@@ -152,10 +305,16 @@ class Consumer:
         self.stopping.set()
 
     def run_until_signalled(self) -> ExitCode:
-        """``run`` in the main thread, with SIGTERM and SIGINT stopping it cleanly."""
+        """``run`` in the main thread of a process of its own (run_fastmon), with SIGTERM and
+        SIGINT stopping it cleanly, and ingest in a child process (INGEST_PROCESS)."""
+        if self.destinations and fastmon_settings.INGEST_PROCESS:
+            self.ingest = IngestProcess()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: self.stop())
-        return self.run()
+        try:
+            return self.run()
+        finally:
+            self.ingest.close()
 
     def run(self) -> ExitCode:
         try:
@@ -179,11 +338,11 @@ class Consumer:
         next_relay = time.monotonic()
         while not self.stopping.is_set():
             if not self.transport.connected:
+                self._settle()
                 self._reconnect()
                 continue
-            batch = self._next_batch()
-            if batch:
-                self._commit_and_ack(batch)
+            # One batch at a time: the last one is committed and acked before this one goes.
+            self._settle(then=self._next_batch())
             if self.relay and time.monotonic() >= next_relay:
                 self._relay()
                 next_relay = time.monotonic() + fastmon_settings.OUTBOX_POLL_S
@@ -263,12 +422,7 @@ class Consumer:
                 attempt += 1
 
     def _drain_intake(self) -> list[Delivery]:
-        taken = []
-        while True:
-            try:
-                taken.append(self.intake.get_nowait())
-            except queue.Empty:
-                return taken
+        return self.intake.take(self.intake.maxsize)
 
     def _drop_stale_frames(self) -> None:
         """Frames of a lost connection cannot be acked; the broker redelivers them."""
@@ -281,52 +435,70 @@ class Consumer:
         logger.warning("%s; retrying in %.1fs", why, delay)
         self.stopping.wait(delay)
 
-    def _next_batch(self, first_wait: float = 0.5) -> list[Delivery]:
-        try:
-            batch = [self.intake.get(timeout=first_wait)]
-        except queue.Empty:
-            return []
-        deadline = time.monotonic() + fastmon_settings.BATCH_MAX_WAIT_MS / 1000
-        while len(batch) < fastmon_settings.BATCH_SIZE:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                batch.append(self.intake.get(timeout=remaining))
-            except queue.Empty:
-                break
+    def _next_batch(self) -> list[Delivery]:
+        """Up to BATCH_SIZE frames, waiting at most BATCH_MAX_WAIT_MS once the first is there.
+
+        While a batch is in flight, the next one closes as soon as that one is committed: ingest
+        never waits for a fuller batch, and acks go out at once, so the broker (which holds back
+        past PREFETCH unacked frames) refills while the next batch commits. Batches grow with
+        the load, up to BATCH_SIZE.
+        """
+        size = fastmon_settings.BATCH_SIZE
+        if self.in_flight:
+            while len(self.intake) < size and not self.stopping.is_set():
+                if self.ingest.ready(timeout=0.005):
+                    break
+        else:
+            self.intake.wait_for(1, 0.5)
+            if not self.intake:
+                return []
+            self.intake.wait_for(size, fastmon_settings.BATCH_MAX_WAIT_MS / 1000)
+        batch = self.intake.take(size)
         generation = self.transport.generation
         return [delivery for delivery in batch if delivery.generation == generation]
 
-    def _commit_and_ack(self, batch: list[Delivery], stop_deadline: float | None = None) -> None:
-        """Ingest in one transaction, retrying while the database is away; ack after commit."""
+    def _submit(self, batch: list[Delivery]) -> None:
+        """Hand a batch to ingest (one transaction); ``_settle`` acks it after its commit."""
+        self.in_flight, self.submitted_at = batch, time.monotonic()
+        self.ingest.submit(_frames(batch))
+
+    def _settle(
+        self, stop_deadline: float | None = None, then: list[Delivery] | None = None
+    ) -> None:
+        """Wait for the batch in flight to commit, resubmitting it while the database is away;
+        ack it after the commit, then submit ``then``, the next batch, before counting this one
+        (ingest does not wait for the bookkeeping)."""
+        batch, self.in_flight, submitted_at = self.in_flight, [], self.submitted_at
+        if not batch:
+            if then:
+                self._submit(then)
+            return
         attempt = 0
-        started = time.monotonic()
         while True:
-            refresh_db_connections()
-            try:
-                result = ingest_batch(
-                    InboundMessage(d.body, d.headers, datetime.fromtimestamp(d.received_at, UTC))
-                    for d in batch
-                )
+            result, ended = self.ingest.outcome()
+            if isinstance(result, BatchResult):
                 break
-            except TRANSIENT_DB_ERRORS as exc:
-                if self.stopping.is_set() and stop_deadline is None:
-                    stop_deadline = time.monotonic() + fastmon_settings.STOP_TIMEOUT_S
-                if stop_deadline is not None and time.monotonic() >= stop_deadline:
-                    logger.warning("stopping with %d frames uncommitted: the broker keeps them",
-                                   len(batch))  # fmt: skip
-                    return
-                delay = backoff_delay(attempt)
-                logger.warning("database unavailable (%s); batch of %d not acked, retry in %.1fs",
-                               str(exc).strip(), len(batch), delay)  # fmt: skip
-                # A stop wakes this wait; the deadline above then bounds the retries.
-                self.stopping.wait(delay if stop_deadline is None else min(delay, 0.5))
-                attempt += 1
-        metrics.BATCH_COMMIT_SECONDS.observe(time.monotonic() - started)
+            if not isinstance(result, TRANSIENT_DB_ERRORS):
+                raise result
+            if self.stopping.is_set() and stop_deadline is None:
+                stop_deadline = time.monotonic() + fastmon_settings.STOP_TIMEOUT_S
+            if stop_deadline is not None and time.monotonic() >= stop_deadline:
+                logger.warning("stopping with %d frames uncommitted: the broker keeps them",
+                               len(batch))  # fmt: skip
+                return
+            delay = backoff_delay(attempt)
+            logger.warning("database unavailable (%s); batch of %d not acked, retry in %.1fs",
+                           str(result).strip(), len(batch), delay)  # fmt: skip
+            # A stop wakes this wait; the deadline above then bounds the retries.
+            self.stopping.wait(delay if stop_deadline is None else min(delay, 0.5))
+            attempt += 1
+            self.ingest.submit(_frames(batch))
+        acked = self.transport.ack(batch)
+        if then:
+            self._submit(then)
+        metrics.BATCH_COMMIT_SECONDS.observe(ended - submitted_at)
         metrics.count_batch(result)
         self.last_message_at = datetime.now(UTC)
-        acked = self.transport.ack(batch)
         self.stats.messages += len(batch)
         self.stats.batches += 1
         self.stats.dead_letters += result.counts[Outcome.DEAD_LETTERED]
@@ -344,19 +516,20 @@ class Consumer:
             lag = outbox_lag()
         except TRANSIENT_DB_ERRORS:
             lag = (-1, None)
-        logger.info("run_fastmon: %s", self.stats.line(self.intake.qsize(), lag))
+        logger.info("run_fastmon: %s", self.stats.line(len(self.intake), lag))
         self.stats = Stats()
 
     def _finish(self) -> None:
         """Commit and ack what was already received, within STOP_TIMEOUT_S, then disconnect."""
         deadline = time.monotonic() + fastmon_settings.STOP_TIMEOUT_S
+        self._settle(stop_deadline=deadline)
         generation = self.transport.generation
         in_hand = [d for d in self._drain_intake() if d.generation == generation]
         for start in range(0, len(in_hand), fastmon_settings.BATCH_SIZE):
             if time.monotonic() >= deadline:
                 break
-            chunk = in_hand[start : start + fastmon_settings.BATCH_SIZE]
-            self._commit_and_ack(chunk, stop_deadline=deadline)
+            self._submit(in_hand[start : start + fastmon_settings.BATCH_SIZE])
+            self._settle(stop_deadline=deadline)
         if self.relay and self.transport.connected:
             self._relay()
         self.transport.disconnect()
