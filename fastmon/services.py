@@ -572,7 +572,7 @@ def record_tf_samples(plans: Sequence[SamplePlan]) -> list[TfSample]:
             if name not in known
         ]
         bulk_insert(TfSample, samples)  # sets created_at on each
-        bulk_insert(OutboxMessage, _outgoing_for(samples))
+        insert_rows(OutboxMessage, _outgoing_for(samples))
         by_stf: dict[int, list[TfSample]] = {}
         for sample in samples:
             by_stf.setdefault(sample.stf_id, []).append(sample)
@@ -580,9 +580,10 @@ def record_tf_samples(plans: Sequence[SamplePlan]) -> list[TfSample]:
     return samples
 
 
-def _outgoing_for(samples: list[TfSample]) -> list[OutboxMessage]:
-    """Each sample's ``tf_file_registered`` for the testbed, a copy for every subscriber that
-    selects it, and its registration in swf-monitor when SWF_MONITOR_FEED is on."""
+def _outgoing_for(samples: list[TfSample]) -> list[dict[str, Any]]:
+    """Outbox rows (as values: there may be dozens per sample) for each sample's
+    ``tf_file_registered`` to the testbed, a copy for every subscriber that selects it, and its
+    registration in swf-monitor when SWF_MONITOR_FEED is on."""
     announce = tf_file_registered_bodies()
     destination = fastmon_settings.PUBLISH_DESTINATION
     subscribers = routable_subscribers()
@@ -590,9 +591,12 @@ def _outgoing_for(samples: list[TfSample]) -> list[OutboxMessage]:
     rows = []
     for tf_sample in samples:
         body = announce(tf_sample.stf, tf_sample)
-        text = json.dumps(body)
-        message = {"msg_type": "tf_file_registered", "subject": tf_sample.tf_filename, "body": text}
-        rows.append(OutboxMessage(destination=destination, **message))
+        message = {
+            "msg_type": "tf_file_registered",
+            "subject": tf_sample.tf_filename,
+            "body": json.dumps(body),
+        }
+        rows.append({**message, "destination": destination})
         stf, run = tf_sample.stf, tf_sample.stf.run
         facts = SampleFacts(
             kind="tf_file_registered",
@@ -603,25 +607,23 @@ def _outgoing_for(samples: list[TfSample]) -> list[OutboxMessage]:
             substate=stf.substate or (run.substate if run else ""),
         )
         rows.extend(
-            OutboxMessage(
-                destination=subscriber.destination,
-                subscriber=subscriber,
-                headers={"fastmon-subscriber": subscriber.name},
+            {
                 **message,
-            )
+                "destination": subscriber.destination,
+                "subscriber_id": subscriber.pk,
+                "headers": {"fastmon-subscriber": subscriber.name},
+            }
             for subscriber in subscribers
             if selects(subscriber.filters, subscriber.fraction, facts)
         )
         if feed:
-            rows.append(
-                OutboxMessage(
-                    transport=OutboxMessage.Transport.SWF_MONITOR,
-                    destination=swf_monitor.FASTMON_FILES_PATH,
-                    msg_type="fastmon_file",
-                    subject=tf_sample.tf_filename,
-                    body=json.dumps(fastmon_file_body(tf_sample.stf, tf_sample)),
-                )
-            )
+            rows.append({
+                "transport": OutboxMessage.Transport.SWF_MONITOR,
+                "destination": swf_monitor.FASTMON_FILES_PATH,
+                "msg_type": "fastmon_file",
+                "subject": tf_sample.tf_filename,
+                "body": json.dumps(fastmon_file_body(stf, tf_sample)),
+            })  # fmt: skip
     return rows
 
 
