@@ -97,6 +97,8 @@ DEFAULTS: dict[str, Any | Callable[[], Any]] = {
     # Outbox destinations that fail (a subscriber's queue the broker refuses, swf-monitor down)
     # are retried with backoff up to this many seconds apart, without holding up the others.
     "OUTBOX_RETRY_MAX_S": 60.0,
+    # Sent or given-up outbox rows are kept this long (the periodic task prunes older ones).
+    "OUTBOX_KEEP_S": 7 * 86400.0,
     # Subscribers: requests arrive on CONTROL_DESTINATION (None: REST only) and are answered on
     # their reply-to; their destinations must start with one of these prefixes (a broker-made
     # temporary queue, as a requester's reply-to names it, is /remote-temp-queue/...).

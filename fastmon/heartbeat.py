@@ -76,14 +76,14 @@ class StatusReporter:
             return
         self.stopping.set()
         for thread in self.threads:
-            thread.join(timeout=fastmon_settings.SWF_MONITOR_TIMEOUT_S)
+            thread.join(timeout=2.0)  # daemons: a request in flight is not worth waiting for
         try:
             ConsumerStatus.objects.filter(agent_name=fastmon_settings.AGENT_NAME).delete()
         except DatabaseError as exc:
             logger.warning("could not remove this consumer's status row: %s", exc)
         if fastmon_settings.SWF_MONITOR_URL:
             try:
-                send_heartbeat(self.payload("EXITED"))
+                send_heartbeat(self.payload("EXITED"), timeout=2.0)
             except OSError as exc:
                 logger.warning("last heartbeat not sent: %s", exc)
 
@@ -114,7 +114,7 @@ class StatusReporter:
             try:
                 send_heartbeat(self.payload())
                 attempt, delay = 0, interval
-            except OSError as exc:
+            except Exception as exc:  # OSError mostly; the thread must outlive anything
                 # Soon at first (the monitor marks an agent EXITED after three silent minutes),
                 # doubling up to the regular interval.
                 delay = backoff_delay(attempt, cap=interval)

@@ -292,7 +292,7 @@ class OutboxMessage(models.Model):
     transport = models.CharField(max_length=20, choices=Transport.choices, default=Transport.BROKER)
     destination = models.CharField(max_length=255)
     subscriber = models.ForeignKey(
-        Subscriber, on_delete=models.CASCADE, null=True, blank=True, related_name="outbox"
+        Subscriber, on_delete=models.SET_NULL, null=True, blank=True, related_name="outbox"
     )
     msg_type = models.CharField(max_length=100, blank=True, default="")
     subject = models.CharField(

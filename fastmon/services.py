@@ -58,6 +58,7 @@ from fastmon.subscriptions import (
     RequestError,
     SampleFacts,
     Subscription,
+    Unsubscription,
     check_reply_to,
     parse_control_request,
     selects,
@@ -994,11 +995,15 @@ def _resolve(letter: DeadLetter, status: str, by: str) -> None:
 
 def routable_subscribers() -> list[Subscriber]:
     """Subscribers that take new messages. Those whose lease ran out are set inactive first."""
-    now = timezone.now()
-    Subscriber.objects.filter(active=True, expires_at__lte=now).update(
+    expire_subscribers()
+    return list(Subscriber.objects.filter(active=True))
+
+
+def expire_subscribers() -> int:
+    """Set inactive the subscribers whose lease ran out; return how many."""
+    return Subscriber.objects.filter(active=True, expires_at__lte=timezone.now()).update(
         active=False, last_error="lease expired: no subscribe request renewed it"
     )
-    return list(Subscriber.objects.filter(active=True))
 
 
 def save_subscriber(
@@ -1021,11 +1026,20 @@ def save_subscriber(
     subscriber, _ = Subscriber.objects.update_or_create(
         **lookup, defaults=values, create_defaults={**values, "created_by": by}
     )
+    # What is still undelivered goes where the subscriber now says, tried again at once: a
+    # renewal says it is there.
+    OutboxMessage.objects.filter(
+        subscriber=subscriber, sent_at__isnull=True, failed_at__isnull=True
+    ).update(destination=subscriber.destination, attempts=0, next_attempt_at=None)
     return subscriber
 
 
 def remove_subscriber(name: str) -> bool:
-    """Remove a subscriber; its undelivered messages go with it. False if there was none."""
+    """Remove a subscriber and its undelivered messages; what it was sent stays, unlinked.
+    False if there was none."""
+    OutboxMessage.objects.filter(
+        subscriber__name=name, sent_at__isnull=True, failed_at__isnull=True
+    ).delete()
     deleted, _ = Subscriber.objects.filter(name=name).delete()
     return bool(deleted)
 
@@ -1033,27 +1047,39 @@ def remove_subscriber(name: str) -> bool:
 def _apply_control_request(message: InboundMessage) -> MessageResult:
     """A subscribe or unsubscribe request from CONTROL_DESTINATION, answered on its reply-to
     through the outbox (so the answer leaves only once the change is committed). A request
-    that cannot be used is dead-lettered and its sender told why."""
+    that cannot be used, or that the database refuses (in a savepoint, so the batch goes on),
+    is dead-lettered and its sender told why."""
+    data: dict[str, Any] = {}
     try:
         data = decode_body(message.raw_body, fastmon_settings.MAX_BODY_BYTES)
-    except MessageError as exc:
-        _reply(
-            message, "control", {"ok": False, "error": exc.reason, "errors": {"body": exc.reason}}
-        )
-        return _dead_letter(message, exc.code, f"control request: {exc.reason}", "control")
-    msg_type = data["msg_type"]
-    try:
         request = parse_control_request(data)
+        with transaction.atomic():
+            return _apply_control(message, request)
+    except MessageError as exc:
+        code, reason, errors = exc.code, exc.reason, {"body": exc.reason}
     except RequestError as exc:
-        _reply(message, msg_type, {"ok": False, "error": str(exc), "errors": exc.errors})
-        return _dead_letter(message, DeadLetter.Reason.INVALID, f"{msg_type}: {exc}", msg_type)
+        code, reason, errors = DeadLetter.Reason.INVALID, str(exc), exc.errors
+    except (DataError, IntegrityError) as exc:
+        code, reason = DeadLetter.Reason.REJECTED, f"the database refused it: {exc}".strip()
+        errors = {"body": reason}
+    kind = data.get("msg_type") if data.get("msg_type") in _CONTROL_TYPES else "control"
+    _reply(message, kind, {"ok": False, "error": reason, "errors": errors})
+    return _dead_letter(message, code, f"{kind}: {reason}", kind)
+
+
+_CONTROL_TYPES = {"subscribe", "unsubscribe"}
+
+
+def _apply_control(
+    message: InboundMessage, request: Subscription | Unsubscription
+) -> MessageResult:
     if isinstance(request, Subscription):
         subscriber = save_subscriber(request, by="stomp control")
-        _reply(message, msg_type, {"ok": True, "subscriber": _subscriber_summary(subscriber)})
-        return MessageResult(Outcome.STORED, msg_type, f"subscriber {subscriber.name} saved")
+        _reply(message, "subscribe", {"ok": True, "subscriber": _subscriber_summary(subscriber)})
+        return MessageResult(Outcome.STORED, "subscribe", f"subscriber {subscriber.name} saved")
     removed = remove_subscriber(request.name)
-    _reply(message, msg_type, {"ok": True, "name": request.name, "removed": removed})
-    return MessageResult(Outcome.STORED, msg_type, f"subscriber {request.name} removed")
+    _reply(message, "unsubscribe", {"ok": True, "name": request.name, "removed": removed})
+    return MessageResult(Outcome.STORED, "unsubscribe", f"subscriber {request.name} removed")
 
 
 def _subscriber_summary(subscriber: Subscriber) -> dict[str, Any]:
@@ -1081,7 +1107,7 @@ def _reply(message: InboundMessage, request: str, result: dict[str, Any]) -> Non
     OutboxMessage.objects.create(
         destination=reply_to,
         msg_type=f"{request}_reply",
-        subject=correlation,
+        subject=correlation[:255],
         body=json.dumps({"msg_type": f"{request}_reply", **result}),
         headers={"correlation-id": correlation} if correlation else {},
     )

@@ -20,6 +20,7 @@ A ``subscribe`` for a name that exists replaces its settings and renews its leas
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -33,7 +34,12 @@ from fastmon.conf import fastmon_settings
 PUBLISHED_KINDS = ("tf_file_registered",)
 
 Name = Annotated[str, Field(min_length=1, max_length=150, pattern=r"^[A-Za-z0-9][\w.:@-]*$")]
-Label = Annotated[str, Field(min_length=1, max_length=100)]
+Label = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00]*$")]
+# After its /queue/-style prefix, a destination is one plain name: no "," (ActiveMQ sends to
+# each part of a composite destination), no wildcards, nothing the database cannot store.
+_DESTINATION_NAME = re.compile(r"[\w.:@-]+")
+MAX_DESTINATION = 255  # OutboxMessage.destination
+MAX_LEASE_S = 10 * 365 * 86400.0
 
 
 class RequestError(ValueError):
@@ -67,7 +73,7 @@ class Subscription(BaseModel):
     fraction: float = Field(default=1.0, ge=0, le=1)
     active: bool = True
     # Omitted: the SUBSCRIBER_IDLE_EXPIRY_S default; null: never lapses.
-    idle_expiry_s: float | None = Field(default=None, gt=0)
+    idle_expiry_s: float | None = Field(default=None, gt=0, le=MAX_LEASE_S)
 
     @field_validator("destination")
     @classmethod
@@ -101,14 +107,20 @@ def check_destination(destination: str) -> str:
     }
     if destination in own:
         raise ValueError(f"{destination} is one of fastmon's own destinations")
-    if (
-        not destination.startswith(prefixes)
-        or destination in prefixes
-        or destination.strip() != destination
-    ):
+    if not destination.startswith(prefixes) or destination in prefixes:
         raise ValueError(
             f"destination {destination!r} is not allowed; it must start with one of: "
             + ", ".join(prefixes)
+        )
+    return _plain(destination)
+
+
+def _plain(destination: str) -> str:
+    name = destination.split("/", 2)[-1]
+    if len(destination) > MAX_DESTINATION or not _DESTINATION_NAME.fullmatch(name):
+        raise ValueError(
+            f"destination {destination[:80]!r} must be one name of letters, digits and . _ - : @"
+            f" after its prefix, at most {MAX_DESTINATION} characters"
         )
     return destination
 
@@ -149,7 +161,7 @@ def check_reply_to(destination: str) -> str:
     """Where control replies may go: a temporary queue (what a requester's ``reply-to`` names)
     or a destination a subscriber could use."""
     if destination.startswith(("/temp-queue/", "/remote-temp-queue/", "/temp-topic/")):
-        return destination
+        return _plain(destination)
     return check_destination(destination)
 
 

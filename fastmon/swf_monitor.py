@@ -4,6 +4,7 @@ library, and every call has a timeout."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import urllib.error
 import urllib.parse
@@ -18,8 +19,13 @@ FASTMON_FILES_PATH = "/api/fastmon-files/"
 
 
 class MonitorUnavailable(OSError):
-    """Worth retrying later: unreachable, timed out, a server error, or our token refused
-    (an operator's fix; meanwhile nothing is given up)."""
+    """Worth retrying later: unreachable, timed out, a server error, our token refused (an
+    operator's fix; meanwhile nothing is given up). ``answered``: swf-monitor itself answered,
+    so the trouble may be this request's alone."""
+
+    def __init__(self, message: str, *, answered: bool = False) -> None:
+        super().__init__(message)
+        self.answered = answered
 
 
 @dataclass(frozen=True)
@@ -42,7 +48,11 @@ _RETRY_STATUSES = {401, 403, 408, 429}
 
 
 def call(
-    method: str, path: str, payload: Any = None, query: dict[str, str] | None = None
+    method: str,
+    path: str,
+    payload: Any = None,
+    query: dict[str, str] | None = None,
+    timeout: float | None = None,
 ) -> Answer:
     """One request to SWF_MONITOR_URL with the token; a client error (4xx) is an answer,
     anything worth retrying raises ``MonitorUnavailable``."""
@@ -58,20 +68,29 @@ def call(
     if token := fastmon_settings.SWF_API_TOKEN:
         request.add_header("Authorization", f"Token {token}")
     try:
-        with urllib.request.urlopen(request, timeout=fastmon_settings.SWF_MONITOR_TIMEOUT_S) as r:
+        timeout = timeout or fastmon_settings.SWF_MONITOR_TIMEOUT_S
+        with urllib.request.urlopen(request, timeout=timeout) as r:
             return Answer(r.status, r.read().decode("utf-8", "replace"))
     except urllib.error.HTTPError as exc:
-        answer = Answer(exc.code, exc.read().decode("utf-8", "replace"))
+        answer = Answer(exc.code, _body(exc))
         if exc.code >= 500 or exc.code in _RETRY_STATUSES:
             detail = f"{method} {path}: HTTP {exc.code} {answer.text[:200]}"
-            raise MonitorUnavailable(detail) from None
+            raise MonitorUnavailable(detail, answered=True) from None
         return answer
-    except (OSError, ValueError) as exc:  # URLError, timeouts, resets; ValueError: a bad URL
-        raise MonitorUnavailable(f"{method} {path}: {exc}") from None
+    # URLError, timeouts, resets, a malformed answer (HTTPException); ValueError: a bad URL.
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        raise MonitorUnavailable(f"{method} {path}: {exc!r}") from None
 
 
-def send_heartbeat(payload: dict[str, Any]) -> None:
-    answer = call("POST", HEARTBEAT_PATH, payload)
+def _body(error: urllib.error.HTTPError) -> str:
+    try:
+        return error.read().decode("utf-8", "replace")
+    except (OSError, http.client.HTTPException):
+        return ""
+
+
+def send_heartbeat(payload: dict[str, Any], timeout: float | None = None) -> None:
+    answer = call("POST", HEARTBEAT_PATH, payload, timeout=timeout)
     if not answer.ok:
         raise MonitorUnavailable(f"heartbeat refused: HTTP {answer.status} {answer.text[:200]}")
 

@@ -8,14 +8,18 @@ retried with exponential backoff and jitter.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from fastmon import metrics, services
-from fastmon.messaging.outbox import relay_outbox
+from fastmon.messaging.outbox import FEED_BATCH, prune_outbox, relay_outbox, relay_to_monitor
 from fastmon.messaging.transports import StompTransport
+from fastmon.swf_monitor import MonitorUnavailable
+
+logger = logging.getLogger("fastmon.tasks")
 
 RELIABLE = {
     "acks_late": True,
@@ -49,7 +53,23 @@ def relay_outbox_task() -> int:
         transport.disconnect()
 
 
+@shared_task(name="fastmon.relay_to_monitor", **RELIABLE)
+def relay_to_monitor_task() -> int:
+    """Register pending samples in swf-monitor, for sites that relay from workers; while it is
+    away the rows wait for the next call."""
+    try:
+        return relay_to_monitor(FEED_BATCH)
+    except MonitorUnavailable as exc:
+        logger.warning("swf-monitor feed: %s", exc)
+        return 0
+
+
 @shared_task(name="fastmon.periodic_checks", **RELIABLE)
 def periodic_checks() -> dict[str, int]:
-    """The hook for Celery beat (README): checks that catch what fell through the cracks."""
-    return {"enqueued_for_sampling": services.sweep_unsampled()}
+    """The hook for Celery beat (README): checks that catch what fell through the cracks, and
+    housekeeping."""
+    return {
+        "enqueued_for_sampling": services.sweep_unsampled(),
+        "subscribers_lapsed": services.expire_subscribers(),
+        "outbox_rows_pruned": prune_outbox(),
+    }

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
+from django.utils import timezone
 
-from fastmon.models import OutboxMessage, StfFile, TfSample
+from fastmon.models import OutboxMessage, StfFile, Subscriber, TfSample
 from fastmon.services import InboundMessage, ingest_batch
 from fastmon.tasks import periodic_checks, relay_outbox_task, sample_stfs
 from fastmon.testing.broker import subscribed
@@ -96,9 +98,26 @@ def test_the_periodic_checks_resample_stfs_left_unsampled(eager) -> None:
     assert StfFile.objects.get().status == StfFile.Status.READY
 
     with override_settings(FASTMON={**django_settings.FASTMON, "SAMPLING_SWEEP_AFTER_S": 0}):
-        assert periodic_checks.delay().get() == {"enqueued_for_sampling": 1}
+        assert periodic_checks.delay().get()["enqueued_for_sampling"] == 1
     assert StfFile.objects.get().status == StfFile.Status.SAMPLED
     assert TfSample.objects.count() == 7
+
+
+def test_the_periodic_checks_lapse_leases_and_prune_the_outbox(eager) -> None:
+    long_ago = timezone.now() - timedelta(days=8)
+    Subscriber.objects.create(name="gone", destination="/queue/fastmon.gone", expires_at=long_ago)
+    Subscriber.objects.create(name="here", destination="/queue/fastmon.here")
+    OutboxMessage.objects.bulk_create([
+        OutboxMessage(destination="/topic/t", body="{}", sent_at=long_ago),  # pruned
+        OutboxMessage(destination="/topic/t", body="{}", failed_at=long_ago),  # pruned
+        OutboxMessage(destination="/topic/t", body="{}", sent_at=timezone.now()),  # kept
+        OutboxMessage(destination="/topic/t", body="{}"),  # pending: kept
+    ])  # fmt: skip
+    assert periodic_checks.delay().get() == {
+        "enqueued_for_sampling": 0, "subscribers_lapsed": 1, "outbox_rows_pruned": 2,
+    }  # fmt: skip
+    assert OutboxMessage.objects.count() == 2
+    assert list(Subscriber.objects.filter(active=True).values_list("name", flat=True)) == ["here"]
 
 
 def test_the_relay_task_publishes_the_outbox(eager, stomp_address, unique_topic) -> None:

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Count, F, Min, QuerySet
+from django.db.models import Count, F, Min, Q, QuerySet
 from django.utils import timezone
 
 from fastmon import metrics, swf_monitor
@@ -55,15 +55,17 @@ def pending(transport: str) -> QuerySet[OutboxMessage]:
 
 def relay_outbox(transport: Sender, limit: int | None = None) -> int:
     """Send up to ``limit`` pending broker rows; return how many went out (0 when the broker
-    is away)."""
+    is away, or another relay is at work)."""
     if not transport.connected:
         return 0
     limit = limit or fastmon_settings.OUTBOX_BATCH_SIZE
     now = timezone.now()
     rows = pending(OutboxMessage.Transport.BROKER)
-    # A destination in backoff keeps all its rows back, so its order holds when it returns.
-    waiting = rows.filter(next_attempt_at__gt=now).values("destination")
     with transaction.atomic():
+        if not _relay_lock():
+            return 0
+        # A destination in backoff keeps all its rows back, so its order holds when it returns.
+        waiting = rows.filter(next_attempt_at__gt=now).values("destination")
         due = list(rows.exclude(destination__in=waiting).select_for_update().order_by("id")[:limit])
         if not due:
             return 0
@@ -78,20 +80,34 @@ def relay_outbox(transport: Sender, limit: int | None = None) -> int:
             ],
             timeout=fastmon_settings.OUTBOX_RECEIPT_TIMEOUT_S,
         )
-        taken: list[OutboxMessage] = []
-        unanswered: list[OutboxMessage] = []
-        for group, answer in zip(groups, answers, strict=True):
-            if answer is True:
-                taken += group
-            elif answer is None:
-                unanswered += group
-            else:
-                _defer(group, answer, now)
+        taken = [row for group, answer in zip(groups, answers, strict=True) if answer is True
+                 for row in group]  # fmt: skip
         _mark_sent(taken, now)
-        if unanswered:
-            logger.warning("outbox: %d messages wait for the broker", len(unanswered))
-            _count_attempt(unanswered, "no answer from the broker (connection lost?)")
+        timeout = fastmon_settings.OUTBOX_RECEIPT_TIMEOUT_S
+        for group, answer in zip(groups, answers, strict=True):
+            if isinstance(answer, str):
+                _defer(group, answer, now)
+            elif answer is None and taken and transport.connected:
+                # The broker answered the others: this destination is stuck (flow control).
+                _defer(group, f"no answer from the broker within {timeout:.0f}s", now)
+            elif answer is None:
+                logger.warning("outbox: %d messages wait for the broker", len(group))
+                _count_attempt(group, "no answer from the broker (connection lost?)")
     return len(taken)
+
+
+def _relay_lock() -> bool:
+    """One relay at a time (run_fastmon, fastmon_relay, a Celery task), without waiting: the
+    one that finds it taken has nothing to do, and per-destination order holds."""
+    if connection.vendor != "postgresql":
+        return True  # SQLite (the demo) writes one transaction at a time anyway
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [RELAY_LOCK])
+        return cursor.fetchone()[0]
+
+
+# An advisory lock key of fastmon's own ("fmrl").
+RELAY_LOCK = 0x666D726C
 
 
 def _count_attempt(rows: list[OutboxMessage], error: str, **also: object) -> None:
@@ -102,15 +118,20 @@ def _count_attempt(rows: list[OutboxMessage], error: str, **also: object) -> Non
 
 def _defer(group: list[OutboxMessage], error: str, now: datetime) -> None:
     """The broker refused this destination: retry it later, alone. Subscribers' copies and
-    control replies are given up after SUBSCRIBER_MAX_FAILURES refusals in a row (the
+    control replies are given up after SUBSCRIBER_MAX_FAILURES failures in a row (the
     subscriber loses its subscription); the testbed's own stream never is."""
     destination = group[0].destination
-    failures = group[0].attempts + 1  # the oldest row has seen every failure
+    # Rows of one destination are tried together: the oldest has seen every failure since
+    # its destination last took a message (a renewed subscription starts again from 0).
+    failures = group[0].attempts + 1
     if failures >= fastmon_settings.SUBSCRIBER_MAX_FAILURES and (
         destination != fastmon_settings.PUBLISH_DESTINATION
     ):
         reason = f"destination kept failing: {error}"
-        for subscriber_id in {row.subscriber_id for row in group} - {None}:
+        subscribers = Subscriber.objects.filter(
+            pk__in={row.subscriber_id for row in group}, destination=destination
+        )
+        for subscriber_id in subscribers.values_list("pk", flat=True):
             drop_subscriber_backlog(subscriber_id, reason)
         given_up = pending(OutboxMessage.Transport.BROKER).filter(pk__in=[r.pk for r in group])
         given_up.update(failed_at=now, last_error=reason)  # what is left: control replies
@@ -155,11 +176,28 @@ def _mark_sent(rows: list[OutboxMessage], now: datetime) -> None:
         TfSample.objects.filter(tf_filename__in=published).update(published_at=now)
 
 
+def prune_outbox() -> int:
+    """Delete rows settled (sent or given up) more than OUTBOX_KEEP_S ago, a bounded number per
+    call: the table holds what is pending and a recent history, not every message ever sent."""
+    cutoff = timezone.now() - timedelta(seconds=fastmon_settings.OUTBOX_KEEP_S)
+    old = OutboxMessage.objects.filter(Q(sent_at__lt=cutoff) | Q(failed_at__lt=cutoff)).values_list(
+        "pk", flat=True
+    )[:PRUNE_LIMIT]
+    deleted, _ = OutboxMessage.objects.filter(pk__in=list(old)).delete()
+    return deleted
+
+
+PRUNE_LIMIT = 50_000
+
+
 def outbox_lag() -> tuple[int, float | None]:
-    """Pending rows, and the age in seconds of the oldest one."""
-    stats = OutboxMessage.objects.filter(sent_at__isnull=True, failed_at__isnull=True).aggregate(
-        pending=Count("id"), oldest=Min("created_at")
+    """Pending rows of the testbed's stream (PUBLISH_DESTINATION), and the age in seconds of the
+    oldest one: what readiness judges. Subscribers' copies and swf-monitor's rows wait on
+    parties fastmon does not run, and are given up or retried on their own."""
+    stream = pending(OutboxMessage.Transport.BROKER).filter(
+        destination=fastmon_settings.PUBLISH_DESTINATION, subscriber__isnull=True
     )
+    stats = stream.aggregate(pending=Count("id"), oldest=Min("created_at"))
     oldest = stats["oldest"]
     lag = stats["pending"], (timezone.now() - oldest).total_seconds() if oldest else None
     metrics.set_outbox_lag(*lag)
@@ -168,43 +206,71 @@ def outbox_lag() -> tuple[int, float | None]:
 
 # -- swf-monitor --------------------------------------------------------------------------------
 
+# Rows POSTed per transaction: their locks are held across the requests, so a few at a time.
+FEED_BATCH = 50
+
 
 def relay_to_monitor(limit: int) -> int:
-    """POST up to ``limit`` pending swf-monitor rows in order; return how many were settled.
+    """POST up to ``limit`` due swf-monitor rows in order; return how many were tried.
 
-    Registered (201), or already there (a 400 for a sample swf-monitor has: a POST whose answer
-    was lost), counts as sent; any other refusal is recorded on the row with its reason and
-    never blocks the rest. ``MonitorUnavailable`` propagates after recording the attempt: the
-    caller waits and the rows stay pending.
+    A 2xx that echoes the sample, or a 400 for a sample swf-monitor already has (a POST whose
+    answer was lost), counts as sent. Any other 400 (an STF it does not know) is a refusal,
+    recorded on the row with swf-monitor's words, final. Anything else swf-monitor answers
+    (5xx, another 4xx, an answer that is not the sample) is retried for that row alone, with
+    backoff, so one bad row never holds up the rest. When swf-monitor cannot be reached at all,
+    ``MonitorUnavailable`` propagates (after recording the attempt): the caller waits.
     """
-    unavailable: swf_monitor.MonitorUnavailable | None = None
-    settled = 0
+    now = timezone.now()
+    unreachable: swf_monitor.MonitorUnavailable | None = None
+    tried = 0
     with transaction.atomic():
         rows = (
             pending(OutboxMessage.Transport.SWF_MONITOR)
+            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
             .select_for_update(skip_locked=True)
             .order_by("id")[:limit]
         )
         for row in rows:
+            tried += 1
             try:
-                answer = swf_monitor.call("POST", row.destination, json.loads(row.body))
-                if not answer.ok and swf_monitor.fastmon_file_registered(row.subject):
-                    answer = swf_monitor.Answer(200, "already registered")
+                refusal = _register_in_monitor(row)
             except swf_monitor.MonitorUnavailable as exc:
-                _count_attempt([row], str(exc))
-                unavailable = exc
-                break
-            now = timezone.now()
-            if answer.ok:
-                _count_attempt([row], "", sent_at=now)
+                if not exc.answered:
+                    _count_attempt([row], str(exc))
+                    unreachable = exc
+                    break
+                delay = backoff_delay(row.attempts, cap=fastmon_settings.OUTBOX_RETRY_MAX_S)
+                logger.warning("swf-monitor: %s retried in %.0fs: %s", row.subject, delay, exc)
+                _count_attempt([row], str(exc), next_attempt_at=now + timedelta(seconds=delay))
+                continue
+            if refusal:
+                logger.warning("swf-monitor refused %s: %s", row.subject, refusal)
+                _count_attempt([row], refusal, failed_at=timezone.now())
             else:
-                reason = f"HTTP {answer.status}: {answer.text[:1000]}"
-                logger.warning("swf-monitor refused %s: %s", row.subject, reason)
-                _count_attempt([row], reason, failed_at=now)
-            settled += 1
-    if unavailable is not None:
-        raise unavailable
-    return settled
+                _count_attempt([row], "", sent_at=timezone.now())
+    if unreachable is not None:
+        raise unreachable
+    return tried
+
+
+def _register_in_monitor(row: OutboxMessage) -> str:
+    """POST one sample; return swf-monitor's refusal, or "" once it has the sample."""
+    answer = swf_monitor.call("POST", row.destination, json.loads(row.body))
+    if answer.ok:
+        echoed = answer.json()
+        if isinstance(echoed, dict) and echoed.get("tf_filename") == row.subject:
+            return ""
+        raise swf_monitor.MonitorUnavailable(
+            f"HTTP {answer.status} without the sample in it: {answer.text[:200]!r}",
+            answered=True,
+        )
+    if answer.status != 400:
+        raise swf_monitor.MonitorUnavailable(
+            f"HTTP {answer.status}: {answer.text[:200]}", answered=True
+        )
+    if swf_monitor.fastmon_file_registered(row.subject):
+        return ""
+    return f"HTTP 400: {answer.text[:1000]}"
 
 
 class MonitorFeed:
@@ -224,9 +290,10 @@ class MonitorFeed:
             self.thread.start()
 
     def stop(self) -> None:
+        """Briefly: a POST in flight that is cut short is sent again by the next run."""
         if self.thread is not None:
             self.stopping.set()
-            self.thread.join(timeout=fastmon_settings.SWF_MONITOR_TIMEOUT_S * 2)
+            self.thread.join(timeout=2.0)
 
     def _loop(self) -> None:
         """Own database connection (Django's are per thread), closed after a failure."""
@@ -234,14 +301,15 @@ class MonitorFeed:
         try:
             while not self.stopping.wait(delay):
                 try:
-                    limit = 50
-                    settled = relay_to_monitor(limit)
+                    tried = relay_to_monitor(FEED_BATCH)
                     attempt = 0
-                    delay = 0.0 if settled == limit else fastmon_settings.OUTBOX_POLL_S
-                except (swf_monitor.MonitorUnavailable, DatabaseError) as exc:
+                    delay = 0.0 if tried == FEED_BATCH else fastmon_settings.OUTBOX_POLL_S
+                except Exception as exc:  # the thread must outlive anything one round meets
                     delay = backoff_delay(attempt, cap=fastmon_settings.OUTBOX_RETRY_MAX_S)
                     attempt += 1
-                    logger.warning("swf-monitor feed waits %.1fs: %s", delay, exc)
+                    expected = isinstance(exc, swf_monitor.MonitorUnavailable | DatabaseError)
+                    log = logger.warning if expected else logger.exception
+                    log("swf-monitor feed waits %.1fs: %s", delay, exc)
                     if isinstance(exc, DatabaseError):
                         connection.close()
         finally:
