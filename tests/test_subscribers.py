@@ -20,7 +20,14 @@ from fastmon.messaging.outbox import relay_outbox
 from fastmon.messaging.transports import StompTransport
 from fastmon.models import DeadLetter, OutboxMessage, StfFile, Subscriber
 from fastmon.sampling import TfRange
-from fastmon.services import SamplePlan, ingest_message, record_tf_samples
+from fastmon.services import (
+    InboundMessage,
+    Outcome,
+    SamplePlan,
+    ingest_batch,
+    ingest_message,
+    record_tf_samples,
+)
 from fastmon.subscriptions import SampleFacts, parse_subscription, selects
 from fastmon.testing.broker import Collector, subscribed
 from fastmon.testing.messages import example
@@ -123,7 +130,7 @@ def test_a_subscriber_registered_over_stomp_gets_exactly_what_it_selects_until_i
         names = sample_all()
         assert len(names) == 63
         want = expected(names, filters, 0.5, substates)
-        assert 0 < len(want) < 6 * 7  # the filters and the fraction both bite
+        assert 0 < len(want) < 5 * 7  # the filters (5 STFs of 7 samples) and the fraction bite
 
         got = [json.loads(f.body)["tf_filename"] for f in deliveries.frames_received(len(want))]
         assert sorted(got) == sorted(want)  # exactly those, each once
@@ -243,3 +250,47 @@ def test_a_lease_not_renewed_lapses_and_a_new_request_revives_it(stfs: list[StfF
     subscribe("leased", "/queue/fastmon.test.leased")
     record_tf_samples([SamplePlan(stfs[1], RANGES[:1])])
     assert OutboxMessage.objects.filter(subscriber__name="leased").count() == 1
+
+
+def test_control_requests_the_database_could_not_store_are_dead_letters_not_crashes() -> None:
+    control = settings.FASTMON.get("CONTROL_DESTINATION", "/queue/fastmon.control")
+    reply = {"destination": control, "reply-to": "/temp-queue/r"}
+
+    def request(body: dict, **headers: str) -> InboundMessage:
+        return InboundMessage(json.dumps(body), {**reply, **headers})
+
+    good = {"msg_type": "subscribe", "name": "ok", "destination": "/queue/fastmon.ok"}
+    batch = [
+        request({"msg_type": "x" * 120}),
+        request({**good, "name": "long", "destination": "/queue/fastmon." + "x" * 300}),
+        request({**good, "name": "forever", "idle_expiry_s": 1e12}),
+        request({**good, "name": "nul", "filters": {"namespaces": ["a\u0000"]}}),
+        request(good, **{"correlation-id": "c" * 400}),
+        request(good, **{"reply-to": "/temp-queue/" + "r" * 300}),
+    ]
+    outcomes = [result.outcome for result in ingest_batch(batch).results]
+
+    assert outcomes == [Outcome.DEAD_LETTERED] * 4 + [Outcome.STORED] * 2
+    assert list(Subscriber.objects.values_list("name", flat=True)) == ["ok"]
+    assert DeadLetter.objects.count() == 4
+    replies = OutboxMessage.objects.filter(destination="/temp-queue/r").order_by("id")
+    assert [r.msg_type for r in replies] == ["control_reply"] + ["subscribe_reply"] * 4
+    assert [json.loads(r.body)["ok"] for r in replies] == [False] * 3 + [False, True]
+
+
+def test_a_renewed_subscription_takes_its_backlog_to_its_new_destination(
+    stfs: list[StfFile],
+) -> None:
+    subscriber = subscribe("moving", "/remote-temp-queue/ID:old-1:1:1")
+    record_tf_samples([SamplePlan(stfs[0], RANGES[:2])])
+    backlog = OutboxMessage.objects.filter(subscriber=subscriber)
+    backlog.update(attempts=3, next_attempt_at=timezone.now() + timedelta(hours=1))
+
+    subscribe("moving", "/queue/fastmon.test.moved")
+    assert (
+        list(backlog.values_list("destination", "attempts", "next_attempt_at"))
+        == [
+            ("/queue/fastmon.test.moved", 0, None),
+        ]
+        * 2
+    )

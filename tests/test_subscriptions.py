@@ -115,3 +115,30 @@ def test_replies_go_to_temporary_queues_or_allowed_destinations() -> None:
     assert check_reply_to("/queue/fastmon.replies") == "/queue/fastmon.replies"
     with pytest.raises(ValueError, match="not allowed"):
         check_reply_to("/topic/epictopic.copy")
+
+
+@pytest.mark.parametrize(
+    "destination",
+    [
+        "/queue/fastmon.x,/topic/epictopic",  # ActiveMQ would send to both
+        "/queue/fastmon.>",
+        "/queue/fastmon.a b",
+        "/queue/fastmon." + "x" * 250,
+        "/queue/fastmon.",
+    ],
+)
+def test_only_one_plain_destination_name_is_accepted(destination: str) -> None:
+    with pytest.raises(RequestError) as refused:
+        parse_subscription({"name": "s", "destination": destination})
+    assert set(refused.value.errors) == {"destination"}
+    with pytest.raises(ValueError):
+        check_reply_to(destination.replace("/queue/fastmon.", "/temp-queue/"))
+
+
+def test_fields_the_database_could_not_store_are_refused() -> None:
+    with pytest.raises(RequestError) as refused:
+        parse_subscription({
+            "name": "s", "destination": "/queue/fastmon.s", "idle_expiry_s": 1e12,
+            "filters": {"namespaces": ["a\x00"]},
+        })  # fmt: skip
+    assert set(refused.value.errors) == {"idle_expiry_s", "filters.namespaces.0"}

@@ -11,6 +11,7 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 
+from fastmon.messaging.outbox import relay_to_monitor
 from fastmon.models import OutboxMessage, StfFile, TfSample
 from fastmon.sampling import TfRange
 from fastmon.services import SamplePlan, ingest_message, record_tf_samples
@@ -93,3 +94,34 @@ def test_the_feed_is_off_by_default() -> None:
         record_tf_samples([SamplePlan(StfFile.objects.get(), [TfRange(0, 9)])])
     assert not OutboxMessage.objects.filter(transport="swf_monitor").exists()
     assert OutboxMessage.objects.filter(transport="broker").count() == 1
+
+
+def test_a_sample_swf_monitor_keeps_failing_on_holds_up_no_other() -> None:
+    monitor = SwfMonitorStandIn()
+    monitor.start()
+    for n in (1, 2):
+        ingest_message(stf_gen(n))
+    feed = {"SWF_MONITOR_URL": monitor.url, "SWF_MONITOR_FEED": True, "RETRY_MIN_S": 30.0}
+    with override_settings(FASTMON={**settings.FASTMON, **feed}):
+        stfs = StfFile.objects.select_related("run").order_by("sequence")
+        record_tf_samples([SamplePlan(stf, [TfRange(0, 9), TfRange(10, 19)]) for stf in stfs])
+        broken, garbled = "swf.100100.000001_tf_001.tf", "swf.100100.000001_tf_002.tf"
+        monitor.overrides = {broken: (500, {"detail": "server bug"}),
+                             garbled: (200, {"login": "please"})}  # fmt: skip
+        assert relay_to_monitor(50) == 4
+        assert set(monitor.fastmon_files) == {
+            "swf.100100.000002_tf_001.tf", "swf.100100.000002_tf_002.tf",
+        }  # fmt: skip
+        waiting = OutboxMessage.objects.filter(
+            transport="swf_monitor", subject__in=[broken, garbled]
+        )
+        assert all(row.sent_at is None and row.failed_at is None and row.next_attempt_at
+                   for row in waiting)  # fmt: skip
+        assert relay_to_monitor(50) == 0  # backing off
+
+        monitor.overrides = {}
+        waiting.update(next_attempt_at=None)
+        assert relay_to_monitor(50) == 2
+    monitor.stop()
+    assert len(monitor.fastmon_files) == 4
+    assert not OutboxMessage.objects.filter(transport="swf_monitor", sent_at=None).exists()

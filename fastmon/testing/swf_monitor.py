@@ -7,6 +7,8 @@ back.
 - ``POST /api/fastmon-files/``: 201 with the new ``tf_file_id``; 400 for a ``tf_filename`` it
   already has, or for an ``stf_file`` it does not know (when ``known_stfs`` is set).
 - ``GET /api/fastmon-files/?tf_filename=``: the matching rows (a list, unpaginated).
+
+``overrides`` makes it answer one sample's POSTs otherwise (a 500, a 200 without the sample).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ class SwfMonitorStandIn:
         self.received: list[tuple[str, dict[str, str], dict[str, Any]]] = []
         self.fastmon_files: dict[str, dict[str, Any]] = {}
         self.known_stfs = known_stfs
+        # tf_filename -> (status, JSON body) to answer its POSTs with instead, while it is here.
+        self.overrides: dict[str, tuple[int, Any]] = {}
         self.port = 0
         self.server: ThreadingHTTPServer | None = None
         self.lock = threading.Lock()
@@ -75,6 +79,8 @@ class SwfMonitorStandIn:
         if path != FASTMON_FILES_PATH:
             return 201, {}
         name = body.get("tf_filename")
+        if name in self.overrides:
+            return self.overrides[name]
         if name in self.fastmon_files:
             return 400, {"tf_filename": ["fast mon file with this tf filename already exists."]}
         if self.known_stfs is not None and body.get("stf_file") not in self.known_stfs:
