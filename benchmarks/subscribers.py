@@ -3,7 +3,7 @@ second, with 0, 10 and 50 subscribers, beside the same with none (the baseline).
 
     .venv/bin/python benchmarks/subscribers.py [--stfs 300] [--subscribers 0,10,50]
 
-Needs the services (`scripts/services.sh up`). Uses its own database, fastmon_bench_subs,
+Needs the services (`scripts/services.sh up`). Uses the benchmarks' database, fastmon_bench,
 created afresh. Each round stores 7 samples for each of N STFs through
 ``services.record_tf_samples`` (samples, their tf_file_registered, one copy per subscriber that
 selects it: fractions 0.1 to 1, half of them filtering on the run), then drains the outbox to
@@ -23,23 +23,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
-os.environ["FASTMON_DB_NAME"] = "fastmon_bench_subs"
+os.environ["FASTMON_DB_NAME"] = "fastmon_bench"
 
 import django  # noqa: E402
-import psycopg  # noqa: E402
+
+from benchmarks.consume import recreate_database  # noqa: E402
 
 RUN = 100500
-
-
-def recreate_database() -> None:
-    from django.conf import settings
-
-    db = settings.DATABASES["default"]
-    server = {"host": db["HOST"], "port": db["PORT"], "user": db["USER"],
-              "password": db["PASSWORD"]}  # fmt: skip
-    with psycopg.connect(**server, dbname="postgres", autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {db['NAME']}")
-        conn.execute(f"CREATE DATABASE {db['NAME']}")
 
 
 def round_with(subscribers: int, stfs: int) -> tuple[float, float, int]:
