@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from django.db import connections
 
 from fastmon.models import StfFile
 from fastmon.testing.broker import publish
@@ -47,6 +48,9 @@ def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+        # Inside Playwright's event loop the ORM got a connection of its own context, which the
+        # test database's teardown would not see: close it here, where it was opened.
+        connections.close_all()
 
 
 @pytest.fixture
