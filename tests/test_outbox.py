@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import signal
+import threading
+import time
 
 import pytest
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.test import override_settings
 
-from fastmon.messaging.outbox import outbox_lag, relay_outbox
+from fastmon.messaging.outbox import RELAY_LOCK, outbox_lag, relay_outbox
 from fastmon.messaging.transports import StompTransport
 from fastmon.models import OutboxMessage, StfFile, TfSample
 from fastmon.sampling import TfRange
@@ -113,6 +115,34 @@ def test_messages_wait_while_the_broker_is_away_then_go_out_in_order(listen, stf
     transport.disconnect()
     assert [b["tf_first"] for b in listen.json_bodies(5)] == [0, 100, 200, 300, 400]
     assert outbox_lag() == (0, None)
+
+
+def test_a_relay_finding_another_at_work_skips_its_round_instead_of_waiting(listen, stf) -> None:
+    record_tf_samples([SamplePlan(stf, [TfRange(0, 9), TfRange(10, 19)])])
+    holding, release = threading.Event(), threading.Event()
+
+    def other_relay() -> None:
+        """Another process's relay in the middle of its round: holding the relay lock."""
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [RELAY_LOCK])
+            holding.set()
+            release.wait(10)
+        connection.close()
+
+    thread = threading.Thread(target=other_relay)
+    thread.start()
+    transport = connected_transport()
+    try:
+        assert holding.wait(10)
+        started = time.monotonic()
+        assert relay_outbox(transport) == 0
+        assert time.monotonic() - started < 2  # did not wait for the lock
+    finally:
+        release.set()
+        thread.join()
+    assert relay_outbox(transport) == 2
+    transport.disconnect()
+    assert len(listen.json_bodies(2)) == 2
 
 
 def test_the_relay_runs_on_its_own_as_a_command(listen, stf, start_process, unique_topic) -> None:
