@@ -298,6 +298,7 @@ def run_watching(consumer: Consumer, directories: Sequence[str]) -> ExitCode:
     except WatchError as exc:
         logger.error("configuration: %s", exc)
         return ExitCode.CONFIG
+    consumer.start_ingest_process()  # forks: before the watcher's threads exist
     watcher.start()
     try:
         return consumer.run_until_signalled()

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import transaction
 
 from fastmon.conf import fastmon_settings
 from fastmon.messaging.retry import backoff_delay
@@ -179,6 +182,47 @@ def test_the_ingest_process_stops_with_the_consumer_and_ends_when_it_is_killed(
     assert stored_stf_names() == expected_names(200)
     assert leftover_on_durable_subscription(stomp_address, settings["AGENT_NAME"],
                                             unique_topic) == []  # fmt: skip
+
+
+def test_if_the_ingest_process_dies_ingest_goes_on_in_the_consumer_and_nothing_is_lost(
+    start_process: StartProcess, stomp_address: tuple[str, int], unique_topic: str
+) -> None:
+    consumer = start_process(consumer_settings(unique_topic))
+    consumer.wait_for_log(f"subscribed to {unique_topic}")
+    publish(unique_topic, (stf_gen(n) for n in range(1, 101)), stomp_address)
+    wait_until(lambda: StfFile.objects.count() >= 100, 20, "the first hundred stored")
+
+    os.kill(ingest_process_of(consumer), signal.SIGKILL)  # the OOM killer, say
+    publish(unique_topic, (stf_gen(n) for n in range(101, 301)), stomp_address)
+    wait_until(lambda: StfFile.objects.count() >= 300, 30, "the rest stored",
+               context=consumer.output)  # fmt: skip
+    assert "the ingest process died" in consumer.output()
+    assert stored_stf_names() == expected_names(300)
+    consumer.signal(signal.SIGTERM)
+    assert consumer.wait(timeout=15) == 0
+
+
+def test_sigterm_stops_in_bounded_time_while_ingest_hangs_on_the_database(
+    start_process: StartProcess, stomp_address: tuple[str, int], unique_topic: str
+) -> None:
+    settings = consumer_settings(unique_topic, STOP_TIMEOUT_S=2.0)
+    consumer = start_process(settings)
+    consumer.wait_for_log(f"subscribed to {unique_topic}")
+    publish(unique_topic, [stf_gen(1)], stomp_address)
+    wait_until(lambda: StfFile.objects.count() == 1, 20, "the STF stored")
+
+    with transaction.atomic():  # another session holds the STF's row: ingest waits on it
+        StfFile.objects.select_for_update().get()
+        publish(unique_topic, [stf_gen(1)], stomp_address)
+        time.sleep(1.0)  # the announcement is in the ingest process, blocked
+        started = time.monotonic()
+        consumer.signal(signal.SIGTERM)
+        assert consumer.wait(timeout=15) == 0
+        assert time.monotonic() - started < 6
+    assert "stopping with 1 frames uncommitted" in consumer.output()
+    # Not acked: the broker still holds it for the durable subscription.
+    assert len(leftover_on_durable_subscription(stomp_address, settings["AGENT_NAME"],
+                                                unique_topic)) == 1  # fmt: skip
 
 
 def restart_broker() -> None:

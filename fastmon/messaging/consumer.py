@@ -111,6 +111,10 @@ def _ingest(frames: Frames) -> IngestOutcome:
     return result, time.monotonic()
 
 
+class IngestDied(Exception):
+    """The ingest process is gone (killed by the OOM killer, say)."""
+
+
 class InlineIngest:
     """Ingest in the consumer's own thread, at ``submit``: for a consumer that shares its
     process (the demo runs one in a thread)."""
@@ -128,6 +132,9 @@ class InlineIngest:
         outcome, self._outcome = self._outcome, None
         assert outcome is not None
         return outcome
+
+    def kill(self) -> None:
+        pass
 
     def close(self) -> None:
         pass
@@ -152,18 +159,23 @@ class IngestProcess:
         child_end.close()
 
     def submit(self, frames: Frames) -> None:
-        self._pipe.send(frames)
+        with contextlib.suppress(OSError):  # the child is gone: ``outcome`` says so
+            self._pipe.send(frames)
 
     def ready(self, timeout: float = 0) -> bool:
-        return self._pipe.poll(timeout)
+        return self._pipe.poll(timeout)  # also when the child is gone (end of file)
 
     def outcome(self) -> IngestOutcome:
         try:
             return self._pipe.recv()
-        except EOFError:
-            raise RuntimeError(
-                f"the ingest process died (exit code {self._process.exitcode})"
-            ) from None
+        except (EOFError, OSError):
+            raise IngestDied(f"exit code {self._process.exitcode}") from None
+
+    def kill(self) -> None:
+        """Abandon the batch in the child (a stop's deadline passed): its transaction rolls
+        back, and nothing of it was acked."""
+        self._process.kill()
+        self._process.join()
 
     def close(self) -> None:
         """Let the child finish the batch it has, then end it; if it hangs past STOP_TIMEOUT_S,
@@ -185,6 +197,9 @@ def _serve_ingest(pipe: Connection, parent_end: Connection) -> None:
     try:
         while (frames := pipe.recv()) is not None:
             result, ended = _ingest(frames)
+            if isinstance(result, Exception) and not isinstance(result, TRANSIENT_DB_ERRORS):
+                # Its traceback does not cross the pipe: log it here.
+                logger.error("ingest failed", exc_info=result)
             if isinstance(result, Exception) and not isinstance(result, DatabaseError):
                 # Django's database errors pickle; another exception may not: send its text.
                 result = RuntimeError(f"ingest failed: {result!r}")
@@ -276,6 +291,8 @@ class Consumer:
             on_delivery=self._receive, durable=any(map(is_durable, self.destinations))
         )
         self.ingest: InlineIngest | IngestProcess = InlineIngest()
+        self.stop_by: float | None = None  # set by stop()
+        self.abandoned = False  # a stop gave up a batch: ingest nothing more
         # The batch submitted to ingest and not yet acked, and when it was submitted.
         self.in_flight: list[Delivery] = []
         self.submitted_at = 0.0
@@ -301,14 +318,23 @@ class Consumer:
     # -- the main loop -------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Safe from a signal handler: the loop finishes the batch in hand and exits."""
+        """Safe from a signal handler: the loop finishes the batch in hand and exits, within
+        STOP_TIMEOUT_S."""
+        if not self.stopping.is_set():
+            self.stop_by = time.monotonic() + fastmon_settings.STOP_TIMEOUT_S
         self.stopping.set()
+
+    def start_ingest_process(self) -> None:
+        """Fork the ingest process (INGEST_PROCESS) while this process has no other thread
+        and no connection: call it before starting any (``run_until_signalled`` does)."""
+        wanted = self.destinations and fastmon_settings.INGEST_PROCESS
+        if wanted and isinstance(self.ingest, InlineIngest):
+            self.ingest = IngestProcess()
 
     def run_until_signalled(self) -> ExitCode:
         """``run`` in the main thread of a process of its own (run_fastmon), with SIGTERM and
         SIGINT stopping it cleanly, and ingest in a child process (INGEST_PROCESS)."""
-        if self.destinations and fastmon_settings.INGEST_PROCESS:
-            self.ingest = IngestProcess()
+        self.start_ingest_process()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: self.stop())
         try:
@@ -475,16 +501,24 @@ class Consumer:
             return
         attempt = 0
         while True:
-            result, ended = self.ingest.outcome()
+            if not self._answered(stop_deadline):
+                self._abandon(batch + (then or []))
+                return
+            try:
+                result, ended = self.ingest.outcome()
+            except IngestDied as exc:
+                # Nothing of the batch was acked; ingest is idempotent: redo it here, inline.
+                logger.error("the ingest process died (%s); ingesting in this process", exc)
+                self.ingest = InlineIngest()
+                self.ingest.submit(_frames(batch))
+                continue
             if isinstance(result, BatchResult):
                 break
             if not isinstance(result, TRANSIENT_DB_ERRORS):
                 raise result
-            if self.stopping.is_set() and stop_deadline is None:
-                stop_deadline = time.monotonic() + fastmon_settings.STOP_TIMEOUT_S
+            stop_deadline = stop_deadline or self.stop_by
             if stop_deadline is not None and time.monotonic() >= stop_deadline:
-                logger.warning("stopping with %d frames uncommitted: the broker keeps them",
-                               len(batch))  # fmt: skip
+                self._abandon(batch + (then or []))
                 return
             delay = backoff_delay(attempt)
             logger.warning("database unavailable (%s); batch of %d not acked, retry in %.1fs",
@@ -504,6 +538,23 @@ class Consumer:
         self.stats.dead_letters += result.counts[Outcome.DEAD_LETTERED]
         self.stats.ignored += result.counts[Outcome.IGNORED] + result.counts[Outcome.FILTERED]
         self.stats.unacked += len(batch) - acked
+
+    def _answered(self, stop_deadline: float | None) -> bool:
+        """Wait for ingest's answer; False if a stop's deadline passes first (a database that
+        hangs must not keep run_fastmon from stopping)."""
+        while not self.ingest.ready(timeout=0.2):
+            deadline = stop_deadline or self.stop_by
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+        return True
+
+    def _abandon(self, frames: list[Delivery]) -> None:
+        """Stop without these frames committed: nothing of them is acked, the broker keeps
+        them; ingest is ended, so nothing of theirs can commit later."""
+        logger.warning("stopping with %d frames uncommitted: the broker keeps them", len(frames))
+        self.stats.unacked += len(frames)
+        self.ingest.kill()
+        self.abandoned = True
 
     def _relay(self) -> None:
         try:
@@ -526,7 +577,7 @@ class Consumer:
         generation = self.transport.generation
         in_hand = [d for d in self._drain_intake() if d.generation == generation]
         for start in range(0, len(in_hand), fastmon_settings.BATCH_SIZE):
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or self.abandoned:
                 break
             self._submit(in_hand[start : start + fastmon_settings.BATCH_SIZE])
             self._settle(stop_deadline=deadline)
