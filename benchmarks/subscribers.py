@@ -34,7 +34,7 @@ RUN = 100500
 
 def round_with(subscribers: int, stfs: int) -> tuple[float, float, int]:
     from fastmon import services
-    from fastmon.messaging.outbox import pending, relay_outbox
+    from fastmon.messaging.outbox import relay_outbox
     from fastmon.messaging.transports import StompTransport
     from fastmon.models import OutboxMessage, StfFile, Subscriber, TfSample
     from fastmon.sampling import TfRange
@@ -56,7 +56,7 @@ def round_with(subscribers: int, stfs: int) -> tuple[float, float, int]:
         services.record_tf_samples(plans[start : start + 50])
     recorded = stfs * 7 / (time.perf_counter() - begin)
 
-    rows = pending(OutboxMessage.Transport.BROKER).count()
+    rows = OutboxMessage.objects.pending(OutboxMessage.Transport.BROKER).count()
     transport = StompTransport()
     transport.connect()
     begin = time.perf_counter()
@@ -64,7 +64,7 @@ def round_with(subscribers: int, stfs: int) -> tuple[float, float, int]:
         pass
     relayed = rows / (time.perf_counter() - begin)
     transport.disconnect()
-    assert not pending(OutboxMessage.Transport.BROKER).exists()
+    assert not OutboxMessage.objects.pending(OutboxMessage.Transport.BROKER).exists()
     return recorded, relayed, rows
 
 

@@ -275,6 +275,12 @@ class Subscriber(models.Model):
         return self.name
 
 
+class OutboxQuerySet(models.QuerySet):
+    def pending(self, transport: str) -> OutboxQuerySet:
+        """Neither sent nor given up: what a relay still owes (the pending index's rows)."""
+        return self.filter(transport=transport, sent_at__isnull=True, failed_at__isnull=True)
+
+
 class OutboxMessage(models.Model):
     """A message to publish, written in the same transaction as the data it describes.
 
@@ -306,6 +312,8 @@ class OutboxMessage(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True, default="")
+
+    objects = OutboxQuerySet.as_manager()
 
     class Meta:
         ordering = ["id"]

@@ -1028,20 +1028,28 @@ def save_subscriber(
     )
     # What is still undelivered goes where the subscriber now says, tried again at once: a
     # renewal says it is there.
-    OutboxMessage.objects.filter(
-        subscriber=subscriber, sent_at__isnull=True, failed_at__isnull=True
-    ).update(destination=subscriber.destination, attempts=0, next_attempt_at=None)
+    undelivered(subscriber.pk).update(
+        destination=subscriber.destination, attempts=0, next_attempt_at=None
+    )
     return subscriber
+
+
+def undelivered(subscriber_id: int) -> QuerySet[OutboxMessage]:
+    """A subscriber's copies not yet delivered nor given up."""
+    return OutboxMessage.objects.pending(OutboxMessage.Transport.BROKER).filter(
+        subscriber_id=subscriber_id
+    )
 
 
 def remove_subscriber(name: str) -> bool:
     """Remove a subscriber and its undelivered messages; what it was sent stays, unlinked.
     False if there was none."""
-    OutboxMessage.objects.filter(
-        subscriber__name=name, sent_at__isnull=True, failed_at__isnull=True
-    ).delete()
-    deleted, _ = Subscriber.objects.filter(name=name).delete()
-    return bool(deleted)
+    subscriber = Subscriber.objects.filter(name=name).first()
+    if subscriber is None:
+        return False
+    undelivered(subscriber.pk).delete()
+    subscriber.delete()
+    return True
 
 
 def _apply_control_request(message: InboundMessage) -> MessageResult:

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Count, F, Min, Q, QuerySet
+from django.db.models import Count, F, Min, Q
 from django.utils import timezone
 
 from fastmon import metrics, swf_monitor
@@ -47,12 +47,6 @@ class Sender(Protocol):
     ) -> list[BatchAnswer]: ...
 
 
-def pending(transport: str) -> QuerySet[OutboxMessage]:
-    return OutboxMessage.objects.filter(
-        transport=transport, sent_at__isnull=True, failed_at__isnull=True
-    )
-
-
 def relay_outbox(transport: Sender, limit: int | None = None) -> int:
     """Send up to ``limit`` pending broker rows; return how many went out (0 when the broker
     is away, or another relay is at work)."""
@@ -60,7 +54,7 @@ def relay_outbox(transport: Sender, limit: int | None = None) -> int:
         return 0
     limit = limit or fastmon_settings.OUTBOX_BATCH_SIZE
     now = timezone.now()
-    rows = pending(OutboxMessage.Transport.BROKER)
+    rows = OutboxMessage.objects.pending(OutboxMessage.Transport.BROKER)
     with transaction.atomic():
         if not _relay_lock():
             return 0
@@ -133,7 +127,9 @@ def _defer(group: list[OutboxMessage], error: str, now: datetime) -> None:
         )
         for subscriber_id in subscribers.values_list("pk", flat=True):
             drop_subscriber_backlog(subscriber_id, reason)
-        given_up = pending(OutboxMessage.Transport.BROKER).filter(pk__in=[r.pk for r in group])
+        given_up = OutboxMessage.objects.pending(OutboxMessage.Transport.BROKER).filter(
+            pk__in=[r.pk for r in group]
+        )
         given_up.update(failed_at=now, last_error=reason)  # what is left: control replies
         return
     delay = backoff_delay(failures - 1, cap=fastmon_settings.OUTBOX_RETRY_MAX_S)
@@ -145,7 +141,7 @@ def _defer(group: list[OutboxMessage], error: str, now: datetime) -> None:
 def drop_subscriber_backlog(subscriber_id: int, reason: str) -> int:
     """Set a subscriber inactive and give up its undelivered rows, counted as dropped."""
     dropped = (
-        pending(OutboxMessage.Transport.BROKER)
+        OutboxMessage.objects.pending(OutboxMessage.Transport.BROKER)
         .filter(subscriber_id=subscriber_id)
         .update(failed_at=timezone.now(), last_error=reason)
     )
@@ -194,7 +190,7 @@ def outbox_lag() -> tuple[int, float | None]:
     """Pending rows of the testbed's stream (PUBLISH_DESTINATION), and the age in seconds of the
     oldest one: what readiness judges. Subscribers' copies and swf-monitor's rows wait on
     parties fastmon does not run, and are given up or retried on their own."""
-    stream = pending(OutboxMessage.Transport.BROKER).filter(
+    stream = OutboxMessage.objects.pending(OutboxMessage.Transport.BROKER).filter(
         destination=fastmon_settings.PUBLISH_DESTINATION, subscriber__isnull=True
     )
     stats = stream.aggregate(pending=Count("id"), oldest=Min("created_at"))
@@ -225,7 +221,7 @@ def relay_to_monitor(limit: int) -> int:
     tried = 0
     with transaction.atomic():
         rows = (
-            pending(OutboxMessage.Transport.SWF_MONITOR)
+            OutboxMessage.objects.pending(OutboxMessage.Transport.SWF_MONITOR)
             .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
             .select_for_update(skip_locked=True)
             .order_by("id")[:limit]
