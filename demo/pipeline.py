@@ -3,13 +3,11 @@ simulator and a progress line; started by ``python -m demo`` once Django is set 
 
 Threads and the event loop: uvicorn's loop, in the main thread, runs every websocket consumer,
 and the in-memory channel layer's queues belong to it; nothing may touch them from another
-thread. Live events are pushed by ``fastmon.live.broadcast`` after each commit, in the thread
+thread. Live events are pushed by ``fastmon.live.broadcast`` after each commit, from the thread
 that committed: the consumer's (ingest, and sampling, which Celery runs eagerly at commit). So
-the consumer runs under ``sync_to_async(..., thread_sensitive=False)`` awaited on that loop:
-asgiref remembers the loop for the worker thread, and the ``async_to_sync(group_send)`` in
-``broadcast`` then runs ``group_send`` as a task on uvicorn's loop and waits for it, instead of
-on a new loop of its own (Django's ASGI handler gives the pages' requests the same
-arrangement). The simulator only sends, through a transport of its own: a plain thread.
+the pushes are sent on uvicorn's loop (``live.push_on``), and the consumer, blocking, runs in a
+worker thread (``sync_to_async(..., thread_sensitive=False)``) awaited on that loop. The
+simulator only sends, through a transport of its own: a plain thread.
 """
 
 from __future__ import annotations
@@ -32,6 +30,7 @@ from django.utils.module_loading import import_string
 
 from demo import PREFIX, backends
 from demo.asgi import application
+from fastmon import live
 from fastmon.conf import fastmon_settings
 from fastmon.management.commands.fastmon_simulate import ReceiptBatches, progress_line
 from fastmon.messaging.consumer import Consumer, ExitCode
@@ -75,6 +74,7 @@ async def run(args: argparse.Namespace, listener: socket.socket) -> int:
     used = backends.describe(args.database_url, args.broker_url, args.redis_url)
     print(f"{PREFIX} {used}; simulator: {plan(options)}; Ctrl-C stops")
 
+    live.push_on(loop)
     consumer = Consumer()
     consuming = asyncio.ensure_future(sync_to_async(consume, thread_sensitive=False)(consumer))
     stopped = asyncio.create_task(stop.wait())

@@ -32,7 +32,8 @@ MESSAGES = Counter(
 )
 DEAD_LETTERS = Counter("fastmon_dead_letters", "Messages dead-lettered at ingest.")
 BATCH_COMMIT_SECONDS = Histogram(
-    "fastmon_batch_commit_seconds", "Time to ingest and commit one batch, retries included."
+    "fastmon_batch_commit_seconds",
+    "Time from ingest starting on a batch to its commit, retries included.",
 )
 SAMPLING_SECONDS = Histogram("fastmon_sampling_seconds", "Time of one sample_stfs task.")
 OUTBOX_PENDING = Gauge(

@@ -3,10 +3,10 @@
 Threads: stomp.py's receiver thread only appends frames to a bounded ``Intake``; everything
 else (batching, acks, reconnects, the outbox relay, summaries) runs in the one loop of
 ``Consumer.run``. Ingest runs in a child process when run_fastmon owns its process
-(INGEST_PROCESS), one batch at a time: the loop gathers the next batch while the last one
-commits, and acks each after its commit. Memory stays bounded because the broker never has more
-than PREFETCH unacknowledged frames in flight per subscription, and the intake holds exactly that
-many.
+(INGEST_PROCESS), batches in order: the loop hands over the next batch while the last one
+commits, so ingest never waits for the loop, and acks each batch after its commit. Memory stays
+bounded because the broker never has more than PREFETCH unacknowledged frames in flight per
+subscription, and the intake holds exactly that many.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import queue
 import signal
 import threading
 import time
@@ -90,8 +91,10 @@ _first_seen: WeakKeyDictionary[Any, tuple[Any, float]] = WeakKeyDictionary()
 
 # What crosses to the ingest process: per frame its body, headers and time of arrival.
 Frames = list[tuple[bytes, Mapping[str, str], float]]
-# An ingest's answer: the batch's result or the exception it raised, and when it ended.
-IngestOutcome = tuple[BatchResult | Exception, float]
+# An ingest's answer: the batch's result, or the exception it raised.
+IngestOutcome = BatchResult | Exception
+# Batches handed to ingest at once: one committing, the next waiting behind it.
+MAX_IN_FLIGHT = 2
 
 
 def _frames(batch: list[Delivery]) -> Frames:
@@ -102,13 +105,28 @@ def _ingest(frames: Frames) -> IngestOutcome:
     """One batch through ``ingest_batch``; an exception (an outage) is returned, for the loop."""
     try:
         refresh_db_connections()
-        result: BatchResult | Exception = ingest_batch(
+        return ingest_batch(
             InboundMessage(body, headers, datetime.fromtimestamp(received_at, UTC))
             for body, headers, received_at in frames
         )
     except Exception as exc:
-        result = exc
-    return result, time.monotonic()
+        return exc
+
+
+class InOrder:
+    """Ingest batches in the order given. Once one fails, the batches already handed over
+    behind it are dropped unanswered until it comes again (``retry``), followed by them, so
+    none commits before it."""
+
+    def __init__(self) -> None:
+        self.failed = False
+
+    def __call__(self, frames: Frames, retry: bool) -> IngestOutcome | None:
+        if self.failed and not retry:
+            return None
+        outcome = _ingest(frames)
+        self.failed = isinstance(outcome, Exception)
+        return outcome
 
 
 class IngestDied(Exception):
@@ -120,18 +138,18 @@ class InlineIngest:
     process (the demo runs one in a thread)."""
 
     def __init__(self) -> None:
-        self._outcome: IngestOutcome | None = None
+        self._in_order = InOrder()
+        self._outcomes: deque[IngestOutcome] = deque()
 
-    def submit(self, frames: Frames) -> None:
-        self._outcome = _ingest(frames)
+    def submit(self, frames: Frames, retry: bool = False) -> None:
+        if (outcome := self._in_order(frames, retry)) is not None:
+            self._outcomes.append(outcome)
 
     def ready(self, timeout: float = 0) -> bool:
-        return True
+        return bool(self._outcomes)
 
     def outcome(self) -> IngestOutcome:
-        outcome, self._outcome = self._outcome, None
-        assert outcome is not None
-        return outcome
+        return self._outcomes.popleft()
 
     def kill(self) -> None:
         pass
@@ -141,7 +159,7 @@ class InlineIngest:
 
 
 class IngestProcess:
-    """Ingest in a forked child process, one batch at a time, in order.
+    """Ingest in a forked child process, batch after batch, in order (``InOrder``).
 
     stomp.py's frame parsing and ingest then run on two cores instead of taking turns on one
     GIL. The child is forked before the consumer opens connections or starts threads of its
@@ -158,9 +176,9 @@ class IngestProcess:
         self._process.start()
         child_end.close()
 
-    def submit(self, frames: Frames) -> None:
+    def submit(self, frames: Frames, retry: bool = False) -> None:
         with contextlib.suppress(OSError):  # the child is gone: ``outcome`` says so
-            self._pipe.send(frames)
+            self._pipe.send((frames, retry))
 
     def ready(self, timeout: float = 0) -> bool:
         return self._pipe.poll(timeout)  # also when the child is gone (end of file)
@@ -194,20 +212,37 @@ def _serve_ingest(pipe: Connection, parent_end: Connection) -> None:
     parent_end.close()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, signal.SIG_IGN)
+    # A thread reads the pipe while ingest works, so the consumer's write of the next batch
+    # (larger than the pipe's buffer) returns at once instead of waiting for this batch.
+    handed_over: queue.SimpleQueue[tuple[Frames, bool] | None] = queue.SimpleQueue()
+    threading.Thread(target=_read_batches, args=(pipe, handed_over), daemon=True).start()
+    in_order = InOrder()
     try:
-        while (frames := pipe.recv()) is not None:
-            result, ended = _ingest(frames)
-            if isinstance(result, Exception) and not isinstance(result, TRANSIENT_DB_ERRORS):
+        while (work := handed_over.get()) is not None:
+            outcome = in_order(*work)
+            if outcome is None:
+                continue
+            if isinstance(outcome, Exception) and not isinstance(outcome, TRANSIENT_DB_ERRORS):
                 # Its traceback does not cross the pipe: log it here.
-                logger.error("ingest failed", exc_info=result)
-            if isinstance(result, Exception) and not isinstance(result, DatabaseError):
+                logger.error("ingest failed", exc_info=outcome)
+            if isinstance(outcome, Exception) and not isinstance(outcome, DatabaseError):
                 # Django's database errors pickle; another exception may not: send its text.
-                result = RuntimeError(f"ingest failed: {result!r}")
-            pipe.send((result, ended))
-    except (EOFError, OSError):
+                outcome = RuntimeError(f"ingest failed: {outcome!r}")
+            pipe.send(outcome)
+    except OSError:
         pass  # the consumer is gone
     finally:
         connections.close_all()
+
+
+def _read_batches(pipe: Connection, handed_over: queue.SimpleQueue) -> None:
+    """The ingest process's reader: batches from the pipe, then ``None`` at its end."""
+    try:
+        while (work := pipe.recv()) is not None:
+            handed_over.put(work)
+    except (EOFError, OSError):
+        pass  # the consumer is gone
+    handed_over.put(None)
 
 
 @dataclass
@@ -293,9 +328,10 @@ class Consumer:
         self.ingest: InlineIngest | IngestProcess = InlineIngest()
         self.stop_by: float | None = None  # set by stop()
         self.abandoned = False  # a stop gave up a batch: ingest nothing more
-        # The batch submitted to ingest and not yet acked, and when it was submitted.
-        self.in_flight: list[Delivery] = []
-        self.submitted_at = 0.0
+        # Batches handed to ingest and not yet acked, oldest first (at most MAX_IN_FLIGHT),
+        # and since when ingest has been on the oldest.
+        self.in_flight: deque[list[Delivery]] = deque()
+        self.oldest_since = 0.0
         self.stopping = threading.Event()
         # Connected and subscribed: what is sent from now on reaches this consumer.
         self.started = threading.Event()
@@ -364,11 +400,13 @@ class Consumer:
         next_relay = time.monotonic()
         while not self.stopping.is_set():
             if not self.transport.connected:
-                self._settle()
+                self._settle_all()
                 self._reconnect()
                 continue
-            # One batch at a time: the last one is committed and acked before this one goes.
-            self._settle(then=self._next_batch())
+            if batch := self._next_batch():
+                self._submit(batch)
+            while self.in_flight and self.ingest.ready():
+                self._settle_oldest()
             if self.relay and time.monotonic() >= next_relay:
                 self._relay()
                 next_relay = time.monotonic() + fastmon_settings.OUTBOX_POLL_S
@@ -464,12 +502,17 @@ class Consumer:
     def _next_batch(self) -> list[Delivery]:
         """Up to BATCH_SIZE frames, waiting at most BATCH_MAX_WAIT_MS once the first is there.
 
-        While a batch is in flight, the next one closes as soon as that one is committed: ingest
-        never waits for a fuller batch, and acks go out at once, so the broker (which holds back
-        past PREFETCH unacked frames) refills while the next batch commits. Batches grow with
-        the load, up to BATCH_SIZE.
+        While ingest works on a batch, the next one closes once it is full (it then waits in
+        ingest's pipe, so ingest goes on without waiting for the loop to ack and hand over), or
+        as soon as ingest is done: ingest never waits for a fuller batch, and acks go out at
+        once, so the broker (which holds back past PREFETCH unacked frames) refills while the
+        next batch commits. Batches grow with the load, up to BATCH_SIZE. With MAX_IN_FLIGHT
+        batches in ingest, nothing closes: the loop acks the oldest once it is answered.
         """
         size = fastmon_settings.BATCH_SIZE
+        if len(self.in_flight) >= MAX_IN_FLIGHT:
+            self.ingest.ready(timeout=0.2)
+            return []
         if self.in_flight:
             while len(self.intake) < size and not self.stopping.is_set():
                 if self.ingest.ready(timeout=0.005):
@@ -484,33 +527,37 @@ class Consumer:
         return [delivery for delivery in batch if delivery.generation == generation]
 
     def _submit(self, batch: list[Delivery]) -> None:
-        """Hand a batch to ingest (one transaction); ``_settle`` acks it after its commit."""
-        self.in_flight, self.submitted_at = batch, time.monotonic()
+        """Hand a batch to ingest (one transaction); ``_settle_oldest`` acks it after its commit."""
+        if not self.in_flight:
+            self.oldest_since = time.monotonic()
+        self.in_flight.append(batch)
         self.ingest.submit(_frames(batch))
 
-    def _settle(
-        self, stop_deadline: float | None = None, then: list[Delivery] | None = None
-    ) -> None:
-        """Wait for the batch in flight to commit, resubmitting it while the database is away;
-        ack it after the commit, then submit ``then``, the next batch, before counting this one
-        (ingest does not wait for the bookkeeping)."""
-        batch, self.in_flight, submitted_at = self.in_flight, [], self.submitted_at
-        if not batch:
-            if then:
-                self._submit(then)
-            return
+    def _resubmit(self) -> None:
+        """Hand every batch in flight to ingest again, in order, the failed oldest first."""
+        for index, batch in enumerate(self.in_flight):
+            self.ingest.submit(_frames(batch), retry=index == 0)
+
+    def _settle_all(self, stop_deadline: float | None = None) -> None:
+        while self.in_flight:
+            self._settle_oldest(stop_deadline)
+
+    def _settle_oldest(self, stop_deadline: float | None = None) -> None:
+        """Wait for the oldest batch in flight to commit, resubmitting it (and those behind it)
+        while the database is away; then ack it."""
+        batch = self.in_flight[0]
         attempt = 0
         while True:
             if not self._answered(stop_deadline):
-                self._abandon(batch + (then or []))
+                self._abandon()
                 return
             try:
-                result, ended = self.ingest.outcome()
+                result = self.ingest.outcome()
             except IngestDied as exc:
-                # Nothing of the batch was acked; ingest is idempotent: redo it here, inline.
+                # Nothing in flight was acked; ingest is idempotent: redo it here, inline.
                 logger.error("the ingest process died (%s); ingesting in this process", exc)
                 self.ingest = InlineIngest()
-                self.ingest.submit(_frames(batch))
+                self._resubmit()
                 continue
             if isinstance(result, BatchResult):
                 break
@@ -518,7 +565,7 @@ class Consumer:
                 raise result
             stop_deadline = stop_deadline or self.stop_by
             if stop_deadline is not None and time.monotonic() >= stop_deadline:
-                self._abandon(batch + (then or []))
+                self._abandon()
                 return
             delay = backoff_delay(attempt)
             logger.warning("database unavailable (%s); batch of %d not acked, retry in %.1fs",
@@ -526,11 +573,12 @@ class Consumer:
             # A stop wakes this wait; the deadline above then bounds the retries.
             self.stopping.wait(delay if stop_deadline is None else min(delay, 0.5))
             attempt += 1
-            self.ingest.submit(_frames(batch))
+            self._resubmit()
+        self.in_flight.popleft()
         acked = self.transport.ack(batch)
-        if then:
-            self._submit(then)
-        metrics.BATCH_COMMIT_SECONDS.observe(ended - submitted_at)
+        now = time.monotonic()
+        metrics.BATCH_COMMIT_SECONDS.observe(now - self.oldest_since)
+        self.oldest_since = now
         metrics.count_batch(result)
         self.last_message_at = datetime.now(UTC)
         self.stats.messages += len(batch)
@@ -548,11 +596,13 @@ class Consumer:
                 return False
         return True
 
-    def _abandon(self, frames: list[Delivery]) -> None:
-        """Stop without these frames committed: nothing of them is acked, the broker keeps
-        them; ingest is ended, so nothing of theirs can commit later."""
-        logger.warning("stopping with %d frames uncommitted: the broker keeps them", len(frames))
-        self.stats.unacked += len(frames)
+    def _abandon(self) -> None:
+        """Stop without the batches in flight committed: nothing of them is acked, the broker
+        keeps them; ingest is ended, so nothing of theirs can commit later."""
+        frames = sum(map(len, self.in_flight))
+        logger.warning("stopping with %d frames uncommitted: the broker keeps them", frames)
+        self.stats.unacked += frames
+        self.in_flight.clear()
         self.ingest.kill()
         self.abandoned = True
 
@@ -573,14 +623,14 @@ class Consumer:
     def _finish(self) -> None:
         """Commit and ack what was already received, within STOP_TIMEOUT_S, then disconnect."""
         deadline = time.monotonic() + fastmon_settings.STOP_TIMEOUT_S
-        self._settle(stop_deadline=deadline)
+        self._settle_all(stop_deadline=deadline)
         generation = self.transport.generation
         in_hand = [d for d in self._drain_intake() if d.generation == generation]
         for start in range(0, len(in_hand), fastmon_settings.BATCH_SIZE):
             if time.monotonic() >= deadline or self.abandoned:
                 break
             self._submit(in_hand[start : start + fastmon_settings.BATCH_SIZE])
-            self._settle(stop_deadline=deadline)
+            self._settle_all(stop_deadline=deadline)
         if self.relay and self.transport.connected:
             self._relay()
         self.transport.disconnect()
