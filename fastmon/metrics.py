@@ -9,6 +9,7 @@ then writes its values there and ``metrics_view`` adds them up across processes.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import (
@@ -23,7 +24,7 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from fastmon.messaging.schema import KNOWN_TYPES
-from fastmon.services import BatchResult, Outcome
+from fastmon.services import Outcome
 
 MESSAGES = Counter(
     "fastmon_messages",
@@ -53,12 +54,13 @@ LIVE_EVENTS_OVERFLOWED = Counter(
 )
 
 
-def count_batch(result: BatchResult) -> None:
-    """Count a committed batch. Unknown types share one label: msg_type comes from the wire."""
-    for message in result.results:
-        msg_type = message.msg_type if message.msg_type in KNOWN_TYPES else "other"
-        MESSAGES.labels(msg_type, message.outcome.value).inc()
-    DEAD_LETTERS.inc(result.counts[Outcome.DEAD_LETTERED])
+def count_batch(tally: Mapping[tuple[str, Outcome], int]) -> None:
+    """Count a committed batch, given as messages per (msg_type, outcome). Unknown types share
+    one label: msg_type comes from the wire."""
+    for (msg_type, outcome), count in tally.items():
+        MESSAGES.labels(msg_type if msg_type in KNOWN_TYPES else "other", outcome.value).inc(count)
+        if outcome is Outcome.DEAD_LETTERED:
+            DEAD_LETTERS.inc(count)
 
 
 def set_outbox_lag(pending: int, oldest: float | None) -> None:

@@ -18,7 +18,7 @@ import queue
 import signal
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,7 +46,7 @@ from fastmon.messaging.transports import (
     validate_destination,
 )
 from fastmon.models import Run
-from fastmon.services import BatchResult, InboundMessage, Outcome, ingest_batch
+from fastmon.services import InboundMessage, Outcome, ingest_batch
 
 logger = logging.getLogger("fastmon.consumer")
 
@@ -91,8 +91,11 @@ _first_seen: WeakKeyDictionary[Any, tuple[Any, float]] = WeakKeyDictionary()
 
 # What crosses to the ingest process: per frame its body, headers and time of arrival.
 Frames = list[tuple[bytes, Mapping[str, str], float]]
-# An ingest's answer: the batch's result, or the exception it raised.
-IngestOutcome = BatchResult | Exception
+# A committed batch as the loop needs it: how many messages of each msg_type met each outcome
+# (cheaper to send across than a result per message).
+Tally = Counter[tuple[str, Outcome]]
+# An ingest's answer: the batch's tally, or the exception it raised.
+IngestOutcome = Tally | Exception
 # Batches handed to ingest at once: one committing, the next waiting behind it.
 MAX_IN_FLIGHT = 2
 
@@ -105,12 +108,13 @@ def _ingest(frames: Frames) -> IngestOutcome:
     """One batch through ``ingest_batch``; an exception (an outage) is returned, for the loop."""
     try:
         refresh_db_connections()
-        return ingest_batch(
+        result = ingest_batch(
             InboundMessage(body, headers, datetime.fromtimestamp(received_at, UTC))
             for body, headers, received_at in frames
         )
     except Exception as exc:
         return exc
+    return Counter((message.msg_type, message.outcome) for message in result.results)
 
 
 class InOrder:
@@ -559,7 +563,7 @@ class Consumer:
                 self.ingest = InlineIngest()
                 self._resubmit()
                 continue
-            if isinstance(result, BatchResult):
+            if isinstance(result, Counter):
                 break
             if not isinstance(result, TRANSIENT_DB_ERRORS):
                 raise result
@@ -580,11 +584,14 @@ class Consumer:
         metrics.BATCH_COMMIT_SECONDS.observe(now - self.oldest_since)
         self.oldest_since = now
         metrics.count_batch(result)
+        outcomes = Counter[Outcome]()
+        for (_, outcome), count in result.items():
+            outcomes[outcome] += count
         self.last_message_at = datetime.now(UTC)
         self.stats.messages += len(batch)
         self.stats.batches += 1
-        self.stats.dead_letters += result.counts[Outcome.DEAD_LETTERED]
-        self.stats.ignored += result.counts[Outcome.IGNORED] + result.counts[Outcome.FILTERED]
+        self.stats.dead_letters += outcomes[Outcome.DEAD_LETTERED]
+        self.stats.ignored += outcomes[Outcome.IGNORED] + outcomes[Outcome.FILTERED]
         self.stats.unacked += len(batch) - acked
 
     def _answered(self, stop_deadline: float | None) -> bool:
