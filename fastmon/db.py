@@ -52,11 +52,11 @@ def insert_rows(model: type[models.Model], rows: Sequence[Mapping[str, Any]]) ->
     for f in fields:
         if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
             values = [now] * len(rows)
-        elif any(f.attname not in row for row in rows):
-            default = f.get_default()  # a callable default (timezone.now, dict) once per batch
-            values = [row.get(f.attname, default) for row in rows]
+        elif callable(f.default):  # one of its own for each row (uuid4, dict)
+            values = [row[f.attname] if f.attname in row else f.get_default() for row in rows]
         else:
-            values = [row[f.attname] for row in rows]
+            default = f.get_default()
+            values = [row.get(f.attname, default) for row in rows]
         columns.append(_prepared(f, values, connection))
     _copy(connection, model, fields, columns)
 

@@ -133,6 +133,13 @@ def ingest_message(body: bytes | str, headers: Mapping[str, str] | None = None) 
     return ingest_batch([InboundMessage(body, headers or {})]).results[0]
 
 
+# What reading a message, without the database, makes of it: a message to apply, the result
+# of one that will not be applied (another namespace's, a type fastmon does not consume), the
+# reason it can never be used (to dead-letter), or None for a control request.
+Reading = RunMessage | StfMessage | MessageResult | MessageError | None
+ReadBatch = list[tuple[InboundMessage, Reading]]
+
+
 def ingest_batch(messages: Iterable[InboundMessage]) -> BatchResult:
     """Ingest a batch in one transaction; never raises for bad input, only for database outages.
 
@@ -140,24 +147,41 @@ def ingest_batch(messages: Iterable[InboundMessage]) -> BatchResult:
     traffic, are upserted together (a handful of queries for the whole batch); if the database
     refuses that set, they are redone one by one so only the culprit is dead-lettered.
     """
+    return ingest_read(read_batch(messages))
+
+
+def read_batch(messages: Iterable[InboundMessage]) -> ReadBatch:
+    """Decode, validate and filter a batch: the half of ingest that needs no database, which a
+    consumer does for the next batch while this one commits."""
     # Read once per batch: each read of a setting costs about as much as a small validation.
     max_bytes, namespace = fastmon_settings.MAX_BODY_BYTES, fastmon_settings.NAMESPACE
+    control = fastmon_settings.CONTROL_DESTINATION
+    return [
+        (message, None if control and message.destination == control
+         else _read(message, max_bytes, namespace))
+        for message in messages
+    ]  # fmt: skip
+
+
+def ingest_read(batch: ReadBatch) -> BatchResult:
+    """``ingest_batch`` for a batch ``read_batch`` has read."""
     with transaction.atomic():
         results: list[MessageResult | None] = []
         announcements: list[tuple[int, InboundMessage, StfMessage]] = []
-        control = fastmon_settings.CONTROL_DESTINATION
-        for index, message in enumerate(messages):
-            if control and message.destination == control:
+        for index, (message, reading) in enumerate(batch):
+            if reading is None:
                 results.append(_apply_control_request(message))
-                continue
-            parsed = _parse(message, max_bytes, namespace)
-            if isinstance(parsed, StfMessage):
-                announcements.append((index, message, parsed))
+            elif isinstance(reading, MessageError):
+                results.append(
+                    _dead_letter(message, reading.code, reading.reason, reading.msg_type)
+                )
+            elif isinstance(reading, StfMessage):
+                announcements.append((index, message, reading))
                 results.append(None)
-            elif isinstance(parsed, RunMessage):
-                results.append(_apply_alone(message, parsed))
+            elif isinstance(reading, RunMessage):
+                results.append(_apply_alone(message, reading))
             else:
-                results.append(parsed)
+                results.append(reading)
         if announcements:
             for index, result in _apply_announcements(announcements):
                 results[index] = result
@@ -168,10 +192,11 @@ def ingest_batch(messages: Iterable[InboundMessage]) -> BatchResult:
                 and results[index].outcome is Outcome.STORED
             ]
             transaction.on_commit(lambda: enqueue_sampling(samplable))
-    batch = BatchResult([result for result in results if result is not None])
-    if batch.results:
-        logger.debug("ingested batch of %d: %s", len(batch.results), dict(batch.counts))
-    return batch
+    batch_result = BatchResult([result for result in results if result is not None])
+    if batch_result.results:
+        logger.debug("ingested batch of %d: %s", len(batch_result.results),
+                     dict(batch_result.counts))  # fmt: skip
+    return batch_result
 
 
 def _stf_events(announcements: list[StfMessage]) -> list[LiveEvent]:
@@ -192,10 +217,9 @@ def _stf_events(announcements: list[StfMessage]) -> list[LiveEvent]:
     ]
 
 
-def _parse(
+def _read(
     message: InboundMessage, max_bytes: int, namespace: str | None
-) -> RunMessage | StfMessage | MessageResult:
-    """A message to apply, or the result for one that will not be applied."""
+) -> RunMessage | StfMessage | MessageResult | MessageError:
     try:
         data = decode_body(message.raw_body, max_bytes)
         # Other namespaces' traffic is not ours to judge: filter before validating.
@@ -206,7 +230,7 @@ def _parse(
             )
         parsed = validate_message(data)
     except MessageError as exc:
-        return _dead_letter(message, exc.code, exc.reason, exc.msg_type)
+        return exc
     if isinstance(parsed, UnknownMessage):
         logger.debug("ignoring message of unknown type %r", parsed.msg_type)
         return MessageResult(Outcome.IGNORED, parsed.msg_type, "msg_type not consumed by fastmon")

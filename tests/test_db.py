@@ -63,3 +63,13 @@ def test_a_value_the_database_cannot_hold_raises_a_database_error() -> None:
     with pytest.raises(DataError), transaction.atomic():
         insert_rows(StfFile, [{"stf_filename": "swf.100010.000001.stf", "state": "nul\x00"}])
     assert not StfFile.objects.exists()
+
+
+def test_insert_rows_gives_each_row_its_own_callable_default() -> None:
+    stf = StfFile.objects.create(stf_filename="swf.100010.000001.stf")
+    insert_rows(TfSample, [
+        {"stf_id": stf.pk, "tf_filename": f"swf.100010.000001_tf_00{n}.tf", "tf_first": n,
+         "tf_last": n, "tf_count": 1}
+        for n in (1, 2)
+    ])  # fmt: skip
+    assert len({sample.tf_file_id for sample in TfSample.objects.all()}) == 2  # uuid4 each

@@ -13,6 +13,7 @@ from django.forms.models import model_to_dict
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
+from fastmon import services
 from fastmon.models import DeadLetter, Run, StfFile
 from fastmon.services import InboundMessage, Outcome, ingest_batch, ingest_message
 from fastmon.testing.messages import RUN_ORDER, example, example_body
@@ -256,27 +257,32 @@ def test_a_mixed_batch_stores_the_good_and_dead_letters_the_bad_in_one_transacti
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_batch_is_one_transaction() -> None:
+def test_the_batch_is_one_transaction(monkeypatch) -> None:
     """Rows become visible to other connections all at once, when the batch commits."""
-    seen_mid_batch: list[int] = []
+    seen_mid_batch: list[tuple[int, int]] = []
 
-    def count_stfs_from_another_connection() -> int:
+    def count_from_another_connection() -> tuple[int, int]:
         other = connections.create_connection("default")
         try:
             with other.cursor() as cursor:
-                cursor.execute("SELECT count(*) FROM fastmon_stffile")
-                return cursor.fetchone()[0]
+                cursor.execute("SELECT (SELECT count(*) FROM fastmon_run),"
+                               " (SELECT count(*) FROM fastmon_stffile)")  # fmt: skip
+                return cursor.fetchone()
         finally:
             other.close()
 
-    def messages():
-        yield InboundMessage(example_body("stf_gen"), HEADERS)
-        seen_mid_batch.append(count_stfs_from_another_connection())
-        yield InboundMessage(example_body("stf_ready"), HEADERS)
+    apply_announcements = services._apply_announcements
 
-    ingest_batch(messages())
-    assert seen_mid_batch == [0]  # the first STF was written, not yet committed
-    assert count_stfs_from_another_connection() == 1
+    def then_look(announcements):
+        applied = apply_announcements(announcements)
+        seen_mid_batch.append(count_from_another_connection())
+        return applied
+
+    monkeypatch.setattr("fastmon.services._apply_announcements", then_look)
+    ingest_batch([InboundMessage(example_body(name), HEADERS)
+                  for name in ("start_run", "stf_gen", "stf_ready")])  # fmt: skip
+    assert seen_mid_batch == [(0, 0)]  # the run and the STF were written, not yet committed
+    assert count_from_another_connection() == (1, 1)
 
 
 def test_a_bug_on_one_message_dead_letters_it_and_the_batch_goes_on(monkeypatch) -> None:

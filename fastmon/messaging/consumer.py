@@ -46,7 +46,7 @@ from fastmon.messaging.transports import (
     validate_destination,
 )
 from fastmon.models import Run
-from fastmon.services import InboundMessage, Outcome, ingest_batch
+from fastmon.services import InboundMessage, Outcome, ReadBatch, ingest_read, read_batch
 
 logger = logging.getLogger("fastmon.consumer")
 
@@ -104,14 +104,25 @@ def _frames(batch: list[Delivery]) -> Frames:
     return [(d.body, d.headers, d.received_at) for d in batch]
 
 
-def _ingest(frames: Frames) -> IngestOutcome:
-    """One batch through ``ingest_batch``; an exception (an outage) is returned, for the loop."""
+def _read(frames: Frames) -> ReadBatch | Exception:
+    """A batch through ``read_batch``, the half of ingest that needs no database."""
     try:
-        refresh_db_connections()
-        result = ingest_batch(
+        return read_batch(
             InboundMessage(body, headers, datetime.fromtimestamp(received_at, UTC))
             for body, headers, received_at in frames
         )
+    except Exception as exc:
+        return exc
+
+
+def _ingest(batch: ReadBatch | Exception) -> IngestOutcome:
+    """A read batch through ``ingest_read``; an exception (an outage) is returned, for the
+    loop."""
+    if isinstance(batch, Exception):
+        return batch
+    try:
+        refresh_db_connections()
+        result = ingest_read(batch)
     except Exception as exc:
         return exc
     return Counter((message.msg_type, message.outcome) for message in result.results)
@@ -125,10 +136,10 @@ class InOrder:
     def __init__(self) -> None:
         self.failed = False
 
-    def __call__(self, frames: Frames, retry: bool) -> IngestOutcome | None:
+    def __call__(self, batch: ReadBatch | Exception, retry: bool) -> IngestOutcome | None:
         if self.failed and not retry:
             return None
-        outcome = _ingest(frames)
+        outcome = _ingest(batch)
         self.failed = isinstance(outcome, Exception)
         return outcome
 
@@ -146,7 +157,7 @@ class InlineIngest:
         self._outcomes: deque[IngestOutcome] = deque()
 
     def submit(self, frames: Frames, retry: bool = False) -> None:
-        if (outcome := self._in_order(frames, retry)) is not None:
+        if (outcome := self._in_order(_read(frames), retry)) is not None:
             self._outcomes.append(outcome)
 
     def ready(self, timeout: float = 0) -> bool:
@@ -216,9 +227,12 @@ def _serve_ingest(pipe: Connection, parent_end: Connection) -> None:
     parent_end.close()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, signal.SIG_IGN)
-    # A thread reads the pipe while ingest works, so the consumer's write of the next batch
-    # (larger than the pipe's buffer) returns at once instead of waiting for this batch.
-    handed_over: queue.SimpleQueue[tuple[Frames, bool] | None] = queue.SimpleQueue()
+    # A thread takes the next batch from the pipe and reads it while this one is ingested: the
+    # consumer's write (larger than the pipe's buffer) returns at once instead of waiting for
+    # this batch, and decoding and validating, the half of ingest that needs no database, runs
+    # while this batch waits on the database.
+    handed_over: queue.SimpleQueue[tuple[ReadBatch | Exception, bool] | None]
+    handed_over = queue.SimpleQueue()
     threading.Thread(target=_read_batches, args=(pipe, handed_over), daemon=True).start()
     in_order = InOrder()
     try:
@@ -240,10 +254,11 @@ def _serve_ingest(pipe: Connection, parent_end: Connection) -> None:
 
 
 def _read_batches(pipe: Connection, handed_over: queue.SimpleQueue) -> None:
-    """The ingest process's reader: batches from the pipe, then ``None`` at its end."""
+    """The ingest process's reader: batches from the pipe, read, then ``None`` at its end."""
     try:
         while (work := pipe.recv()) is not None:
-            handed_over.put(work)
+            frames, retry = work
+            handed_over.put((_read(frames), retry))
     except (EOFError, OSError):
         pass  # the consumer is gone
     handed_over.put(None)
