@@ -4,9 +4,10 @@
 
 Needs the services (`scripts/services.sh up`). In one run, on the same broker: N persistent
 stf_gen bodies are queued, then drained (1) by a bare stomp.py client acking each frame
-(client-individual, the same prefetch) and (2) by `manage.py run_fastmon`, timed from its
-subscription to the moment all N rows are committed; then (3) by run_fastmon with batches of
-one frame, the naive one-commit-per-message consumer. Prints rates and ratios to (1), the
+(client-individual, the same prefetch) and (2) by `manage.py run_fastmon` with its default
+prefetch and batch size, timed from its subscription to the moment all N rows are committed,
+in alternated rounds; then (3) by run_fastmon with batches of one frame, the naive
+one-commit-per-message consumer. Prints rates and ratios to (1), the
 issue's baseline. Uses its own database, fastmon_bench, created afresh.
 """
 
@@ -32,7 +33,10 @@ import django  # noqa: E402
 import psycopg  # noqa: E402
 import stomp  # noqa: E402
 
-PREFETCH = 1000
+from fastmon.conf import DEFAULTS  # noqa: E402
+
+# run_fastmon's defaults, for both consumers.
+PREFETCH, BATCH_SIZE = DEFAULTS["PREFETCH"], DEFAULTS["BATCH_SIZE"]
 
 
 def recreate_database() -> None:
@@ -168,7 +172,7 @@ def run_fastmon_rate(destination: str, count: int, last: str, batch_size: int) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=20000)
-    parser.add_argument("--rounds", type=int, default=3, help="raw and run_fastmon, alternated")
+    parser.add_argument("--rounds", type=int, default=5, help="raw and run_fastmon, alternated")
     parser.add_argument("--naive-messages", type=int, default=1000)
     args = parser.parse_args()
 
@@ -188,7 +192,7 @@ def main() -> None:
     raw, fastmon = [], []
     for round_number in range(1, args.rounds + 1):
         raw.append(raw_consume_rate(*queued("raw", n)[:2]))
-        fastmon.append(run_fastmon_rate(*queued("fastmon", n), batch_size=500))
+        fastmon.append(run_fastmon_rate(*queued("fastmon", n), batch_size=BATCH_SIZE))
         print(f"round {round_number}: raw {raw[-1]:.0f} msg/s, run_fastmon {fastmon[-1]:.0f} msg/s",
               flush=True)  # fmt: skip
     naive = run_fastmon_rate(*queued("naive", args.naive_messages), batch_size=1)

@@ -70,14 +70,17 @@ DEFAULTS: dict[str, Any | Callable[[], Any]] = {
     # Topics: keep what is sent while fastmon is down, under client-id AGENT_NAME and this name.
     "DURABLE_SUBSCRIPTION": True,
     "SUBSCRIPTION_NAME": "fastmon",
-    # Unacknowledged frames the broker may have in flight per subscription; bounds memory.
-    "PREFETCH": 1000,
+    # Unacknowledged frames the broker may have in flight per subscription; bounds memory. At
+    # least three batches: two in ingest (one committing, the next read and waiting) and one
+    # arriving, or the broker waits for acks while ingest works.
+    "PREFETCH": 2000,
     # A batch (one transaction) closes at this many frames or after this wait, whichever first.
     "BATCH_SIZE": 500,
     "BATCH_MAX_WAIT_MS": 100,
     # run_fastmon ingests in a child process of its own, so stomp.py's frame parsing and the
     # acks run beside ingest instead of taking turns with it on one interpreter (GIL); the
-    # next batch is gathered while the last one commits. False: all in the consumer's thread.
+    # next batch is handed over and read while the last one commits. False: all in the
+    # consumer's thread.
     "INGEST_PROCESS": True,
     # Retry delays after a transient failure: exponential from MIN to MAX, with jitter.
     "RETRY_MIN_S": 0.5,
