@@ -66,7 +66,7 @@ def _prepared(field: models.Field, values: list[Any], connection: Any) -> list[s
     preparation is skipped where the value is ready as it is (plain fields, aware datetimes),
     and psycopg's per-value dumpers altogether: the two cost more than the rest of ingest's work
     on a row."""
-    if isinstance(field, _PLAIN_FIELDS) and not isinstance(field, models.BooleanField):
+    if isinstance(field, _PLAIN_FIELDS):
         return [_NULL if v is None else str(v).translate(_COPY_ESCAPES) for v in values]
     if isinstance(field, models.JSONField):
         return [
@@ -124,8 +124,7 @@ def _copy_text(value: Any) -> str:
     raise TypeError(f"no COPY text for a {type(value).__name__}: {value!r}")
 
 
-# Values of these fields reach COPY as they are.
+# Values of these fields reach COPY as their ``str``.
 _PLAIN_FIELDS = (
-    models.CharField, models.TextField, models.IntegerField, models.BooleanField,
-    models.FloatField, models.ForeignKey,
+    models.CharField, models.TextField, models.IntegerField, models.FloatField, models.ForeignKey,
 )  # fmt: skip

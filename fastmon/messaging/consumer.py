@@ -211,7 +211,7 @@ class IngestProcess:
         self._process.join()
 
     def close(self) -> None:
-        """Let the child finish the batch it has, then end it; if it hangs past STOP_TIMEOUT_S,
+        """Let the child finish the batches it has, then end it; if it hangs past STOP_TIMEOUT_S,
         kill it (its transaction rolls back, and nothing of it was acked)."""
         with contextlib.suppress(OSError):
             self._pipe.send(None)
