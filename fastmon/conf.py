@@ -73,9 +73,9 @@ DEFAULTS: dict[str, Any | Callable[[], Any]] = {
     # Unacknowledged frames the broker may have in flight per subscription; bounds memory. At
     # least three batches: two in ingest (one committing, the next read and waiting) and one
     # arriving, or the broker waits for acks while ingest works.
-    "PREFETCH": 2000,
+    "PREFETCH": 4000,
     # A batch (one transaction) closes at this many frames or after this wait, whichever first.
-    "BATCH_SIZE": 500,
+    "BATCH_SIZE": 1000,
     "BATCH_MAX_WAIT_MS": 100,
     # run_fastmon ingests in a child process of its own, so stomp.py's frame parsing and the
     # acks run beside ingest instead of taking turns with it on one interpreter (GIL); the
