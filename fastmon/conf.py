@@ -75,8 +75,11 @@ DEFAULTS: dict[str, Any | Callable[[], Any]] = {
     # arriving, or the broker waits for acks while ingest works.
     "PREFETCH": 4000,
     # A batch (one transaction) closes at this many frames or after this wait, whichever first.
+    # The wait runs while ingest is idle: short, so ingest is not left waiting while the broker
+    # refills, long enough that a light stream still comes in batches (one push to the live
+    # pages per batch).
     "BATCH_SIZE": 1000,
-    "BATCH_MAX_WAIT_MS": 100,
+    "BATCH_MAX_WAIT_MS": 20,
     # run_fastmon ingests in a child process of its own, so stomp.py's frame parsing and the
     # acks run beside ingest instead of taking turns with it on one interpreter (GIL); the
     # next batch is handed over and read while the last one commits. False: all in the
