@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Any
@@ -27,10 +27,10 @@ def bulk_insert(model: type[models.Model], objects: Sequence[models.Model]) -> N
         model.objects.bulk_create(objects)
         return
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
-    columns = [
-        _prepared(f, [f.pre_save(obj, add=True) for obj in objects], connection) for f in fields
-    ]
-    _copy(connection, model, fields, columns)
+    _copy(connection, model, fields, (
+        [_prepared(f, [f.pre_save(obj, add=True) for obj in chunk], connection) for f in fields]
+        for chunk in _chunks(objects)
+    ))  # fmt: skip
 
 
 def insert_rows(model: type[models.Model], rows: Sequence[Mapping[str, Any]]) -> None:
@@ -48,17 +48,21 @@ def insert_rows(model: type[models.Model], rows: Sequence[Mapping[str, Any]]) ->
         return
     now = timezone.now()
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
-    columns = []
-    for f in fields:
-        if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
-            values = [now] * len(rows)
-        elif callable(f.default):  # one of its own for each row (uuid4, dict)
-            values = [row[f.attname] if f.attname in row else f.get_default() for row in rows]
-        else:
-            default = f.get_default()
-            values = [row.get(f.attname, default) for row in rows]
-        columns.append(_prepared(f, values, connection))
-    _copy(connection, model, fields, columns)
+
+    def columns(chunk: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+        prepared = []
+        for f in fields:
+            if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
+                values = [now] * len(chunk)
+            elif callable(f.default):  # one of its own for each row (uuid4, dict)
+                values = [row[f.attname] if f.attname in row else f.get_default() for row in chunk]
+            else:
+                default = f.get_default()
+                values = [row.get(f.attname, default) for row in chunk]
+            prepared.append(_prepared(f, values, connection))
+        return prepared
+
+    _copy(connection, model, fields, map(columns, _chunks(rows)))
 
 
 def _prepared(field: models.Field, values: list[Any], connection: Any) -> list[str]:
@@ -92,18 +96,34 @@ def _aware(field: models.Field, value: Any, connection: Any) -> Any:
 
 
 def _copy(
-    connection: Any, model: type[models.Model], fields: list[models.Field], columns: list[list]
+    connection: Any,
+    model: type[models.Model],
+    fields: list[models.Field],
+    chunks: Iterable[list[list[str]]],
 ) -> None:
+    """COPY rows given a chunk at a time, each as its columns in COPY's text format.
+
+    The chunks are formatted as the COPY runs: PostgreSQL stores the rows of one while the
+    next is formatted, instead of starting once all are.
+    """
     names = ", ".join(connection.ops.quote_name(f.column) for f in fields)
     table = connection.ops.quote_name(model._meta.db_table)
-    text = "".join(["\t".join(row) + "\n" for row in zip(*columns, strict=True)])
     # COPY bypasses Django's cursor wrapper: map psycopg's errors to Django's ourselves.
     with (
         connection.wrap_database_errors,
         connection.cursor() as cursor,
         cursor.cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy,
     ):
-        copy.write(text)
+        for columns in chunks:
+            copy.write("".join(["\t".join(row) + "\n" for row in zip(*columns, strict=True)]))
+
+
+# Rows per chunk of a COPY: a few tens of kilobytes of text.
+_CHUNK_ROWS = 200
+
+
+def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    return (items[start : start + _CHUNK_ROWS] for start in range(0, len(items), _CHUNK_ROWS))
 
 
 # COPY's text format: a backslash escapes the characters that separate values and rows.
