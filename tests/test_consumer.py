@@ -334,3 +334,17 @@ def test_backoff_grows_exponentially_with_jitter_up_to_the_ceiling() -> None:
         assert all(ceiling / 2 <= d <= ceiling for d in series[7:])
     assert len({round(series[3], 6) for series in delays}) > 1  # jittered
     assert ceiling / 2 <= backoff_delay(100_000) <= ceiling  # days of outage: still bounded
+
+
+def test_the_summary_backlog_counts_the_frames_in_ingest_as_well(caplog) -> None:
+    from fastmon.messaging.consumer import Consumer
+    from fastmon.messaging.transports import Delivery
+
+    consumer = Consumer(destinations=["/queue/fastmon.summary"], relay=False)
+    frame = Delivery(stf_gen(1).encode(), {}, consumer.transport.generation)
+    for _ in range(3):
+        consumer.intake.put(frame)
+    consumer.in_flight.append([frame, frame])  # handed to ingest, not yet committed
+    with caplog.at_level("INFO", logger="fastmon.consumer"):
+        consumer._summary()
+    assert "backlog 5," in caplog.text

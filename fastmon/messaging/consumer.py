@@ -581,7 +581,8 @@ class Consumer:
             except IngestDied as exc:
                 # Nothing in flight was acked; ingest is idempotent: redo it here, inline.
                 logger.error("the ingest process died (%s); ingesting in this process", exc)
-                self.ingest = InlineIngest()
+                dead, self.ingest = self.ingest, InlineIngest()
+                dead.close()  # its pipe
                 self._resubmit()
                 continue
             if isinstance(result, Counter):
@@ -645,7 +646,9 @@ class Consumer:
             lag = outbox_lag()
         except TRANSIENT_DB_ERRORS:
             lag = (-1, None)
-        logger.info("run_fastmon: %s", self.stats.line(len(self.intake), lag))
+        # In hand: received, not yet committed.
+        backlog = len(self.intake) + sum(map(len, self.in_flight))
+        logger.info("run_fastmon: %s", self.stats.line(backlog, lag))
         self.stats = Stats()
 
     def _finish(self) -> None:
