@@ -188,7 +188,7 @@ class IngestProcess:
         # What was loaded so far (Django, the models, pydantic's schemas) lives as long as the
         # process: keep it out of the cyclic collector's sweeps, in both processes. Ingest
         # allocates thousands of objects per batch, and each full sweep went through all of it
-        # (about a sixth of ingest's CPU).
+        # (about a tenth of ingest's CPU).
         gc.freeze()
         context = multiprocessing.get_context("fork")
         self._pipe, child_end = context.Pipe()
