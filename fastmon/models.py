@@ -280,6 +280,10 @@ class OutboxQuerySet(models.QuerySet):
         """Neither sent nor given up: what a relay still owes (the pending index's rows)."""
         return self.filter(transport=transport, sent_at__isnull=True, failed_at__isnull=True)
 
+    def undelivered(self, subscriber_id: int) -> OutboxQuerySet:
+        """A subscriber's copies neither delivered nor given up."""
+        return self.pending(OutboxMessage.Transport.BROKER).filter(subscriber_id=subscriber_id)
+
 
 class OutboxMessage(models.Model):
     """A message to publish, written in the same transaction as the data it describes.

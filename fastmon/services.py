@@ -1052,17 +1052,10 @@ def save_subscriber(
     )
     # What is still undelivered goes where the subscriber now says, tried again at once: a
     # renewal says it is there.
-    undelivered(subscriber.pk).update(
+    OutboxMessage.objects.undelivered(subscriber.pk).update(
         destination=subscriber.destination, attempts=0, next_attempt_at=None
     )
     return subscriber
-
-
-def undelivered(subscriber_id: int) -> QuerySet[OutboxMessage]:
-    """A subscriber's copies not yet delivered nor given up."""
-    return OutboxMessage.objects.pending(OutboxMessage.Transport.BROKER).filter(
-        subscriber_id=subscriber_id
-    )
 
 
 def remove_subscriber(name: str) -> bool:
@@ -1071,7 +1064,7 @@ def remove_subscriber(name: str) -> bool:
     subscriber = Subscriber.objects.filter(name=name).first()
     if subscriber is None:
         return False
-    undelivered(subscriber.pk).delete()
+    OutboxMessage.objects.undelivered(subscriber.pk).delete()
     subscriber.delete()
     return True
 

@@ -282,6 +282,17 @@ class Stats:
     unacked: int = 0
     published: int = 0
 
+    def count(self, frames: int, tally: Tally, acked: int) -> None:
+        """A committed batch: its frames, its tally, and how many of the frames were acked."""
+        for (_, outcome), count in tally.items():
+            if outcome is Outcome.DEAD_LETTERED:
+                self.dead_letters += count
+            elif outcome in (Outcome.IGNORED, Outcome.FILTERED):
+                self.ignored += count
+        self.messages += frames
+        self.batches += 1
+        self.unacked += frames - acked
+
     def line(self, backlog: int, lag: tuple[int, float | None]) -> str:
         elapsed = max(time.monotonic() - self.since, 1e-9)
         pending, oldest = lag
@@ -606,15 +617,8 @@ class Consumer:
         metrics.BATCH_COMMIT_SECONDS.observe(now - self.oldest_since)
         self.oldest_since = now
         metrics.count_batch(result)
-        outcomes = Counter[Outcome]()
-        for (_, outcome), count in result.items():
-            outcomes[outcome] += count
         self.last_message_at = datetime.now(UTC)
-        self.stats.messages += len(batch)
-        self.stats.batches += 1
-        self.stats.dead_letters += outcomes[Outcome.DEAD_LETTERED]
-        self.stats.ignored += outcomes[Outcome.IGNORED] + outcomes[Outcome.FILTERED]
-        self.stats.unacked += len(batch) - acked
+        self.stats.count(len(batch), result, acked)
 
     def _answered(self, stop_deadline: float | None) -> bool:
         """Wait for ingest's answer; False if a stop's deadline passes first (a database that

@@ -145,10 +145,8 @@ def _defer(group: list[OutboxMessage], error: str, now: datetime) -> None:
 
 def drop_subscriber_backlog(subscriber_id: int, reason: str) -> int:
     """Set a subscriber inactive and give up its undelivered rows, counted as dropped."""
-    dropped = (
-        OutboxMessage.objects.pending(OutboxMessage.Transport.BROKER)
-        .filter(subscriber_id=subscriber_id)
-        .update(failed_at=timezone.now(), last_error=reason)
+    dropped = OutboxMessage.objects.undelivered(subscriber_id).update(
+        failed_at=timezone.now(), last_error=reason
     )
     Subscriber.objects.filter(pk=subscriber_id).update(
         active=False, dropped_count=F("dropped_count") + dropped, last_error=reason
