@@ -4,9 +4,9 @@ second, with 0, 10 and 50 subscribers, beside the same with none (the baseline).
     .venv/bin/python benchmarks/subscribers.py [--stfs 300] [--subscribers 0,10,50]
 
 Needs the services (`scripts/services.sh up`). Uses the benchmarks' database, fastmon_bench,
-created afresh. Each round stores 7 samples for each of N STFs through
-``services.record_tf_samples`` (samples, their tf_file_registered, one copy per subscriber that
-selects it: fractions 0.1 to 1, half of them filtering on the run), then drains the outbox to
+created afresh. Each round stores 7 samples for each of N STFs through ``record_tf_samples``
+(samples, their tf_file_registered, one copy per subscriber that selects it: fractions 0.1 to
+1, half of them filtering on the run), then drains the outbox to
 the real broker with ``relay_outbox``. Subscribers' destinations are topics nobody reads, so the
 broker keeps nothing.
 """
@@ -33,27 +33,28 @@ RUN = 100500
 
 
 def round_with(subscribers: int, stfs: int) -> tuple[float, float, int]:
-    from fastmon import services
-    from fastmon.messaging.outbox import relay_outbox
-    from fastmon.messaging.transports import StompTransport
     from fastmon.models import OutboxMessage, StfFile, Subscriber, TfSample
-    from fastmon.sampling import TfRange
-    from fastmon.subscriptions import parse_subscription
+    from fastmon.outbox.relay import relay_outbox
+    from fastmon.sampling.policy import TfRange
+    from fastmon.sampling.samples import SamplePlan, record_tf_samples
+    from fastmon.subscribers.rules import parse_subscription
+    from fastmon.subscribers.service import save_subscriber
+    from fastmon.transport.stomp import StompTransport
 
     TfSample.objects.all().delete()
     OutboxMessage.objects.all().delete()
     Subscriber.objects.all().delete()
     for n in range(subscribers):
         filters = {"run_numbers": [RUN]} if n % 2 else {}
-        services.save_subscriber(parse_subscription({
+        save_subscriber(parse_subscription({
             "name": f"bench-{n}", "destination": f"/topic/fastmon.bench.sub.{n}",
             "filters": filters, "fraction": 0.1 + 0.9 * n / max(subscribers - 1, 1),
         }), by="bench")  # fmt: skip
     ranges = [TfRange(100 * k, 100 * k + 20, file_size_bytes=45_000_000) for k in range(7)]
-    plans = [services.SamplePlan(stf, ranges) for stf in StfFile.objects.select_related("run")]
+    plans = [SamplePlan(stf, ranges) for stf in StfFile.objects.select_related("run")]
     begin = time.perf_counter()
     for start in range(0, len(plans), 50):  # as the sampling task does, 50 STFs per call
-        services.record_tf_samples(plans[start : start + 50])
+        record_tf_samples(plans[start : start + 50])
     recorded = stfs * 7 / (time.perf_counter() - begin)
 
     rows = OutboxMessage.objects.pending(OutboxMessage.Transport.BROKER).count()
@@ -78,7 +79,8 @@ def main() -> None:
     from django.conf import settings
     from django.core.management import call_command
 
-    from fastmon.services import InboundMessage, ingest_batch
+    from fastmon.ingest.messages import InboundMessage
+    from fastmon.ingest.pipeline import ingest_batch
     from fastmon.testing.messages import example
 
     settings.FASTMON["PUBLISH_DESTINATION"] = "/topic/fastmon.bench.published"

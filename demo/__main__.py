@@ -23,8 +23,8 @@ from django.core.management import call_command
 from django.db import OperationalError
 
 from demo import PREFIX, backends
-from fastmon.management.commands.fastmon_simulate import byte_size
-from fastmon.simulator import SimulationOptions
+from fastmon.simulator.player import SimulationOptions
+from fastmon.simulator.sending import byte_size
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -16,7 +16,7 @@ DATABASE_ENV = "FASTMON_DEMO_DATABASE_URL"
 REDIS_ENV = "FASTMON_DEMO_REDIS_URL"
 DESTINATION_ENV = "FASTMON_DEMO_DESTINATION"
 
-IN_PROCESS_TRANSPORT = "fastmon.messaging.inprocess.InProcessTransport"
+IN_PROCESS_TRANSPORT = "fastmon.transport.inprocess.InProcessTransport"
 
 
 def database(url: str | None, sqlite_path: Path) -> dict[str, Any]:

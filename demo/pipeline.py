@@ -3,9 +3,9 @@ simulator and a progress line; started by ``python -m demo`` once Django is set 
 
 Threads and the event loop: uvicorn's loop, in the main thread, runs every websocket consumer,
 and the in-memory channel layer's queues belong to it; nothing may touch them from another
-thread. Live events are pushed by ``fastmon.live.broadcast`` after each commit, from the thread
+thread. Live events are pushed by ``fastmon.live.push.broadcast`` after each commit, from the thread
 that committed: the consumer's (ingest, and sampling, which Celery runs eagerly at commit). So
-the pushes are sent on uvicorn's loop (``live.push_on``), and the consumer, blocking, runs in a
+the pushes are sent on uvicorn's loop (``push.push_on``), and the consumer, blocking, runs in a
 worker thread (``sync_to_async(..., thread_sensitive=False)``) awaited on that loop. The
 simulator only sends, through a transport of its own: a plain thread.
 """
@@ -30,13 +30,14 @@ from django.utils.module_loading import import_string
 
 from demo import PREFIX, backends
 from demo.asgi import application
-from fastmon import live
 from fastmon.conf import fastmon_settings
-from fastmon.management.commands.fastmon_simulate import ReceiptBatches, progress_line
-from fastmon.messaging.consumer import Consumer, ExitCode
-from fastmon.messaging.transports import BrokerAuthFailed, BrokerError, StompTransport
+from fastmon.live import push
 from fastmon.models import StfFile, TfSample
-from fastmon.simulator import SimulationOptions, Simulator
+from fastmon.runtime.consumer import Consumer, ExitCode
+from fastmon.simulator.player import SimulationOptions, Simulator
+from fastmon.simulator.sending import ReceiptBatches, progress_line
+from fastmon.transport.base import BrokerAuthFailed, BrokerError
+from fastmon.transport.stomp import StompTransport
 
 PROGRESS_TTY_S = 1.0  # a terminal: the progress line redrawn in place
 PROGRESS_LOG_S = 5.0  # a pipe or a file: one line this often
@@ -74,7 +75,7 @@ async def run(args: argparse.Namespace, listener: socket.socket) -> int:
     used = backends.describe(args.database_url, args.broker_url, args.redis_url)
     print(f"{PREFIX} {used}; simulator: {plan(options)}; Ctrl-C stops")
 
-    live.push_on(loop)
+    push.push_on(loop)
     consumer = Consumer()
     consuming = asyncio.ensure_future(sync_to_async(consume, thread_sensitive=False)(consumer))
     stopped = asyncio.create_task(stop.wait())

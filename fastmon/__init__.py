@@ -1,3 +1,3 @@
 """fastmon: fast monitoring of Super Time Frames for the ePIC streaming workflow testbed."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -5,8 +5,9 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from fastmon.models import DeadLetter, Run, SamplingPolicy, StfFile, Subscriber, TfSample
-from fastmon.services import save_policy_version, save_subscriber
-from fastmon.subscriptions import RequestError, Subscription, parse_subscription
+from fastmon.sampling.policies import save_policy_version
+from fastmon.subscribers.rules import RequestError, Subscription, parse_subscription
+from fastmon.subscribers.service import save_subscriber
 
 SUBSCRIPTION_FIELDS = ["name", "destination", "filters", "fraction", "active", "idle_expiry_s"]
 
@@ -47,7 +48,7 @@ class DeadLetterAdmin(admin.ModelAdmin):
 
 
 class SubscriberForm(forms.ModelForm):
-    """The rules the API and the control destination apply (``fastmon.subscriptions``)."""
+    """The rules the API and the control destination apply (``fastmon.subscribers.rules``)."""
 
     subscription: Subscription
 

@@ -1,3 +1,5 @@
+import importlib.util
+
 from django.apps import AppConfig
 
 
@@ -8,3 +10,7 @@ class FastmonConfig(AppConfig):
 
     def ready(self) -> None:
         from fastmon import checks  # noqa: F401  (registers the system checks)
+
+        # The sampling tasks register how ingest hands STFs to them, where Celery is installed.
+        if importlib.util.find_spec("celery") is not None:
+            from fastmon import tasks  # noqa: F401

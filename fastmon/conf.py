@@ -51,7 +51,7 @@ DEFAULTS: dict[str, Any | Callable[[], Any]] = {
     # Bodies larger than this are dead-lettered unparsed.
     "MAX_BODY_BYTES": 1024 * 1024,
     # The broker connection class (dotted path), as DRF names its classes.
-    "TRANSPORT": "fastmon.messaging.transports.StompTransport",
+    "TRANSPORT": "fastmon.transport.stomp.StompTransport",
     # Broker: a list of (host, port) pairs, tried in order.
     "BROKER_HOSTS": _broker_hosts,
     "BROKER_USER": lambda: _env("ACTIVEMQ_USER"),

@@ -1,4 +1,5 @@
-"""Database helpers the ingest hot path needs beyond the ORM."""
+"""Database helpers beyond the ORM: telling an outage from a refused row, and the bulk inserts
+the ingest hot path needs."""
 
 from __future__ import annotations
 
@@ -9,8 +10,21 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from django.db import DEFAULT_DB_ALIAS, connections, models
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    connections,
+    models,
+)
 from django.utils import timezone
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Database errors other than a refused row are not the message's fault: they must reach
+    the caller (the consumer retries; nothing is acked)."""
+    return isinstance(exc, DatabaseError) and not isinstance(exc, IntegrityError | DataError)
 
 
 def bulk_insert(model: type[models.Model], objects: Sequence[models.Model]) -> None:

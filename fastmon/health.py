@@ -20,8 +20,8 @@ from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 
 from fastmon.conf import fastmon_settings
-from fastmon.messaging.outbox import outbox_lag
 from fastmon.models import ConsumerStatus, DeadLetter
+from fastmon.outbox.relay import outbox_lag
 
 Check = tuple[bool, Any]
 

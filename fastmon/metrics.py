@@ -9,7 +9,6 @@ then writes its values there and ``metrics_view`` adds them up across processes.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import (
@@ -22,9 +21,6 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
-
-from fastmon.messaging.schema import KNOWN_TYPES
-from fastmon.services import Outcome
 
 MESSAGES = Counter(
     "fastmon_messages",
@@ -52,15 +48,6 @@ LIVE_EVENTS_OVERFLOWED = Counter(
     "fastmon_live_events_overflowed",
     "Live events that found a client's queue full (read back from the database later).",
 )
-
-
-def count_batch(tally: Mapping[tuple[str, Outcome], int]) -> None:
-    """Count a committed batch, given as messages per (msg_type, outcome). Unknown types share
-    one label: msg_type comes from the wire."""
-    for (msg_type, outcome), count in tally.items():
-        MESSAGES.labels(msg_type if msg_type in KNOWN_TYPES else "other", outcome.value).inc(count)
-        if outcome is Outcome.DEAD_LETTERED:
-            DEAD_LETTERS.inc(count)
 
 
 def set_outbox_lag(pending: int, oldest: float | None) -> None:

@@ -14,7 +14,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-from fastmon.sampling import Policy
+from fastmon.sampling.policy import Policy
 
 
 class Run(models.Model):
@@ -237,7 +237,7 @@ class DeadLetter(models.Model):
 
 
 class Subscriber(models.Model):
-    """A consumer of TF metadata that asked for a share of the stream (``fastmon.subscriptions``
+    """A consumer of TF metadata that asked for a share of the stream (``fastmon.subscribers.rules``
     holds the rules). A lease: one whose ``expires_at`` passes without a renewed ``subscribe``
     is set inactive."""
 

@@ -6,7 +6,7 @@ URLRouter(fastmon.routing.websocket_urlpatterns)  # inside AuthMiddlewareStack
 from django.urls import path
 
 from fastmon.conf import fastmon_settings
-from fastmon.consumers import LiveEventsConsumer
+from fastmon.live.consumer import LiveEventsConsumer
 
 websocket_urlpatterns = [
     path(fastmon_settings.WEBSOCKET_PATH, LiveEventsConsumer.as_asgi(), name="fastmon-live"),

@@ -1,4 +1,4 @@
-"""Celery tasks: thin wrappers around services, configured so nothing is lost.
+"""Celery tasks: thin wrappers around one service each, configured so nothing is lost.
 
 ``acks_late`` with ``reject_on_worker_lost``: a task whose worker dies is handed to another
 worker, not dropped; ``sample_stfs`` counts attempts in the database, so a task that keeps
@@ -14,10 +14,13 @@ from dataclasses import asdict
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from fastmon import metrics, services
-from fastmon.messaging.outbox import FEED_BATCH, prune_outbox, relay_outbox, relay_to_monitor
-from fastmon.messaging.transports import StompTransport
-from fastmon.swf_monitor import MonitorUnavailable
+from fastmon import metrics
+from fastmon.outbox.feed import FEED_BATCH, relay_to_monitor
+from fastmon.outbox.relay import prune_outbox, relay_outbox
+from fastmon.outbox.swf_monitor import MonitorUnavailable
+from fastmon.sampling import dispatch, service
+from fastmon.subscribers.service import expire_subscribers
+from fastmon.transport.stomp import StompTransport
 
 logger = logging.getLogger("fastmon.tasks")
 
@@ -35,7 +38,7 @@ RELIABLE = {
 @shared_task(name="fastmon.sample_stfs", **RELIABLE)
 def sample_stfs(stf_filenames: list[str]) -> dict[str, int]:
     with metrics.SAMPLING_SECONDS.time():
-        return asdict(services.sample_stfs(stf_filenames))
+        return asdict(service.sample_stfs(stf_filenames))
 
 
 @shared_task(name="fastmon.relay_outbox", **RELIABLE)
@@ -69,7 +72,15 @@ def periodic_checks() -> dict[str, int]:
     """The hook for Celery beat (README): checks that catch what fell through the cracks, and
     housekeeping."""
     return {
-        "enqueued_for_sampling": services.sweep_unsampled(),
-        "subscribers_lapsed": services.expire_subscribers(),
+        "enqueued_for_sampling": dispatch.sweep_unsampled(),
+        "subscribers_lapsed": expire_subscribers(),
         "outbox_rows_pruned": prune_outbox(),
     }
+
+
+def _send_to_workers(stf_filenames: list[str]) -> None:
+    # retry=False: a consumer must never wait on a sick Celery broker.
+    sample_stfs.apply_async((stf_filenames,), retry=False)
+
+
+dispatch.register_sender(_send_to_workers)

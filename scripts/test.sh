@@ -3,18 +3,24 @@
 # PostgreSQL, Redis and ActiveMQ on loopback (scripts/services.sh), the live pages' static files
 # and Chromium for the browser tests, lint, then pytest.
 # Extra arguments go to pytest:  scripts/test.sh -k ingest
+# `scripts/test.sh -m unit` runs the tests that need no service, and starts none.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${FASTMON_VENV:-.venv}
 
+units_only=false
+[ "$*" = "-m unit" ] && units_only=true
+
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip
 "$VENV/bin/python" -m pip install -q -e '.[test]'
-scripts/services.sh up
-scripts/build_static.sh
-if [ ! -x /usr/bin/chromium ]; then
-    echo "[test] installing chromium with apt (the browser tests drive it headless)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+if ! $units_only; then
+    scripts/services.sh up
+    scripts/build_static.sh
+    if [ ! -x /usr/bin/chromium ]; then
+        echo "[test] installing chromium with apt (the browser tests drive it headless)"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    fi
 fi
 "$VENV/bin/ruff" format --check .
 "$VENV/bin/ruff" check .

@@ -1,4 +1,9 @@
-"""Shared fixtures. Tests use real services; one that is down fails the test, naming it."""
+"""Shared fixtures. Tests use real services; one that is down fails the test, naming it.
+
+Every test is marked by what it needs (``pytest_collection_modifyitems``): ``browser`` (headless
+Chromium), ``integration`` (PostgreSQL, Redis or ActiveMQ), or else ``unit`` (nothing):
+``scripts/test.sh -m unit`` runs without any service.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +30,31 @@ from django.db import connection
 from fastmon.conf import fastmon_settings
 
 START_HINT = "start it with `scripts/services.sh up`"
+
+# Fixtures that reach a real service; a test using any of them (directly or through another
+# fixture) is an integration test.
+SERVICE_FIXTURES = {
+    "db", "transactional_db", "django_db_setup", "live_server", "redis_url", "stomp_address",
+    "stomp_connection", "start_process", "db_proxy",
+}  # fmt: skip
+# Tests that reach a service through the site's settings rather than a fixture.
+SERVICE_MODULES = {"test_site", "test_live"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        needs = set(getattr(item, "fixturenames", ()))
+        module = item.module.__name__.rpartition(".")[2] if item.module else ""
+        if "browser" in needs:
+            item.add_marker(pytest.mark.browser)
+        elif (
+            needs & SERVICE_FIXTURES
+            or item.get_closest_marker("django_db")
+            or module in SERVICE_MODULES
+        ):
+            item.add_marker(pytest.mark.integration)
+        else:
+            item.add_marker(pytest.mark.unit)
 
 
 def require_service(name: str, host: str, port: int) -> None:
@@ -96,6 +126,17 @@ def wait_until(
             shown = f"\n{context()}" if context else ""
             pytest.fail(f"timed out after {timeout}s waiting for {what}{shown}", pytrace=False)
         time.sleep(0.1)
+
+
+def holds_for(condition: Callable[[], Any], seconds: float, what: str) -> None:
+    """Check ``condition()`` again and again for ``seconds``; fail as soon as it is false. For
+    "nothing more happens": a violation shows the moment it happens, not after a fixed sleep."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not condition():
+            pytest.fail(f"{what} stopped holding", pytrace=False)
+        time.sleep(0.02)
+    assert condition(), f"{what} stopped holding"
 
 
 class ServiceProcess:

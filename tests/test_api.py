@@ -13,6 +13,7 @@ from django.test import override_settings
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from fastmon.ingest.pipeline import ingest_message
 from fastmon.models import (
     DeadLetter,
     LiveEvent,
@@ -22,14 +23,15 @@ from fastmon.models import (
     Subscriber,
     TfSample,
 )
-from fastmon.sampling import TfRange
-from fastmon.services import SamplePlan, ingest_message, record_tf_samples, sample_stfs
+from fastmon.sampling.policy import TfRange
+from fastmon.sampling.samples import SamplePlan, record_tf_samples
+from fastmon.sampling.service import sample_stfs
 from fastmon.testing.messages import example, example_body
 
 pytestmark = pytest.mark.django_db
 
 API = "/fastmon/api"
-# swf-monitor's FastMonFile fields (shared/spec/README.md), every one of them.
+# swf-monitor's FastMonFile fields (docs/wire-formats.md), every one of them.
 SWF_MONITOR_FIELDS = {
     "tf_file_id",
     "stf_file",

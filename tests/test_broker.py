@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import stomp
 
+from fastmon.ingest.messages import InboundMessage, Outcome
+from fastmon.ingest.pipeline import ingest_batch
 from fastmon.models import DeadLetter, Run, StfFile
-from fastmon.services import InboundMessage, Outcome, ingest_batch
 from fastmon.testing.broker import subscribed
 from fastmon.testing.messages import RUN_ORDER, example_body
 from tests.conftest import broker_login

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connection as database
 from django.db import transaction
 
 from fastmon.conf import fastmon_settings
-from fastmon.messaging.retry import backoff_delay
 from fastmon.models import DeadLetter, Run, StfFile
+from fastmon.retry import backoff_delay
 from fastmon.testing.broker import publish as send
 from fastmon.testing.broker import subscribed
 from fastmon.testing.messages import RUN_ORDER, example, example_body
@@ -214,7 +215,7 @@ def test_sigterm_stops_in_bounded_time_while_ingest_hangs_on_the_database(
     with transaction.atomic():  # another session holds the STF's row: ingest waits on it
         StfFile.objects.select_for_update().get()
         publish(unique_topic, [stf_gen(1)], stomp_address)
-        time.sleep(1.0)  # the announcement is in the ingest process, blocked
+        wait_until(ingest_waits_on_a_lock, 10, "ingest blocked on the locked row")
         started = time.monotonic()
         consumer.signal(signal.SIGTERM)
         assert consumer.wait(timeout=15) == 0
@@ -223,6 +224,16 @@ def test_sigterm_stops_in_bounded_time_while_ingest_hangs_on_the_database(
     # Not acked: the broker still holds it for the durable subscription.
     assert len(leftover_on_durable_subscription(stomp_address, settings["AGENT_NAME"],
                                                 unique_topic)) == 1  # fmt: skip
+
+
+def ingest_waits_on_a_lock() -> bool:
+    """Another session waits on a row lock (the activity view is a snapshot per transaction:
+    it is taken afresh each time)."""
+    with database.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                       " AND datname = current_database()")  # fmt: skip
+        return cursor.fetchone()[0] > 0
 
 
 def restart_broker() -> None:
@@ -337,8 +348,8 @@ def test_backoff_grows_exponentially_with_jitter_up_to_the_ceiling() -> None:
 
 
 def test_the_summary_backlog_counts_the_frames_in_ingest_as_well(caplog) -> None:
-    from fastmon.messaging.consumer import Consumer
-    from fastmon.messaging.transports import Delivery
+    from fastmon.runtime.consumer import Consumer
+    from fastmon.transport.base import Delivery
 
     consumer = Consumer(destinations=["/queue/fastmon.summary"], relay=False)
     frame = Delivery(stf_gen(1).encode(), {}, consumer.transport.generation)

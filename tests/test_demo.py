@@ -21,9 +21,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
-from fastmon.messaging.inprocess import InProcessBroker, InProcessTransport
-from fastmon.messaging.transports import BrokerUnreachable, Delivery, Outgoing
-from tests.conftest import ROOT, broker_login, wait_until
+from fastmon.transport.base import BrokerUnreachable, Delivery, Outgoing
+from fastmon.transport.inprocess import InProcessBroker, InProcessTransport
+from tests.conftest import ROOT, broker_login, holds_for, wait_until
 
 URL_LINE = re.compile(r"^fastmon demo: (http://127\.0\.0\.1:\d+/fastmon/)$", re.MULTILINE)
 
@@ -83,8 +83,7 @@ def test_prefetch_bounds_unacked_frames(
     transport.connect()
     transport.subscribe(["/queue/q"])
     wait_until(lambda: len(received.deliveries) == 3, 5, "three deliveries")
-    time.sleep(0.3)
-    assert len(received.deliveries) == 3
+    holds_for(lambda: len(received.deliveries) == 3, 0.3, "three deliveries and no more")
     transport.ack(received.deliveries[:2])
     wait_until(lambda: len(received.deliveries) == 5, 5, "the other two")
     assert received.bodies() == [b"0", b"1", b"2", b"3", b"4"]

@@ -13,9 +13,10 @@ from django.forms.models import model_to_dict
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
-from fastmon import services
+from fastmon.ingest import pipeline
+from fastmon.ingest.messages import InboundMessage, Outcome
+from fastmon.ingest.pipeline import ingest_batch, ingest_message
 from fastmon.models import DeadLetter, Run, StfFile
-from fastmon.services import InboundMessage, Outcome, ingest_batch, ingest_message
 from fastmon.testing.messages import RUN_ORDER, example, example_body
 
 pytestmark = pytest.mark.django_db
@@ -271,14 +272,14 @@ def test_the_batch_is_one_transaction(monkeypatch) -> None:
         finally:
             other.close()
 
-    apply_announcements = services._apply_announcements
+    apply_announcements = pipeline._apply_announcements
 
     def then_look(announcements):
         applied = apply_announcements(announcements)
         seen_mid_batch.append(count_from_another_connection())
         return applied
 
-    monkeypatch.setattr("fastmon.services._apply_announcements", then_look)
+    monkeypatch.setattr("fastmon.ingest.pipeline._apply_announcements", then_look)
     ingest_batch([InboundMessage(example_body(name), HEADERS)
                   for name in ("start_run", "stf_gen", "stf_ready")])  # fmt: skip
     assert seen_mid_batch == [(0, 0)]  # the run and the STF were written, not yet committed
@@ -289,7 +290,7 @@ def test_a_bug_on_one_message_dead_letters_it_and_the_batch_goes_on(monkeypatch)
     def broken(message):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr("fastmon.services._apply_run_message", broken)
+    monkeypatch.setattr("fastmon.ingest.pipeline.apply_run_message", broken)
     batch = ingest_batch(
         [InboundMessage(example_body("start_run"), HEADERS),
          InboundMessage(example_body("stf_gen"), HEADERS)]

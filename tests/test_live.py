@@ -16,9 +16,11 @@ from django.db import connections, transaction
 from django.test import override_settings
 from prometheus_client import REGISTRY
 
-from fastmon import live
+from fastmon.ingest.pipeline import ingest_message
+from fastmon.live import push
+from fastmon.live.events import record_live_events
+from fastmon.live.frames import event_frame
 from fastmon.models import LiveEvent
-from fastmon.services import ingest_message, record_live_events
 from fastmon.testing.messages import example
 from tests.asgi import application
 
@@ -134,11 +136,11 @@ async def test_a_slow_client_overflowing_its_queue_loses_nothing_and_is_told(con
         def store_without_push() -> list[dict[str, Any]]:
             events = [LiveEvent(kind="alarm", payload={"message": str(n)}) for n in range(10)]
             LiveEvent.objects.bulk_create(events)
-            return [live.event_frame(e) for e in events]
+            return [event_frame(e) for e in events]
 
         frames = await sync_to_async(store_without_push)()
         # Ten events in one push: two fit the queue, eight overflow.
-        await sync_to_async(live.broadcast)(frames)
+        await sync_to_async(push.broadcast)(frames)
         events, status = [], None
         while len(events) < 10 or status is None:
             frame = await communicator.receive_json_from(timeout=5)

@@ -11,13 +11,14 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.test import override_settings
 
-from fastmon.messaging.outbox import RELAY_LOCK, outbox_lag, relay_outbox
-from fastmon.messaging.transports import StompTransport
+from fastmon.ingest.pipeline import ingest_message
 from fastmon.models import OutboxMessage, StfFile, TfSample
-from fastmon.sampling import TfRange
-from fastmon.services import SamplePlan, ingest_message, record_tf_samples
+from fastmon.outbox.relay import RELAY_LOCK, outbox_lag, relay_outbox
+from fastmon.sampling.policy import TfRange
+from fastmon.sampling.samples import SamplePlan, record_tf_samples
 from fastmon.testing.broker import subscribed
 from fastmon.testing.messages import example, example_body
+from fastmon.transport.stomp import StompTransport
 from tests.conftest import broker_login
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -11,8 +11,9 @@ from django.contrib.auth.models import User
 from django.test import Client, override_settings
 from django.urls import set_script_prefix
 
+from fastmon.ingest.pipeline import ingest_message
 from fastmon.models import LiveEvent, Subscriber
-from fastmon.services import ingest_message, sample_stfs
+from fastmon.sampling.service import sample_stfs
 from fastmon.testing.messages import example
 
 pytestmark = pytest.mark.django_db

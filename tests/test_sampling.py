@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastmon.sampling import TESTBED, Policy, StfFacts, sample, select_ranges, should_sample
-from fastmon.services import tf_sample_filename
+from fastmon.sampling.policy import TESTBED, Policy, StfFacts, sample, select_ranges, should_sample
+from fastmon.sampling.samples import tf_sample_filename
 
 stf_names = st.builds(lambda run, seq: f"swf.{run}.{seq:06d}.stf",
                       st.integers(100010, 999999), st.integers(1, 99999))  # fmt: skip
@@ -71,7 +71,7 @@ def test_the_achieved_fraction_converges_on_the_target(fraction, seed) -> None:
 def test_the_same_seed_run_and_stf_give_the_same_samples_in_another_process() -> None:
     here = [(r.tf_first, r.tf_last) for r in select_ranges(TESTBED, facts())]
     code = (
-        "import json; from fastmon.sampling import TESTBED, StfFacts, select_ranges; "
+        "import json; from fastmon.sampling.policy import TESTBED, StfFacts, select_ranges; "
         "r = select_ranges(TESTBED, StfFacts('swf.101993.000001.stf', 101993, 1, 1000)); "
         "print(json.dumps([(x.tf_first, x.tf_last) for x in r]))"
     )

@@ -9,10 +9,13 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 
+from fastmon.ingest.pipeline import ingest_message
 from fastmon.models import LiveEvent, OutboxMessage, SamplingPolicy, StfFile, TfSample
-from fastmon.sampling import StfFacts, select_ranges
-from fastmon.services import current_policy, ingest_message, sample_stfs, save_policy_version
-from fastmon.storage import read_tf_ranges
+from fastmon.sampling import service
+from fastmon.sampling.policies import current_policy, save_policy_version
+from fastmon.sampling.policy import StfFacts, select_ranges
+from fastmon.sampling.reading import read_tf_ranges
+from fastmon.sampling.service import sample_stfs
 from fastmon.testing.messages import example
 
 pytestmark = pytest.mark.django_db
@@ -171,17 +174,15 @@ def test_bad_policy_parameters_are_refused_when_saved() -> None:
 
 
 def test_an_stf_that_cannot_be_registered_does_not_fail_its_neighbours(monkeypatch) -> None:
-    from fastmon import services
-
     names = [announce(number) for number in (1, 2, 3)]
-    register = services.record_tf_samples
+    register = service.record_tf_samples
 
     def fails_on_the_second(plans):
         if any(plan.stf.stf_filename == names[1] for plan in plans):
             raise RuntimeError("a bug")
         return register(plans)
 
-    monkeypatch.setattr("fastmon.services.record_tf_samples", fails_on_the_second)
+    monkeypatch.setattr("fastmon.sampling.service.record_tf_samples", fails_on_the_second)
     report = sample_stfs(names)
     assert (report.sampled, report.samples) == (2, 14)
     assert dict(StfFile.objects.values_list("stf_filename", "status")) == {

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from fastmon.messaging.schema import (
+from fastmon.ingest.schema import (
     MessageError,
     RunMessage,
     StfMessage,

@@ -15,24 +15,15 @@ from typing import Any
 
 import pytest
 
-from fastmon.management.commands.fastmon_simulate import byte_size
-from fastmon.messaging.schema import decode_body, validate_message
-from fastmon.simulator import (
-    MIN_WAIT_S,
-    DaqsimShape,
-    Run,
-    RunnerShape,
-    SimulationOptions,
-    Simulator,
-    Stf,
-    stf_ready,
-    write_stf_file,
-    zeros_adler32,
-)
-from fastmon.storage import local_path, read_tf_ranges, tf_offset
+from fastmon.ingest.schema import decode_body, validate_message
+from fastmon.sampling.reading import local_path, read_tf_ranges, tf_offset
+from fastmon.simulator.files import write_stf_file, zeros_adler32
+from fastmon.simulator.player import SimulationOptions, Simulator
+from fastmon.simulator.sending import byte_size
+from fastmon.simulator.shapes import MIN_WAIT_S, DaqsimShape, Run, RunnerShape, Stf, stf_ready
 from fastmon.testing.broker import subscribed
 from fastmon.testing.messages import example, example_body
-from tests.conftest import ServiceProcess, broker_login
+from tests.conftest import ServiceProcess, broker_login, wait_until
 
 FAST = 1e6  # STFs per second: no waiting, for tests of the sequence alone
 RUNNER = "workflow_runner-agent-daq-7"
@@ -202,7 +193,7 @@ def test_stop_ends_the_open_run_with_what_was_sent(tmp_path: Path) -> None:
     )  # fmt: skip
     thread = threading.Thread(target=simulator.run)
     thread.start()
-    time.sleep(0.2)
+    wait_until(lambda: "stf_gen" in types(sent), 5, "an STF announced")
     simulator.stop()
     thread.join(5)
     assert not thread.is_alive()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from fastmon.sampling import TESTBED, StfFacts, select_ranges
-from fastmon.storage import Unreachable, local_path, read_tf_ranges, tf_offset
+from fastmon.sampling.policy import TESTBED, StfFacts, select_ranges
+from fastmon.sampling.reading import Unreachable, local_path, read_tf_ranges, tf_offset
 
 GIB = 1024**3
 

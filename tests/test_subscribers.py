@@ -15,22 +15,17 @@ from django.conf import settings
 from django.test import override_settings
 from django.utils import timezone
 
-from fastmon import services
-from fastmon.messaging.outbox import relay_outbox
-from fastmon.messaging.transports import StompTransport
+from fastmon.ingest.messages import InboundMessage, Outcome
+from fastmon.ingest.pipeline import ingest_batch, ingest_message
 from fastmon.models import DeadLetter, OutboxMessage, StfFile, Subscriber
-from fastmon.sampling import TfRange
-from fastmon.services import (
-    InboundMessage,
-    Outcome,
-    SamplePlan,
-    ingest_batch,
-    ingest_message,
-    record_tf_samples,
-)
-from fastmon.subscriptions import SampleFacts, parse_subscription, selects
+from fastmon.outbox.relay import relay_outbox
+from fastmon.sampling.policy import TfRange
+from fastmon.sampling.samples import SamplePlan, record_tf_samples
+from fastmon.subscribers.rules import SampleFacts, parse_subscription, selects
+from fastmon.subscribers.service import save_subscriber
 from fastmon.testing.broker import Collector, subscribed
 from fastmon.testing.messages import example
+from fastmon.transport.stomp import StompTransport
 from tests.conftest import ServiceProcess, broker_login, wait_until
 from tests.test_consumer import consumer_settings, publish
 
@@ -53,7 +48,7 @@ def sample_all() -> list[str]:
 
 
 def expected(names: list[str], filters: dict, fraction: float, substates: dict[str, str]) -> set:
-    """The names a subscriber must get, by the rule itself (``fastmon.subscriptions``)."""
+    """The names a subscriber must get, by the rule itself (``fastmon.subscribers.rules``)."""
     chosen = set()
     for name in names:
         stf = name.split("_tf_")[0]
@@ -182,7 +177,7 @@ def stfs() -> list[StfFile]:
 
 
 def subscribe(name: str, destination: str) -> Subscriber:
-    return services.save_subscriber(
+    return save_subscriber(
         parse_subscription({"name": name, "destination": destination}), by="test"
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.test import override_settings
 
-from fastmon.subscriptions import (
+from fastmon.subscribers.rules import (
     RequestError,
     SampleFacts,
     check_reply_to,

@@ -11,18 +11,19 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 
-from fastmon.messaging.outbox import relay_to_monitor
+from fastmon.ingest.pipeline import ingest_message
 from fastmon.models import OutboxMessage, StfFile, TfSample
-from fastmon.sampling import TfRange
-from fastmon.services import SamplePlan, ingest_message, record_tf_samples
-from fastmon.swf_monitor import FASTMON_FILES_PATH
+from fastmon.outbox.feed import relay_to_monitor
+from fastmon.outbox.swf_monitor import FASTMON_FILES_PATH
+from fastmon.sampling.policy import TfRange
+from fastmon.sampling.samples import SamplePlan, record_tf_samples
 from fastmon.testing.swf_monitor import SwfMonitorStandIn
 from tests.conftest import ServiceProcess, wait_until
 from tests.test_consumer import consumer_settings, publish, stf_gen
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# The body today's testbed agent POSTs (../shared/spec/README.md).
+# The body today's testbed agent POSTs (docs/wire-formats.md).
 SPEC_FIELDS = {"stf_file", "tf_filename", "tf_first", "tf_last", "tf_count", "file_size_bytes",
                "status", "metadata"}  # fmt: skip
 

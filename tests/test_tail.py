@@ -14,9 +14,9 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
-from fastmon.live import event_frame
+from fastmon.live.frames import event_frame
 from fastmon.models import LiveEvent
-from fastmon.tail import Tally, describe, human_bytes, table
+from fastmon.tail.tally import Tally, describe, human_bytes, table
 from tests.conftest import ServiceProcess, TcpProxy, wait_until
 from tests.test_api import sampled_run
 

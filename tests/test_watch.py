@@ -13,12 +13,13 @@ from typing import Any
 
 import pytest
 
-from fastmon.messaging.consumer import ExitCode
+from fastmon.ingest.messages import Outcome
+from fastmon.ingest.pipeline import ingest_message
 from fastmon.models import DeadLetter, StfFile
-from fastmon.services import Outcome, ingest_message
+from fastmon.runtime.consumer import ExitCode
+from fastmon.runtime.watch import Settling, ingest_files, stf_ready_body
 from fastmon.testing.messages import example_body
-from fastmon.watch import Settling, ingest_files, stf_ready_body
-from tests.conftest import ServiceProcess, TcpProxy, wait_until
+from tests.conftest import ServiceProcess, TcpProxy, holds_for, wait_until
 
 StartProcess = Callable[..., ServiceProcess]
 SETTLE_S = 1.0
@@ -194,7 +195,15 @@ def test_watch_ingests_each_file_once_as_it_is_written_and_across_a_restart(
     (buffer / stf_name(5)).write_bytes(content(5))
     wait_until(lambda: ready(stf_name(5)), 20, "a file written after the restart",
                context=second.output)  # fmt: skip
-    time.sleep(2 * SETTLE_S)  # time for any mistaken second ingest to show
+    # A mistaken second ingest of any file would change its row while this holds.
+    holds_for(
+        lambda: all(
+            StfFile.objects.get(stf_filename=name).updated_at == updated_at
+            for name, updated_at in stamps.items()
+        ),
+        2 * SETTLE_S,
+        "the files ingested before the restart left alone",
+    )
 
     names = {stf_name(n) for n in range(1, 6)}
     assert set(StfFile.objects.values_list("stf_filename", flat=True)) == names

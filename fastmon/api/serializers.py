@@ -9,9 +9,9 @@ from typing import Any
 from django.utils import timezone
 from rest_framework import serializers
 
-from fastmon.live import event_frame
+from fastmon.live.frames import event_frame
 from fastmon.models import DeadLetter, LiveEvent, Run, SamplingPolicy, StfFile, Subscriber, TfSample
-from fastmon.subscriptions import RequestError, parse_subscription
+from fastmon.subscribers.rules import RequestError, parse_subscription
 
 
 class FastMonFileSerializer(serializers.ModelSerializer):
@@ -99,7 +99,7 @@ class SamplingPolicySerializer(serializers.ModelSerializer):
 
 
 class SubscriberSerializer(serializers.ModelSerializer):
-    """Writes are checked by ``fastmon.subscriptions``, the rules the STOMP control
+    """Writes are checked by ``fastmon.subscribers.rules``, the rules the STOMP control
     destination applies too; ``validated_data["subscription"]`` is what the view saves."""
 
     class Meta:

@@ -21,7 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework_csv.renderers import CSVRenderer
 
-from fastmon import selectors, services
+from fastmon import selectors
 from fastmon.api import filters
 from fastmon.api.serializers import (
     DeadLetterSerializer,
@@ -33,7 +33,11 @@ from fastmon.api.serializers import (
     SubscriberSerializer,
 )
 from fastmon.conf import fastmon_settings
+from fastmon.dead_letters.replay import NotPending, discard_dead_letter, replay_dead_letter
+from fastmon.ingest.messages import Outcome
 from fastmon.models import DeadLetter, Run, SamplingPolicy, StfFile, Subscriber
+from fastmon.sampling.policies import save_policy_version
+from fastmon.subscribers.service import remove_subscriber, save_subscriber
 
 
 class ListCSVRenderer(CSVRenderer):
@@ -148,13 +152,13 @@ class SamplingPolicyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
 
     def perform_create(self, serializer: serializers.BaseSerializer) -> None:
         policy = SamplingPolicy(**serializer.validated_data)
-        serializer.instance = services.save_policy_version(policy, created_by=self.user_name())
+        serializer.instance = save_policy_version(policy, created_by=self.user_name())
 
     def perform_update(self, serializer: serializers.BaseSerializer) -> None:
         policy = SamplingPolicy.objects.get(pk=serializer.instance.pk)
         for name, value in serializer.validated_data.items():
             setattr(policy, name, value)
-        serializer.instance = services.save_policy_version(policy, created_by=self.user_name())
+        serializer.instance = save_policy_version(policy, created_by=self.user_name())
 
 
 class SubscriberViewSet(viewsets.ModelViewSet, FastmonViewSet):
@@ -164,16 +168,16 @@ class SubscriberViewSet(viewsets.ModelViewSet, FastmonViewSet):
 
     def perform_create(self, serializer: serializers.BaseSerializer) -> None:
         subscription = serializer.validated_data["subscription"]
-        serializer.instance = services.save_subscriber(subscription, by=self.user_name())
+        serializer.instance = save_subscriber(subscription, by=self.user_name())
 
     def perform_update(self, serializer: serializers.BaseSerializer) -> None:
         subscription = serializer.validated_data["subscription"]
-        serializer.instance = services.save_subscriber(
+        serializer.instance = save_subscriber(
             subscription, by=self.user_name(), subscriber_id=serializer.instance.pk
         )
 
     def perform_destroy(self, instance: Subscriber) -> None:
-        services.remove_subscriber(instance.name)
+        remove_subscriber(instance.name)
 
 
 class DeadLetterViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, FastmonViewSet):
@@ -188,10 +192,10 @@ class DeadLetterViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Fastmo
     def replay(self, request: Request, pk: str) -> Response:
         letter = self.get_object()
         try:
-            result = services.replay_dead_letter(letter.pk, by=self.user_name())
-        except services.NotPending as exc:
+            result = replay_dead_letter(letter.pk, by=self.user_name())
+        except NotPending as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
-        stored = result.outcome is not services.Outcome.DEAD_LETTERED
+        stored = result.outcome is not Outcome.DEAD_LETTERED
         return Response(
             {"outcome": result.outcome, "detail": result.detail},
             status=status.HTTP_200_OK if stored else status.HTTP_422_UNPROCESSABLE_ENTITY,
@@ -201,8 +205,8 @@ class DeadLetterViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Fastmo
     @action(detail=True, methods=["post"])
     def discard(self, request: Request, pk: str) -> Response:
         try:
-            services.discard_dead_letter(self.get_object().pk, by=self.user_name())
-        except services.NotPending as exc:
+            discard_dead_letter(self.get_object().pk, by=self.user_name())
+        except NotPending as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response({"outcome": DeadLetter.Status.DISCARDED})
 

@@ -1,4 +1,4 @@
-"""The testbed's example messages (``shared/spec/examples``), shipped with the package."""
+"""The testbed's example messages, shipped with the package (``docs/wire-formats.md``)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """A stand-in for swf-monitor's REST API on loopback: a real HTTP server answering the way
-swf-monitor does (``../shared/spec/README.md``) for the endpoints fastmon calls, recording every
+swf-monitor does (``docs/wire-formats.md``) for the endpoints fastmon calls, recording every
 request. ``stop`` and ``start`` again on the same port make a monitor that goes away and comes
 back.
 
@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from fastmon.swf_monitor import FASTMON_FILES_PATH
+from fastmon.outbox.swf_monitor import FASTMON_FILES_PATH
 
 
 class SwfMonitorStandIn:

@@ -8,7 +8,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from fastmon.services import InboundMessage, ingest_batch
+from fastmon.ingest.messages import InboundMessage
+from fastmon.ingest.pipeline import ingest_batch
 
 
 class Command(BaseCommand):

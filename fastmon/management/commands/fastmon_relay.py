@@ -5,8 +5,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from fastmon.management.commands.run_fastmon import log_to_console
-from fastmon.messaging.consumer import Consumer
+from fastmon.runtime.console import log_to_console
+from fastmon.runtime.consumer import Consumer
 
 
 class Command(BaseCommand):

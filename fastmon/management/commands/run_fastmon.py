@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import logging
 import sys
 from argparse import ArgumentParser
 from typing import Any
@@ -8,8 +7,8 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from fastmon.conf import fastmon_settings
-from fastmon.messaging.consumer import Consumer
-from fastmon.watch import run_watching
+from fastmon.runtime.console import log_to_console
+from fastmon.runtime.consumer import Consumer
 
 
 class Command(BaseCommand):
@@ -35,16 +34,8 @@ class Command(BaseCommand):
         log_to_console(options["verbosity"])
         consumer = Consumer(relay=not no_relay)
         directories = watch or fastmon_settings.WATCH_DIRS
-        sys.exit(
-            run_watching(consumer, directories) if directories else consumer.run_until_signalled()
-        )
+        if not directories:
+            sys.exit(consumer.run_until_signalled())
+        from fastmon.runtime.watch import run_watching  # watchdog: the ``watch`` extra
 
-
-def log_to_console(verbosity: int) -> None:
-    """The operator's view when the site configures no logging for fastmon."""
-    logger = logging.getLogger("fastmon")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        logger.addHandler(handler)
-        logger.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
+        sys.exit(run_watching(consumer, directories))

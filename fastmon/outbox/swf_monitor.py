@@ -1,5 +1,5 @@
 """swf-monitor's REST API as fastmon calls it: agent heartbeats and its own fastmon-files table
-(``../shared/spec/README.md``). Standard library HTTP: two endpoints do not need a client
+(``docs/wire-formats.md``). Standard library HTTP: two endpoints do not need a client
 library, and every call has a timeout."""
 
 from __future__ import annotations

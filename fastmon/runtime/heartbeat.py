@@ -1,7 +1,7 @@
 """run_fastmon's reports on itself: heartbeats to swf-monitor and its ConsumerStatus row.
 
 Both run in daemon threads of their own, so a slow or absent monitor or database never delays a
-batch. The heartbeat is what every testbed agent sends (``../shared/spec/README.md``): a POST to
+batch. The heartbeat is what every testbed agent sends (``docs/wire-formats.md``): a POST to
 ``{SWF_MONITOR_URL}/api/systemagents/heartbeat/`` every HEARTBEAT_INTERVAL_S; no URL, none sent.
 The status row is for fastmon's own health checks, which run in other processes.
 """
@@ -12,52 +12,42 @@ import logging
 import os
 import socket
 import threading
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import Any, Protocol
 
 from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from fastmon.conf import fastmon_settings
-from fastmon.messaging.retry import backoff_delay
 from fastmon.models import ConsumerStatus
-from fastmon.swf_monitor import send_heartbeat
+from fastmon.outbox.bodies import heartbeat_payload
+from fastmon.outbox.swf_monitor import send_heartbeat
+from fastmon.retry import backoff_delay
 
-if TYPE_CHECKING:
-    from fastmon.messaging.consumer import Consumer
+
+class Connected(Protocol):
+    """What the reporter reads of a broker connection."""
+
+    @property
+    def connected(self) -> bool: ...
+
+
+class Reported(Protocol):
+    """What the reporter reads of the process it reports on (the consumer)."""
+
+    started: threading.Event
+    last_message_at: datetime | None
+    transport: Connected
+
 
 logger = logging.getLogger("fastmon.heartbeat")
 
 
-def heartbeat_payload(
-    *,
-    agent_name: str,
-    connected: bool,
-    state: str,
-    namespace: str | None,
-    pid: int,
-    hostname: str,
-    description: str = "",
-) -> dict[str, Any]:
-    """The testbed agents' heartbeat body, field for field. Without the broker fastmon ingests
-    nothing: that is a WARNING, since it reconnects by itself."""
-    return {
-        "instance_name": agent_name,
-        "agent_type": "fastmon",
-        "status": "OK" if connected else "WARNING",
-        "description": description,
-        "mq_connected": connected,
-        "pid": pid,
-        "hostname": hostname,
-        "operational_state": state,
-        "namespace": namespace,
-    }
-
-
 class StatusReporter:
-    """The two reporting threads of one Consumer, which only read its attributes; ``stop``
+    """The two reporting threads of one consumer, which only read what ``Reported`` names; ``stop``
     removes its row and says EXITED."""
 
-    def __init__(self, consumer: Consumer) -> None:
+    def __init__(self, consumer: Reported) -> None:
         self.consumer = consumer
         self.stopping = threading.Event()
         self.threads: list[threading.Thread] = []

@@ -1,6 +1,6 @@
-"""The live pages' push path: the shape of an event on the wire and its fan-out through the
-Channels layer. Events are stored first (``services.record_live_events``); this only tells the
-connected pages, so a push that never arrives costs latency, not data."""
+"""The live pages' push path: committed events fanned out through the Channels layer. Events
+are stored first (``events.record_live_events``); this only tells the connected pages, so a push
+that never arrives costs latency, not data."""
 
 from __future__ import annotations
 
@@ -12,24 +12,11 @@ from typing import Any
 
 from channels.layers import BaseChannelLayer, get_channel_layer
 
-from fastmon.models import LiveEvent
-
 logger = logging.getLogger("fastmon.live")
 
 GROUP = "fastmon.live"
 # Pushes waiting for the channel layer (Redis slow or away) before new ones are dropped.
 MAX_PENDING_PUSHES = 100
-
-
-def event_frame(event: LiveEvent) -> dict[str, Any]:
-    """One event as pages, the API and ``fastmon_tail --json`` see it."""
-    return {
-        "sequence": event.pk,
-        "kind": event.kind,
-        "run_number": event.run_number,
-        "payload": event.payload,
-        "created_at": event.created_at.isoformat().replace("+00:00", "Z"),
-    }
 
 
 def broadcast(frames: list[dict[str, Any]]) -> None:

@@ -1,4 +1,4 @@
-"""The broker connection, behind a small interface the consumer and the outbox relay share.
+"""The testbed's broker over STOMP, behind the interface ``base`` describes.
 
 ``StompTransport`` speaks STOMP (stomp.py) to ActiveMQ Classic or Artemis. Its listener runs on
 stomp.py's receiver thread and only hands frames over: it never blocks, never reconnects and
@@ -15,61 +15,28 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import stomp
 from stomp.exception import StompException
 
 from fastmon.conf import fastmon_settings
+from fastmon.transport.base import (
+    BatchAnswer,
+    BrokerAuthFailed,
+    BrokerRefused,
+    BrokerUnreachable,
+    Delivery,
+    Outgoing,
+    durable_subscription_name,
+    is_durable,
+)
 
 logger = logging.getLogger("fastmon.broker")
 
 
-class BrokerError(Exception):
-    """The broker could not be used; the subclass says why."""
-
-
-class BrokerUnreachable(BrokerError):
-    """No broker answered at any configured host and port (or the connection was lost)."""
-
-
-class BrokerAuthFailed(BrokerError):
-    """The broker refused fastmon's user name or password."""
-
-
-class BrokerRefused(BrokerError):
-    """The broker answered with an ERROR frame (a destination it refuses, for example)."""
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """One MESSAGE frame, tagged with the connection it came on."""
-
-    body: bytes
-    headers: Mapping[str, str]
-    generation: int
-    received_at: float = field(default_factory=time.time)
-
-
-# What the broker made of a batch sent: taken, refused (why), or no answer (connection lost).
-BatchAnswer = bool | str | None
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    destination: str
-    body: str
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-
 _AUTH_WORDS = ("password", "authenticat", "credential", "not authorized", "login")
-
-
-def validate_destination(destination: str) -> None:
-    if not destination.startswith(("/topic/", "/queue/")) or destination.endswith("/"):
-        raise ValueError(f"destination {destination!r} must be /topic/<name> or /queue/<name>")
 
 
 def _ack_frame(headers: dict[str, str]) -> bytes:
@@ -366,16 +333,6 @@ def _accepts(host: tuple[str, int], timeout: float) -> bool:
     except OSError:
         return False
     return True
-
-
-def is_durable(destination: str) -> bool:
-    """Topics get a durable subscription unless DURABLE_SUBSCRIPTION is off; queues never."""
-    return destination.startswith("/topic/") and fastmon_settings.DURABLE_SUBSCRIPTION
-
-
-def durable_subscription_name(destination: str) -> str:
-    """Stable per topic, so a restarted fastmon resumes the same durable subscription."""
-    return f"{fastmon_settings.SUBSCRIPTION_NAME}.{destination.removeprefix('/topic/')}"
 
 
 def _publish(message: Outgoing) -> dict[str, str]:

@@ -4,7 +4,7 @@ For sites without a data agent (the old agent's continuous mode). A watchdog obs
 or polling where inotify sees nothing or fails) only notes which ``*.stf`` paths changed; the
 watcher's own thread waits until a file has been quiet for ``WATCH_SETTLE_S`` (a DAQ may write
 slowly, or write under a temporary name and rename), then ingests an ``stf_ready`` body for it
-through ``services.ingest_batch``, the consumer's door, so the domain rules have one home.
+through ``ingest_batch``, the consumer's door, so the domain rules have one home.
 
 "Once" survives restarts without any state of the watcher's own: at start every file already in
 the directories is a candidate again, and a file whose STF is stored as ready (or further) is
@@ -39,17 +39,14 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from fastmon.conf import fastmon_settings
-from fastmon.messaging.consumer import (
-    TRANSIENT_DB_ERRORS,
-    Consumer,
-    ExitCode,
-    backoff_delay,
-    refresh_db_connections,
-)
-from fastmon.messaging.schema import STF_FILENAME_RE
+from fastmon.ingest.messages import InboundMessage, MessageResult, Outcome
+from fastmon.ingest.pipeline import ingest_batch
+from fastmon.ingest.schema import STF_FILENAME_RE
 from fastmon.models import StfFile
-from fastmon.services import InboundMessage, MessageResult, Outcome, ingest_batch
-from fastmon.storage import read_tf_ranges
+from fastmon.retry import backoff_delay
+from fastmon.runtime.connections import TRANSIENT_DB_ERRORS, refresh_db_connections
+from fastmon.runtime.consumer import Consumer, ExitCode
+from fastmon.sampling.reading import read_tf_ranges
 
 logger = logging.getLogger("fastmon.watch")
 

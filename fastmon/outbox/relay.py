@@ -1,9 +1,9 @@
-"""The outbox relays: deliver committed outbox rows, then mark them sent.
+"""The broker relay: deliver committed outbox rows, then mark them sent.
 
 Two transports. Broker rows (``tf_file_registered`` on PUBLISH_DESTINATION, subscribers'
-copies, control replies) go out from run_fastmon's loop (``relay_outbox``); swf-monitor rows
-(its fastmon-files table) are POSTed from a thread of their own (``MonitorFeed``), so a slow
-monitor never delays ingest.
+copies, control replies) go out from run_fastmon's loop (``relay_outbox``, here); swf-monitor
+rows (its fastmon-files table) are POSTed from a thread of their own (``feed.MonitorFeed``), so a
+slow monitor never delays ingest.
 
 Broker rows are sent in ``id`` order per destination, each destination's rows confirmed by a
 receipt of their own (all sent at once, then all answers awaited): a destination the broker
@@ -15,23 +15,22 @@ message carries a natural key (``tf_filename``) that makes a repeat recognisable
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from django.db import DatabaseError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Count, F, Min, Q
 from django.utils import timezone
 
-from fastmon import metrics, swf_monitor
+from fastmon import metrics
 from fastmon.conf import fastmon_settings
-from fastmon.messaging.retry import backoff_delay
-from fastmon.messaging.transports import BatchAnswer, Outgoing
 from fastmon.models import OutboxMessage, Subscriber, TfSample
+from fastmon.retry import backoff_delay
+from fastmon.subscribers.service import drop_subscriber_backlog
+from fastmon.transport.base import BatchAnswer, Outgoing
 
 logger = logging.getLogger("fastmon.outbox")
 
@@ -91,7 +90,7 @@ def relay_outbox(transport: Sender, limit: int | None = None) -> int:
                 _defer(group, f"no answer from the broker within {timeout:.0f}s", now)
             elif answer is None:
                 logger.warning("outbox: %d messages wait for the broker", len(group))
-                _count_attempt(group, "no answer from the broker (connection lost?)")
+                count_attempt(group, "no answer from the broker (connection lost?)")
     return len(taken)
 
 
@@ -109,7 +108,7 @@ def _relay_lock() -> bool:
 RELAY_LOCK = 0x666D726C
 
 
-def _count_attempt(rows: list[OutboxMessage], error: str, **also: object) -> None:
+def count_attempt(rows: list[OutboxMessage], error: str, **also: object) -> None:
     OutboxMessage.objects.filter(pk__in=[row.pk for row in rows]).update(
         attempts=F("attempts") + 1, last_error=error, **also
     )
@@ -140,26 +139,13 @@ def _defer(group: list[OutboxMessage], error: str, now: datetime) -> None:
     delay = backoff_delay(failures - 1, cap=fastmon_settings.OUTBOX_RETRY_MAX_S)
     logger.warning("outbox: %s refused %d messages (failure %d, retry in %.1fs): %s",
                    destination, len(group), failures, delay, error)  # fmt: skip
-    _count_attempt(group, error, next_attempt_at=now + timedelta(seconds=delay))
-
-
-def drop_subscriber_backlog(subscriber_id: int, reason: str) -> int:
-    """Set a subscriber inactive and give up its undelivered rows, counted as dropped."""
-    dropped = OutboxMessage.objects.undelivered(subscriber_id).update(
-        failed_at=timezone.now(), last_error=reason
-    )
-    Subscriber.objects.filter(pk=subscriber_id).update(
-        active=False, dropped_count=F("dropped_count") + dropped, last_error=reason
-    )
-    logger.error("subscriber %s set inactive, %d messages dropped: %s",
-                 subscriber_id, dropped, reason)  # fmt: skip
-    return dropped
+    count_attempt(group, error, next_attempt_at=now + timedelta(seconds=delay))
 
 
 def _mark_sent(rows: list[OutboxMessage], now: datetime) -> None:
     if not rows:
         return
-    _count_attempt(rows, "", sent_at=now, next_attempt_at=None)
+    count_attempt(rows, "", sent_at=now, next_attempt_at=None)
     delivered = Counter(row.subscriber_id for row in rows if row.subscriber_id)
     for subscriber_id, count in delivered.items():
         Subscriber.objects.filter(pk=subscriber_id).update(
@@ -201,115 +187,3 @@ def outbox_lag() -> tuple[int, float | None]:
     lag = stats["pending"], (timezone.now() - oldest).total_seconds() if oldest else None
     metrics.set_outbox_lag(*lag)
     return lag
-
-
-# -- swf-monitor --------------------------------------------------------------------------------
-
-# Rows POSTed per transaction: their locks are held across the requests, so a few at a time.
-FEED_BATCH = 50
-
-
-def relay_to_monitor(limit: int) -> int:
-    """POST up to ``limit`` due swf-monitor rows in order; return how many were tried.
-
-    A 2xx that echoes the sample, or a 400 for a sample swf-monitor already has (a POST whose
-    answer was lost), counts as sent. Any other 400 (an STF it does not know) is a refusal,
-    recorded on the row with swf-monitor's words, final. Anything else swf-monitor answers
-    (5xx, another 4xx, an answer that is not the sample) is retried for that row alone, with
-    backoff, so one bad row never holds up the rest. When swf-monitor cannot be reached at all,
-    ``MonitorUnavailable`` propagates (after recording the attempt): the caller waits.
-    """
-    now = timezone.now()
-    unreachable: swf_monitor.MonitorUnavailable | None = None
-    tried = 0
-    with transaction.atomic():
-        rows = (
-            OutboxMessage.objects.pending(OutboxMessage.Transport.SWF_MONITOR)
-            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
-            .select_for_update(skip_locked=True)
-            .order_by("id")[:limit]
-        )
-        for row in rows:
-            tried += 1
-            try:
-                refusal = _register_in_monitor(row)
-            except swf_monitor.MonitorUnavailable as exc:
-                if not exc.answered:
-                    _count_attempt([row], str(exc))
-                    unreachable = exc
-                    break
-                delay = backoff_delay(row.attempts, cap=fastmon_settings.OUTBOX_RETRY_MAX_S)
-                logger.warning("swf-monitor: %s retried in %.0fs: %s", row.subject, delay, exc)
-                _count_attempt([row], str(exc), next_attempt_at=now + timedelta(seconds=delay))
-                continue
-            if refusal:
-                logger.warning("swf-monitor refused %s: %s", row.subject, refusal)
-                _count_attempt([row], refusal, failed_at=timezone.now())
-            else:
-                _count_attempt([row], "", sent_at=timezone.now())
-    if unreachable is not None:
-        raise unreachable
-    return tried
-
-
-def _register_in_monitor(row: OutboxMessage) -> str:
-    """POST one sample; return swf-monitor's refusal, or "" once it has the sample."""
-    answer = swf_monitor.call("POST", row.destination, json.loads(row.body))
-    if answer.ok:
-        echoed = answer.json()
-        if isinstance(echoed, dict) and echoed.get("tf_filename") == row.subject:
-            return ""
-        raise swf_monitor.MonitorUnavailable(
-            f"HTTP {answer.status} without the sample in it: {answer.text[:200]!r}",
-            answered=True,
-        )
-    if answer.status != 400:
-        raise swf_monitor.MonitorUnavailable(
-            f"HTTP {answer.status}: {answer.text[:200]}", answered=True
-        )
-    if swf_monitor.fastmon_file_registered(row.subject):
-        return ""
-    return f"HTTP 400: {answer.text[:1000]}"
-
-
-class MonitorFeed:
-    """The thread that keeps swf-monitor's fastmon-files fed while SWF_MONITOR_FEED is on."""
-
-    def __init__(self) -> None:
-        self.stopping = threading.Event()
-        self.thread: threading.Thread | None = None
-
-    @staticmethod
-    def enabled() -> bool:
-        return bool(fastmon_settings.SWF_MONITOR_FEED and fastmon_settings.SWF_MONITOR_URL)
-
-    def start(self) -> None:
-        if self.enabled():
-            self.thread = threading.Thread(target=self._loop, name="fastmon-feed", daemon=True)
-            self.thread.start()
-
-    def stop(self) -> None:
-        """Briefly: a POST in flight that is cut short is sent again by the next run."""
-        if self.thread is not None:
-            self.stopping.set()
-            self.thread.join(timeout=2.0)
-
-    def _loop(self) -> None:
-        """Own database connection (Django's are per thread), closed after a failure."""
-        attempt, delay = 0, 0.0
-        try:
-            while not self.stopping.wait(delay):
-                try:
-                    tried = relay_to_monitor(FEED_BATCH)
-                    attempt = 0
-                    delay = 0.0 if tried == FEED_BATCH else fastmon_settings.OUTBOX_POLL_S
-                except Exception as exc:  # the thread must outlive anything one round meets
-                    delay = backoff_delay(attempt, cap=fastmon_settings.OUTBOX_RETRY_MAX_S)
-                    attempt += 1
-                    expected = isinstance(exc, swf_monitor.MonitorUnavailable | DatabaseError)
-                    log = logger.warning if expected else logger.exception
-                    log("swf-monitor feed waits %.1fs: %s", delay, exc)
-                    if isinstance(exc, DatabaseError):
-                        connection.close()
-        finally:
-            connection.close()

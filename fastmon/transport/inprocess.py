@@ -3,7 +3,7 @@
 ``InProcessTransport`` has the interface the consumer and the outbox relay use of
 ``StompTransport`` (``connect``, ``subscribe``, ``ack``, ``send``, ``generation``, deliveries
 handed to ``on_delivery`` from a thread of its own), so ``FASTMON["TRANSPORT"] =
-"fastmon.messaging.inprocess.InProcessTransport"`` runs the same consumer on no broker at all.
+"fastmon.transport.inprocess.InProcessTransport"`` runs the same consumer on no broker at all.
 
 Every transport of the process shares one ``InProcessBroker`` (``BROKER``). A destination is a
 bounded FIFO: messages wait there until a subscriber takes them, as on a queue or a durable
@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from fastmon.conf import fastmon_settings
-from fastmon.messaging.transports import BatchAnswer, BrokerUnreachable, Delivery, Outgoing
+from fastmon.transport.base import BatchAnswer, BrokerUnreachable, Delivery, Outgoing
 
 # How often a delivery thread looks up from an empty destination to see if it should stop.
 POLL_S = 0.1

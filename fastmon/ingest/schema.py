@@ -1,4 +1,4 @@
-"""The testbed's inbound message formats (``shared/spec``), parsed and validated.
+"""The testbed's inbound message formats (``docs/wire-formats.md``), parsed and validated.
 
 Pure Python (pydantic, no Django): ``decode_body`` and ``validate_message`` turn a raw STOMP
 body into a typed message or raise ``MessageError`` with a reason code and a sentence an operator

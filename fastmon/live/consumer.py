@@ -18,8 +18,10 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from fastmon import live, metrics, selectors
+from fastmon import metrics, selectors
 from fastmon.conf import fastmon_settings
+from fastmon.live.frames import event_frame
+from fastmon.live.push import GROUP
 from fastmon.models import LiveEvent
 
 FORBIDDEN = 4403  # close codes: 4000 + the HTTP status they stand for
@@ -46,7 +48,7 @@ class LiveEventsConsumer(AsyncJsonWebsocketConsumer):
         self.overflowed = 0  # live events that found the queue full (read back later)
         self.read_back = 0  # events sent from the database after a gap
         self.behind = False  # the queue turned events away: read them back once it drains
-        await self.channel_layer.group_add(live.GROUP, self.channel_name)
+        await self.channel_layer.group_add(GROUP, self.channel_name)
         await self.accept()
         # Joined before reading: an event committed meanwhile is in the group or in the read.
         # One trip to the database: a server restart reconnects every page at once.
@@ -55,7 +57,7 @@ class LiveEventsConsumer(AsyncJsonWebsocketConsumer):
         metrics.WEBSOCKET_CLIENTS.inc()  # paired with the dec in disconnect, as the sender is
 
     async def disconnect(self, code: int) -> None:
-        await self.channel_layer.group_discard(live.GROUP, self.channel_name)
+        await self.channel_layer.group_discard(GROUP, self.channel_name)
         sender = getattr(self, "sender", None)
         if sender is not None:
             metrics.WEBSOCKET_CLIENTS.dec()
@@ -72,7 +74,7 @@ class LiveEventsConsumer(AsyncJsonWebsocketConsumer):
             await super().dispatch(message)
 
     async def live_events(self, message: dict[str, Any]) -> None:
-        """A committed batch pushed by ``live.broadcast``: queued, never waited on."""
+        """A committed batch pushed by ``push.broadcast``: queued, never waited on."""
         for frame in message["events"]:
             try:
                 self.queue.put_nowait(frame)
@@ -162,4 +164,4 @@ def _opening(since: int | None) -> tuple[int, int | None, list[dict[str, Any]]]:
 
 def _events_after(sequence: int, upto: int | None) -> list[dict[str, Any]]:
     events = selectors.events_since(sequence, REPLAY_PAGE, upto=upto)
-    return [live.event_frame(event) for event in events]
+    return [event_frame(event) for event in events]

@@ -11,32 +11,29 @@ subscription, and the intake holds exactly that many.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import logging
-import multiprocessing
-import queue
 import signal
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import IntEnum
-from multiprocessing.connection import Connection
-from typing import Any
-from weakref import WeakKeyDictionary
 
-from django.db import DatabaseError, InterfaceError, OperationalError, connections
+from django.db import DatabaseError
 from django.utils.module_loading import import_string
 
 from fastmon import metrics
 from fastmon.conf import fastmon_settings
-from fastmon.heartbeat import StatusReporter
-from fastmon.messaging.outbox import MonitorFeed, outbox_lag, relay_outbox
-from fastmon.messaging.retry import backoff_delay
-from fastmon.messaging.transports import (
+from fastmon.models import Run
+from fastmon.outbox.feed import MonitorFeed
+from fastmon.outbox.relay import outbox_lag, relay_outbox
+from fastmon.retry import backoff_delay
+from fastmon.runtime.connections import TRANSIENT_DB_ERRORS, refresh_db_connections
+from fastmon.runtime.heartbeat import StatusReporter
+from fastmon.runtime.ingest_worker import IngestDied, IngestProcess, InlineIngest, frames_of
+from fastmon.runtime.intake import Intake
+from fastmon.runtime.stats import Stats, count_batch
+from fastmon.transport.base import (
     BrokerAuthFailed,
     BrokerError,
     BrokerRefused,
@@ -46,13 +43,11 @@ from fastmon.messaging.transports import (
     is_durable,
     validate_destination,
 )
-from fastmon.models import Run
-from fastmon.services import InboundMessage, Outcome, ReadBatch, ingest_read, read_batch
 
 logger = logging.getLogger("fastmon.consumer")
 
-# Failures that pass: the database or its connection is away for a while.
-TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
+# Batches handed to ingest at once: one committing, the next waiting behind it.
+MAX_IN_FLIGHT = 2
 
 
 class ExitCode(IntEnum):
@@ -64,285 +59,6 @@ class ExitCode(IntEnum):
     UNREACHABLE = 4  # no broker answered within STARTUP_CONNECT_TIMEOUT_S
     DATABASE = 5  # the database did not answer within STARTUP_CONNECT_TIMEOUT_S
     REFUSED = 6  # the broker refused the connection or a subscription
-
-
-def refresh_db_connections() -> None:
-    """Drop database connections that broke or grew old, before each batch.
-
-    Django's ``close_old_connections`` would also close a healthy connection whenever the
-    site's CONN_MAX_AGE is 0 (the default), and reconnecting for every batch cost run_fastmon
-    about a tenth of its time; a consumer keeps its connection for DB_CONNECTION_MAX_AGE_S.
-    """
-    max_age = fastmon_settings.DB_CONNECTION_MAX_AGE_S
-    for connection in connections.all(initialized_only=True):
-        if connection.connection is None:
-            continue
-        seen = _first_seen.get(connection)
-        if seen is None or seen[0] is not connection.connection:
-            seen = _first_seen[connection] = (connection.connection, time.monotonic())
-        too_old = time.monotonic() - seen[1] > max_age
-        if too_old or (connection.errors_occurred and not connection.is_usable()):
-            connection.close()
-
-
-# Per Django connection, its driver connection and when that was first seen (a reconnect brings
-# a new one). Keyed by Django's wrapper: sqlite3's connections take no weak references.
-_first_seen: WeakKeyDictionary[Any, tuple[Any, float]] = WeakKeyDictionary()
-
-
-# What crosses to the ingest process: per frame its body, headers and time of arrival.
-Frames = list[tuple[bytes, Mapping[str, str], float]]
-# A committed batch as the loop needs it: how many messages of each msg_type met each outcome
-# (cheaper to send across than a result per message).
-Tally = Counter[tuple[str, Outcome]]
-# An ingest's answer: the batch's tally, or the exception it raised.
-IngestOutcome = Tally | Exception
-# Batches handed to ingest at once: one committing, the next waiting behind it.
-MAX_IN_FLIGHT = 2
-
-
-def _frames(batch: list[Delivery]) -> Frames:
-    return [(d.body, d.headers, d.received_at) for d in batch]
-
-
-def _read(frames: Frames) -> ReadBatch | Exception:
-    """A batch through ``read_batch``, the half of ingest that needs no database."""
-    try:
-        return read_batch(
-            InboundMessage(body, headers, datetime.fromtimestamp(received_at, UTC))
-            for body, headers, received_at in frames
-        )
-    except Exception as exc:
-        return exc
-
-
-def _ingest(batch: ReadBatch | Exception) -> IngestOutcome:
-    """A read batch through ``ingest_read``; an exception (an outage) is returned, for the
-    loop."""
-    if isinstance(batch, Exception):
-        return batch
-    try:
-        refresh_db_connections()
-        result = ingest_read(batch)
-    except Exception as exc:
-        return exc
-    return Counter((message.msg_type, message.outcome) for message in result.results)
-
-
-class InOrder:
-    """Ingest batches in the order given. Once one fails, the batches already handed over
-    behind it are dropped unanswered until it comes again (``retry``), followed by them, so
-    none commits before it."""
-
-    def __init__(self) -> None:
-        self.failed = False
-
-    def __call__(self, batch: ReadBatch | Exception, retry: bool) -> IngestOutcome | None:
-        if self.failed and not retry:
-            return None
-        outcome = _ingest(batch)
-        self.failed = isinstance(outcome, Exception)
-        return outcome
-
-
-class IngestDied(Exception):
-    """The ingest process is gone (killed by the OOM killer, say)."""
-
-
-class InlineIngest:
-    """Ingest in the consumer's own thread, at ``submit``: for a consumer that shares its
-    process (the demo runs one in a thread)."""
-
-    def __init__(self) -> None:
-        self._in_order = InOrder()
-        self._outcomes: deque[IngestOutcome] = deque()
-
-    def submit(self, frames: Frames, retry: bool = False) -> None:
-        if (outcome := self._in_order(_read(frames), retry)) is not None:
-            self._outcomes.append(outcome)
-
-    def ready(self, timeout: float = 0) -> bool:
-        return bool(self._outcomes)
-
-    def outcome(self) -> IngestOutcome:
-        return self._outcomes.popleft()
-
-    def kill(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-class IngestProcess:
-    """Ingest in a forked child process, batch after batch, in order (``InOrder``).
-
-    stomp.py's frame parsing and ingest then run on two cores instead of taking turns on one
-    GIL. The child is forked before the consumer opens connections or starts threads of its
-    own, and ignores SIGTERM and SIGINT: the consumer says when it stops (``close``), after the
-    batch in hand. It exits as well when the consumer dies (its pipe closes).
-    """
-
-    def __init__(self) -> None:
-        connections.close_all()  # the child must not share the parent's database sockets
-        # What was loaded so far (Django, the models, pydantic's schemas) lives as long as the
-        # process: keep it out of the cyclic collector's sweeps, in both processes. Ingest
-        # allocates thousands of objects per batch, and each full sweep went through all of it
-        # (about a tenth of ingest's CPU).
-        gc.freeze()
-        context = multiprocessing.get_context("fork")
-        self._pipe, child_end = context.Pipe()
-        self._process = context.Process(target=_serve_ingest, args=(child_end, self._pipe),
-                                        name="fastmon-ingest", daemon=True)  # fmt: skip
-        self._process.start()
-        child_end.close()
-
-    def submit(self, frames: Frames, retry: bool = False) -> None:
-        with contextlib.suppress(OSError):  # the child is gone: ``outcome`` says so
-            self._pipe.send((frames, retry))
-
-    def ready(self, timeout: float = 0) -> bool:
-        return self._pipe.poll(timeout)  # also when the child is gone (end of file)
-
-    def outcome(self) -> IngestOutcome:
-        try:
-            return self._pipe.recv()
-        except (EOFError, OSError):
-            raise IngestDied(f"exit code {self._process.exitcode}") from None
-
-    def kill(self) -> None:
-        """Abandon the batch in the child (a stop's deadline passed): its transaction rolls
-        back, and nothing of it was acked."""
-        self._process.kill()
-        self._process.join()
-
-    def close(self) -> None:
-        """Let the child finish the batches it has, then end it; if it hangs past STOP_TIMEOUT_S,
-        kill it (its transaction rolls back, and nothing of it was acked)."""
-        with contextlib.suppress(OSError):
-            self._pipe.send(None)
-        self._process.join(fastmon_settings.STOP_TIMEOUT_S)
-        if self._process.is_alive():
-            self._process.kill()
-            self._process.join()
-        self._pipe.close()
-
-
-def _serve_ingest(pipe: Connection, parent_end: Connection) -> None:
-    """The ingest process: batches in, outcomes out, until ``None`` or the pipe closes."""
-    parent_end.close()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, signal.SIG_IGN)
-    # A thread takes the next batch from the pipe and reads it while this one is ingested: the
-    # consumer's write (larger than the pipe's buffer) returns at once instead of waiting for
-    # this batch, and decoding and validating, the half of ingest that needs no database, runs
-    # while this batch waits on the database.
-    handed_over: queue.SimpleQueue[tuple[ReadBatch | Exception, bool] | None]
-    handed_over = queue.SimpleQueue()
-    threading.Thread(target=_read_batches, args=(pipe, handed_over), daemon=True).start()
-    in_order = InOrder()
-    try:
-        while (work := handed_over.get()) is not None:
-            outcome = in_order(*work)
-            if outcome is None:
-                continue
-            if isinstance(outcome, Exception) and not isinstance(outcome, TRANSIENT_DB_ERRORS):
-                # Its traceback does not cross the pipe: log it here.
-                logger.error("ingest failed", exc_info=outcome)
-            if isinstance(outcome, Exception) and not isinstance(outcome, DatabaseError):
-                # Django's database errors pickle; another exception may not: send its text.
-                outcome = RuntimeError(f"ingest failed: {outcome!r}")
-            pipe.send(outcome)
-    except OSError:
-        pass  # the consumer is gone
-    finally:
-        connections.close_all()
-
-
-def _read_batches(pipe: Connection, handed_over: queue.SimpleQueue) -> None:
-    """The ingest process's reader: batches from the pipe, read, then ``None`` at its end."""
-    try:
-        while (work := pipe.recv()) is not None:
-            frames, retry = work
-            handed_over.put((_read(frames), retry))
-    except (EOFError, OSError):
-        pass  # the consumer is gone
-    handed_over.put(None)
-
-
-@dataclass
-class Stats:
-    """Counters for the periodic summary line; reset at each line."""
-
-    since: float = field(default_factory=time.monotonic)
-    messages: int = 0
-    batches: int = 0
-    dead_letters: int = 0
-    ignored: int = 0
-    unacked: int = 0
-    published: int = 0
-
-    def count(self, frames: int, tally: Tally, acked: int) -> None:
-        """A committed batch: its frames, its tally, and how many of the frames were acked."""
-        for (_, outcome), count in tally.items():
-            if outcome is Outcome.DEAD_LETTERED:
-                self.dead_letters += count
-            elif outcome in (Outcome.IGNORED, Outcome.FILTERED):
-                self.ignored += count
-        self.messages += frames
-        self.batches += 1
-        self.unacked += frames - acked
-
-    def line(self, backlog: int, lag: tuple[int, float | None]) -> str:
-        elapsed = max(time.monotonic() - self.since, 1e-9)
-        pending, oldest = lag
-        age = f", oldest {oldest:.1f}s" if oldest is not None else ""
-        return (
-            f"{self.messages / elapsed:.1f} msg/s, "
-            f"batch {self.messages / self.batches if self.batches else 0:.1f}, "
-            f"backlog {backlog}, dead letters {self.dead_letters}, ignored {self.ignored}, "
-            f"left to redelivery {self.unacked}, outbox {pending} pending{age}, "
-            f"published {self.published}"
-        )
-
-
-class Intake:
-    """Frames from stomp.py's receiver thread to the loop, which takes them a batch at a time.
-
-    The loop sleeps until a whole batch is there (or its wait ends) instead of waking for each
-    frame, as one ``queue.Queue.get`` per frame made it do: at thousands of frames a second,
-    those wake-ups and GIL hand-overs cost about as much as parsing the frames.
-    """
-
-    def __init__(self, maxsize: int) -> None:
-        self.maxsize = maxsize
-        self._frames: deque[Delivery] = deque()
-        self._wanted = 1
-        self._changed = threading.Condition()
-
-    def __len__(self) -> int:
-        return len(self._frames)
-
-    def put(self, delivery: Delivery) -> bool:
-        """Append without blocking; False if full."""
-        with self._changed:
-            if len(self._frames) >= self.maxsize:
-                return False
-            self._frames.append(delivery)
-            if len(self._frames) >= self._wanted:
-                self._changed.notify()
-        return True
-
-    def wait_for(self, count: int, timeout: float) -> None:
-        """Return once ``count`` frames are there, or after ``timeout`` seconds."""
-        with self._changed:
-            self._wanted = count
-            self._changed.wait_for(lambda: len(self._frames) >= count, timeout)
-
-    def take(self, limit: int) -> list[Delivery]:
-        """Up to ``limit`` frames, oldest first."""
-        with self._changed:
-            return [self._frames.popleft() for _ in range(min(limit, len(self._frames)))]
 
 
 class Consumer:
@@ -567,12 +283,12 @@ class Consumer:
         if not self.in_flight:
             self.oldest_since = time.monotonic()
         self.in_flight.append(batch)
-        self.ingest.submit(_frames(batch))
+        self.ingest.submit(frames_of(batch))
 
     def _resubmit(self) -> None:
         """Hand every batch in flight to ingest again, in order, the failed oldest first."""
         for index, batch in enumerate(self.in_flight):
-            self.ingest.submit(_frames(batch), retry=index == 0)
+            self.ingest.submit(frames_of(batch), retry=index == 0)
 
     def _settle_all(self, stop_deadline: float | None = None) -> None:
         while self.in_flight:
@@ -616,7 +332,7 @@ class Consumer:
         now = time.monotonic()
         metrics.BATCH_COMMIT_SECONDS.observe(now - self.oldest_since)
         self.oldest_since = now
-        metrics.count_batch(result)
+        count_batch(result)
         self.last_message_at = datetime.now(UTC)
         self.stats.count(len(batch), result, acked)
 

@@ -1,0 +1,95 @@
+"""The live frames: every event kind's payload is composed here, and ``event_frame`` is the
+shape pages, the API's /events and ``fastmon_tail --json`` see."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from fastmon.conf import fastmon_settings
+from fastmon.models import DeadLetter, LiveEvent, TfSample
+
+if TYPE_CHECKING:
+    from fastmon.ingest.schema import StfMessage
+
+
+def event_frame(event: LiveEvent) -> dict[str, Any]:
+    """One stored event as clients see it."""
+    return {
+        "sequence": event.pk,
+        "kind": event.kind,
+        "run_number": event.run_number,
+        "payload": event.payload,
+        "created_at": event.created_at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+def run_event(run_number: int, state: str | None, substate: str | None, msg_type: str) -> LiveEvent:
+    """A run created, or its state changed (state None: created by an STF before its run)."""
+    return LiveEvent(
+        kind=LiveEvent.Kind.RUN,
+        run_number=run_number,
+        payload={"run_number": run_number, "state": state, "substate": substate,
+                 "msg_type": msg_type},
+    )  # fmt: skip
+
+
+def stf_events(announcements: Iterable[StfMessage]) -> list[LiveEvent]:
+    """One event per run for a batch's new or changed STFs: the pages' table and rate."""
+    by_run: dict[int | None, list[dict[str, Any]]] = {}
+    for message in announcements:
+        by_run.setdefault(message.run_number, []).append({
+            "stf_filename": message.filename,
+            "sequence": message.sequence_number,
+            "msg_type": message.msg_type,
+            "state": message.state,
+            "substate": message.substate,
+            "size_bytes": message.file_size,
+        })  # fmt: skip
+    return [
+        LiveEvent(kind=LiveEvent.Kind.STF, run_number=run, payload={"stfs": stfs})
+        for run, stfs in by_run.items()
+    ]
+
+
+def tf_samples_event(samples: list[TfSample]) -> LiveEvent:
+    """One event per STF, carrying all the samples registered for it."""
+    stf = samples[0].stf
+    return LiveEvent(
+        kind=LiveEvent.Kind.TF_SAMPLES,
+        run_number=stf.run.run_number if stf.run else None,
+        payload={
+            "stf_filename": stf.stf_filename,
+            "stf_received_at": stf.received_at.isoformat() if stf.received_at else None,
+            "tf_count": stf.tf_count or fastmon_settings.DEFAULT_TF_COUNT,
+            "samples": [
+                {
+                    "tf_filename": sample.tf_filename,
+                    "tf_first": sample.tf_first,
+                    "tf_last": sample.tf_last,
+                    "tf_count": sample.tf_count,
+                    "file_size_bytes": sample.file_size_bytes,
+                    "size_estimated": sample.size_estimated,
+                    "status": sample.status,
+                    "created_at": sample.created_at.isoformat(),
+                }
+                for sample in samples
+            ],
+        },
+    )
+
+
+def dead_letter_event(letter: DeadLetter) -> LiveEvent:
+    return LiveEvent(
+        kind=LiveEvent.Kind.DEAD_LETTER,
+        payload={"id": letter.pk, "reason_code": letter.reason_code, "reason": letter.reason,
+                 "msg_type": letter.msg_type, "destination": letter.destination},
+    )  # fmt: skip
+
+
+def alarm_event(run_number: int | None, stf_filename: str, message: str) -> LiveEvent:
+    return LiveEvent(
+        kind=LiveEvent.Kind.ALARM,
+        run_number=run_number,
+        payload={"severity": "error", "stf_filename": stf_filename, "message": message},
+    )

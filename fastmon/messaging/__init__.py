@@ -1,1 +1,0 @@
-"""How fastmon talks to the testbed's broker: message schema, transports and the outbox."""

@@ -1,0 +1,94 @@
+"""Every body fastmon sends: to the broker (``tf_file_registered``, control replies), to
+swf-monitor (its fastmon-files rows, agent heartbeats). ``docs/wire-formats.md`` describes them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from django.utils import timezone
+
+from fastmon.conf import fastmon_settings
+from fastmon.models import StfFile, TfSample
+
+
+def tf_file_registered_bodies() -> Callable[[StfFile, TfSample], dict[str, Any]]:
+    """A maker of the spec's ``tf_file_registered`` bodies, with the settings read once.
+
+    Never ``agent_name`` beside ``status`` in a body: swf-monitor would take it for an agent
+    heartbeat.
+    """
+    agent = fastmon_settings.AGENT_NAME
+    namespace = fastmon_settings.NAMESPACE
+
+    def body(stf: StfFile, sample: TfSample) -> dict[str, Any]:
+        run = stf.run
+        created = timezone.localtime(sample.created_at).replace(tzinfo=None)
+        return {
+            "msg_type": "tf_file_registered",
+            "namespace": namespace or (run.namespace if run else "") or None,
+            "run_id": run.run_number if run else None,
+            "execution_id": (run.execution_id if run else "") or None,
+            "processed_by": agent,
+            "sender": agent,
+            "tf_file_id": str(sample.tf_file_id),
+            "tf_filename": sample.tf_filename,
+            "tf_first": sample.tf_first,
+            "tf_last": sample.tf_last,
+            "tf_count": sample.tf_count,
+            "file_size_bytes": sample.file_size_bytes,
+            "stf_filename": stf.stf_filename,
+            "status": sample.status,
+            "timestamp": created.isoformat(),
+        }
+
+    return body
+
+
+def fastmon_file_body(stf: StfFile, sample: TfSample) -> dict[str, Any]:
+    """The POST body the testbed agent sends swf-monitor's /api/fastmon-files/ today."""
+    metadata = dict(sample.metadata)
+    if sample.checksum:
+        metadata.setdefault("checksum", sample.checksum)
+    return {
+        "stf_file": stf.stf_filename,
+        "tf_filename": sample.tf_filename,
+        "tf_first": sample.tf_first,
+        "tf_last": sample.tf_last,
+        "tf_count": sample.tf_count,
+        "file_size_bytes": sample.file_size_bytes,
+        "status": "registered",
+        "metadata": metadata,
+    }
+
+
+def control_reply_body(request: str, result: dict[str, Any]) -> str:
+    """The answer to a ``subscribe`` or ``unsubscribe`` request, sent to its reply-to."""
+    return json.dumps({"msg_type": f"{request}_reply", **result})
+
+
+def heartbeat_payload(
+    *,
+    agent_name: str,
+    connected: bool,
+    state: str,
+    namespace: str | None,
+    pid: int,
+    hostname: str,
+    description: str = "",
+) -> dict[str, Any]:
+    """The testbed agents' heartbeat body, field for field. Without the broker fastmon ingests
+    nothing: that is a WARNING, since it reconnects by itself."""
+    return {
+        "instance_name": agent_name,
+        "agent_type": "fastmon",
+        "status": "OK" if connected else "WARNING",
+        "description": description,
+        "mq_connected": connected,
+        "pid": pid,
+        "hostname": hostname,
+        "operational_state": state,
+        "namespace": namespace,
+    }

@@ -1,0 +1,135 @@
+"""TF samples stored, each with what it sends, in one transaction: its ``tf_file_registered``
+to the testbed, a copy for every subscriber that selects it, its registration in swf-monitor
+(when SWF_MONITOR_FEED is on) and its live event."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+
+from fastmon.conf import fastmon_settings
+from fastmon.db import bulk_insert, insert_rows
+from fastmon.live.events import record_live_events
+from fastmon.live.frames import tf_samples_event
+from fastmon.models import OutboxMessage, SamplingPolicy, StfFile, TfSample
+from fastmon.outbox.bodies import fastmon_file_body, tf_file_registered_bodies
+from fastmon.outbox.swf_monitor import FASTMON_FILES_PATH
+from fastmon.sampling.policy import TfRange
+from fastmon.subscribers.rules import SampleFacts, selects
+from fastmon.subscribers.service import routable_subscribers
+
+
+def tf_sample_filename(stf_filename: str, number: int) -> str:
+    """The testbed's TF sample name: ``<stf name without .stf>_tf_<NNN>.tf``, from 1."""
+    return f"{stf_filename.removesuffix('.stf')}_tf_{number:03d}.tf"
+
+
+@dataclass(frozen=True)
+class SamplePlan:
+    """The TF ranges to register for one STF, and the policy version that chose them."""
+
+    stf: StfFile
+    ranges: Sequence[TfRange]
+    policy: SamplingPolicy | None = None
+
+
+def record_tf_samples(plans: Sequence[SamplePlan]) -> list[TfSample]:
+    """Store TF samples and, in the same transaction, their ``tf_file_registered`` in the outbox
+    and their live events. Idempotent: samples already stored are neither stored nor announced
+    again. Returns the samples stored now."""
+    for plan in plans:
+        tf_count = plan.stf.tf_count or fastmon_settings.DEFAULT_TF_COUNT
+        for tf_range in plan.ranges:
+            if not 0 <= tf_range.tf_first <= tf_range.tf_last < tf_count:
+                raise ValueError(
+                    f"TF range {tf_range.tf_first}..{tf_range.tf_last} is outside "
+                    f"0..{tf_count - 1} of {plan.stf.stf_filename}"
+                )
+    named = [
+        (plan, tf_sample_filename(plan.stf.stf_filename, number), tf_range)
+        for plan in plans
+        for number, tf_range in enumerate(plan.ranges, 1)
+    ]
+    seeds = {plan.policy.pk: plan.policy.policy().seed for plan in plans if plan.policy}
+    with transaction.atomic():
+        known = set(
+            TfSample.objects.filter(tf_filename__in=[name for _, name, _ in named]).values_list(
+                "tf_filename", flat=True
+            )
+        )
+        samples = [
+            TfSample(
+                stf=plan.stf,
+                run_id=plan.stf.run_id,
+                tf_filename=name,
+                tf_first=tf_range.tf_first,
+                tf_last=tf_range.tf_last,
+                tf_count=tf_range.tf_count,
+                file_size_bytes=tf_range.file_size_bytes,
+                checksum=tf_range.checksum,
+                metadata=dict(tf_range.metadata),
+                size_estimated=tf_range.size_estimated,
+                policy=plan.policy,
+                seed=seeds[plan.policy.pk] if plan.policy else None,
+            )
+            for plan, name, tf_range in named
+            if name not in known
+        ]
+        bulk_insert(TfSample, samples)  # sets created_at on each
+        insert_rows(OutboxMessage, _outgoing_for(samples))
+        by_stf: dict[int, list[TfSample]] = {}
+        for sample in samples:
+            by_stf.setdefault(sample.stf_id, []).append(sample)
+        record_live_events([tf_samples_event(group) for group in by_stf.values()])
+    return samples
+
+
+def _outgoing_for(samples: list[TfSample]) -> list[dict[str, Any]]:
+    """Outbox rows (as values: there may be dozens per sample) for each sample's
+    ``tf_file_registered`` to the testbed, a copy for every subscriber that selects it, and its
+    registration in swf-monitor when SWF_MONITOR_FEED is on."""
+    announce = tf_file_registered_bodies()
+    destination = fastmon_settings.PUBLISH_DESTINATION
+    subscribers = routable_subscribers()
+    feed = fastmon_settings.SWF_MONITOR_FEED and bool(fastmon_settings.SWF_MONITOR_URL)
+    rows = []
+    for tf_sample in samples:
+        body = announce(tf_sample.stf, tf_sample)
+        message = {
+            "msg_type": "tf_file_registered",
+            "subject": tf_sample.tf_filename,
+            "body": json.dumps(body),
+        }
+        rows.append({**message, "destination": destination})
+        stf, run = tf_sample.stf, tf_sample.stf.run
+        facts = SampleFacts(
+            kind="tf_file_registered",
+            tf_filename=tf_sample.tf_filename,
+            run_number=body["run_id"],
+            namespace=body["namespace"] or "",
+            state=stf.state or (run.state if run else ""),  # the DAQ's state when it was taken
+            substate=stf.substate or (run.substate if run else ""),
+        )
+        rows.extend(
+            {
+                **message,
+                "destination": subscriber.destination,
+                "subscriber_id": subscriber.pk,
+                "headers": {"fastmon-subscriber": subscriber.name},
+            }
+            for subscriber in subscribers
+            if selects(subscriber.filters, subscriber.fraction, facts)
+        )
+        if feed:
+            rows.append({
+                "transport": OutboxMessage.Transport.SWF_MONITOR,
+                "destination": FASTMON_FILES_PATH,
+                "msg_type": "fastmon_file",
+                "subject": tf_sample.tf_filename,
+                "body": json.dumps(fastmon_file_body(stf, tf_sample)),
+            })  # fmt: skip
+    return rows

@@ -1,0 +1,195 @@
+"""Sampling STFs: the body of the Celery task. The policy chooses TF ranges, the file is read
+(outside any transaction), and the samples are registered with what they send; STFs already
+sampled, or being sampled by another worker, are left alone."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from django.db import transaction
+from django.db.models import F, Min, QuerySet
+from django.utils import timezone
+
+from fastmon.conf import fastmon_settings
+from fastmon.db import is_outage
+from fastmon.live.events import record_live_events
+from fastmon.live.frames import alarm_event
+from fastmon.models import SamplingPolicy, StfFile, TfSample
+from fastmon.sampling.policies import current_policy
+from fastmon.sampling.policy import Policy, StfFacts, TfRange, sample
+from fastmon.sampling.reading import Unreachable, local_path, read_tf_ranges
+from fastmon.sampling.samples import SamplePlan, record_tf_samples
+
+logger = logging.getLogger("fastmon.sampling")
+
+
+_SAMPLABLE = [StfFile.Status.ANNOUNCED, StfFile.Status.READY]
+
+
+@dataclass(frozen=True)
+class SamplingReport:
+    sampled: int = 0
+    skipped: int = 0
+    failed: int = 0
+    samples: int = 0
+    bytes_read: int = 0
+
+
+def sample_stfs(stf_filenames: Sequence[str]) -> SamplingReport:
+    """Sample these STFs under their policy and register the samples. Idempotent: an STF
+    already sampled (or being sampled by another worker) is left alone.
+
+    Each run counts an attempt first, in a transaction of its own: a worker that dies while
+    sampling leaves the count behind, and past SAMPLING_MAX_ATTEMPTS the STF is marked failed
+    instead of killing workers for ever.
+    """
+    names = list(dict.fromkeys(stf_filenames))
+    pending = StfFile.objects.filter(
+        stf_filename__in=names, sampled_at__isnull=True, status__in=_SAMPLABLE
+    )
+    with transaction.atomic():
+        pending.update(sampling_attempts=F("sampling_attempts") + 1)
+        failed = pending.filter(sampling_attempts__gt=fastmon_settings.SAMPLING_MAX_ATTEMPTS)
+        given_up = list(failed.values_list("stf_filename", "run__run_number"))
+        failed_names = [name for name, _ in given_up]
+        failed.update(status=StfFile.Status.FAILED, sampled_at=timezone.now())
+        attempts = fastmon_settings.SAMPLING_MAX_ATTEMPTS
+        record_live_events([
+            alarm_event(run_number, name, f"gave up sampling {name} after {attempts} attempts")
+            for name, run_number in given_up
+        ])  # fmt: skip
+    for name in failed_names:
+        logger.error("gave up sampling %s after %d attempts", name,
+                     fastmon_settings.SAMPLING_MAX_ATTEMPTS)  # fmt: skip
+
+    # Files are read outside any transaction: while a worker reads, the consumer may need to
+    # lock these rows for a redelivered announcement.
+    stfs = list(pending.select_related("run").order_by("id"))
+    plans, skipped, bytes_read = _plan_samples(stfs)
+    try:
+        samples = _register_sampled(pending, plans, skipped)
+    except Exception as exc:
+        if is_outage(exc):
+            raise
+        # One STF must not fail its neighbours: register them one by one; the culprit stays
+        # unsampled (its attempts count towards giving up) and the log says why.
+        logger.exception("registering samples of %d STFs failed; one by one now", len(stfs))
+        samples = []
+        for stf in stfs:
+            try:
+                samples += _register_sampled(
+                    pending,
+                    [plan for plan in plans if plan.stf.pk == stf.pk],
+                    [pk for pk in skipped if pk == stf.pk],
+                )
+            except Exception as alone:
+                if is_outage(alone):
+                    raise
+                logger.exception("could not register the samples of %s", stf.stf_filename)
+    sampled = len({sample.stf_id for sample in samples})
+    return SamplingReport(sampled, len(skipped), len(failed_names), len(samples), bytes_read)
+
+
+def _register_sampled(
+    pending: QuerySet[StfFile], plans: list[SamplePlan], skipped: list[int]
+) -> list[TfSample]:
+    """Store the planned samples and mark their STFs, in one transaction; only for STFs still
+    unsampled once locked (another worker may have been faster)."""
+    with transaction.atomic():
+        ours = set(
+            pending.filter(pk__in=[plan.stf.pk for plan in plans] + skipped)
+            .select_for_update(skip_locked=True)
+            .values_list("pk", flat=True)
+        )
+        plans = [plan for plan in plans if plan.stf.pk in ours]
+        samples = record_tf_samples(plans)
+        now = timezone.now()
+        StfFile.objects.filter(pk__in=[plan.stf.pk for plan in plans]).update(
+            status=StfFile.Status.SAMPLED, sampled_at=now
+        )
+        StfFile.objects.filter(pk__in=[pk for pk in skipped if pk in ours]).update(
+            status=StfFile.Status.SKIPPED, sampled_at=now
+        )
+    return samples
+
+
+def _plan_samples(stfs: list[StfFile]) -> tuple[list[SamplePlan], list[int], int]:
+    first_sequences = dict(
+        StfFile.objects.filter(run_id__in={stf.run_id for stf in stfs if stf.run_id})
+        .values("run_id")
+        .annotate(first=Min("sequence"))
+        .values_list("run_id", "first")
+    )
+    policies: dict[tuple[str, str], tuple[SamplingPolicy, Policy] | None] = {}
+    plans, skipped, bytes_read = [], [], 0
+    for stf in stfs:
+        namespace = (stf.run.namespace if stf.run else "") or fastmon_settings.NAMESPACE or ""
+        run_type = str(stf.run.run_conditions.get("run_type", "")) if stf.run else ""
+        if (namespace, run_type) not in policies:
+            row = current_policy(namespace, run_type)
+            policies[namespace, run_type] = (row, row.policy()) if row else None
+        chosen = policies[namespace, run_type]
+        tf_count = stf.tf_count or fastmon_settings.DEFAULT_TF_COUNT
+        facts = StfFacts(
+            stf_filename=stf.stf_filename,
+            run_number=stf.run.run_number if stf.run else None,
+            sequence=stf.sequence,
+            tf_count=tf_count,
+            size_bytes=stf.size_bytes,
+            first_of_run=stf.sequence is not None
+            and stf.sequence == first_sequences.get(stf.run_id),
+        )
+        ranges = sample(chosen[1], facts) if chosen else []
+        if not ranges:
+            skipped.append(stf.pk)
+            continue
+        measured, read = _measure(stf, ranges, tf_count)
+        plans.append(SamplePlan(stf, measured, chosen[0]))
+        bytes_read += read
+    return plans, skipped, bytes_read
+
+
+def _measure(stf: StfFile, ranges: list[TfRange], tf_count: int) -> tuple[list[TfRange], int]:
+    """Real sizes and Adler-32 from the file when it is reachable; else estimated sizes."""
+    context = {"state": stf.state, "substate": stf.substate}
+    try:
+        path = local_path(stf.file_url, stf.stf_filename, fastmon_settings.DATA_ROOTS)
+        measured, read = read_tf_ranges(
+            path,
+            tf_count,
+            [(r.tf_first, r.tf_last) for r in ranges],
+            _tf_boundaries(stf, tf_count, path.stat().st_size),
+        )
+    except (Unreachable, OSError, ValueError) as exc:  # ValueError: a URL Python cannot parse
+        stf_size = stf.size_bytes or fastmon_settings.ESTIMATED_STF_SIZE_BYTES
+        estimated = {**context, "estimated_because": str(exc)}
+        return [
+            replace(
+                r,
+                file_size_bytes=stf_size * r.tf_count // tf_count,
+                size_estimated=True,
+                metadata=estimated,
+            )
+            for r in ranges
+        ], 0
+    return [
+        replace(r, file_size_bytes=m.size_bytes, checksum=m.checksum, metadata=context)
+        for r, m in zip(ranges, measured, strict=True)
+    ], read
+
+
+def _tf_boundaries(stf: StfFile, tf_count: int, file_size: int) -> list[int] | None:
+    """TF byte offsets when the announcement gave usable ones (``tf_offsets``)."""
+    offsets = stf.metadata.get("stf_ready", {}).get("tf_offsets")
+    if (
+        isinstance(offsets, list)
+        and len(offsets) == tf_count + 1
+        and all(isinstance(o, int) for o in offsets)
+        and offsets == sorted(offsets)
+        and offsets[0] >= 0
+        and offsets[-1] <= file_size
+    ):
+        return offsets
+    return None
