@@ -121,10 +121,20 @@ DEFAULTS: dict[str, Any | Callable[[], Any]] = {
     # its undelivered messages are dropped (counted); a new subscribe request revives it. A
     # control reply is given up after as many.
     "SUBSCRIBER_MAX_FAILURES": 10,
-    # Sampling: which announcements make an STF samplable, and how the Celery tasks behave.
+    # Sampling: which announcements make an STF samplable, who samples, and how. WORKERS:
+    # "celery" (the site's Celery workers take fastmon.sample_stfs tasks), "run_fastmon" (a
+    # thread of run_fastmon samples, off the ack path, one chunk at a time), or "auto": Celery
+    # when it is installed and the site sets CELERY_BROKER_URL (or runs tasks eagerly), else
+    # run_fastmon. The in-process sampler looks for unsampled STFs every SAMPLING_POLL_S.
     "SAMPLING_ENABLED": True,
     "SAMPLE_ON": ["stf_ready"],
+    "SAMPLING_WORKERS": "auto",
+    "SAMPLING_POLL_S": 0.5,
+    # STFs per task (or per round of the in-process sampler), and chunks waiting to be handed
+    # to Celery before new ones are left to the periodic sweep (a sick Celery broker never
+    # stalls ingest).
     "SAMPLING_TASK_CHUNK": 50,
+    "SAMPLING_HANDOFF_QUEUE": 1000,
     "SAMPLING_MAX_ATTEMPTS": 3,
     "SAMPLING_SWEEP_AFTER_S": 300.0,
     "SAMPLING_SWEEP_LIMIT": 5000,

@@ -83,4 +83,4 @@ def _send_to_workers(stf_filenames: list[str]) -> None:
     sample_stfs.apply_async((stf_filenames,), retry=False)
 
 
-dispatch.register_sender(_send_to_workers)
+dispatch.register_sender(_send_to_workers, eager=lambda: sample_stfs.app.conf.task_always_eager)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Build the live pages' browser libraries (pinned by package-lock.json) into
-# fastmon/static/fastmon/vendor/. Needs npm; installs it with apt where missing and root.
+# Refresh the live pages' browser libraries in fastmon/static/fastmon/vendor/ from the versions
+# package-lock.json pins (after changing package.json). The copies are committed, with their
+# licence, so that every wheel and sdist ships them without npm at build or install time.
+# Needs npm; installs it with apt where missing and root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 vendor=fastmon/static/fastmon/vendor

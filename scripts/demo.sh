@@ -6,6 +6,5 @@ VENV=${FASTMON_VENV:-.venv}
 
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip
-"$VENV/bin/python" -m pip install -q -e .
-scripts/build_static.sh || true  # charts need npm; the demo runs without them
+"$VENV/bin/python" -m pip install -q -e '.[demo]'
 exec "$VENV/bin/python" -m demo "$@"

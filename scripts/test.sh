@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything the tests need, on a fresh machine: a virtualenv with fastmon and its test extra,
-# PostgreSQL, Redis and ActiveMQ on loopback (scripts/services.sh), the live pages' static files
-# and Chromium for the browser tests, lint, then pytest.
+# PostgreSQL, Redis and ActiveMQ on loopback (scripts/services.sh), Chromium for the browser
+# tests, lint, then pytest.
 # Extra arguments go to pytest:  scripts/test.sh -k ingest
 # `scripts/test.sh -m unit` runs the tests that need no service, and starts none.
 set -euo pipefail
@@ -16,7 +16,6 @@ units_only=false
 "$VENV/bin/python" -m pip install -q -e '.[test]'
 if ! $units_only; then
     scripts/services.sh up
-    scripts/build_static.sh
     if [ ! -x /usr/bin/chromium ]; then
         echo "[test] installing chromium with apt (the browser tests drive it headless)"
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null

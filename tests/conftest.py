@@ -43,6 +43,8 @@ SERVICE_MODULES = {"test_site", "test_live"}
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
+        if any(item.get_closest_marker(kind) for kind in ("unit", "integration", "browser")):
+            continue  # marked by hand
         needs = set(getattr(item, "fixturenames", ()))
         module = item.module.__name__.rpartition(".")[2] if item.module else ""
         if "browser" in needs:
@@ -144,13 +146,18 @@ class ServiceProcess:
     its own session, on the test database, its log in a file."""
 
     def __init__(
-        self, log_path: Path, settings_changes: dict[str, Any], db_port: int | None, argv: list[str]
+        self,
+        log_path: Path,
+        settings_changes: dict[str, Any],
+        db_port: int | None,
+        argv: list[str],
+        settings_module: str = "tests.settings",
     ) -> None:
         self.log_path = log_path
         db = connection.settings_dict
         env = {
             **os.environ,
-            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "DJANGO_SETTINGS_MODULE": settings_module,
             "FASTMON_DB_NAME": db["NAME"],
             "FASTMON_DB_PORT": str(db_port or db["PORT"]),
             "FASTMON_TEST_SETTINGS": json.dumps(settings_changes),
@@ -200,10 +207,11 @@ def start_process(
         db_port: int | None = None,
         command: str = "run_fastmon",
         argv: list[str] | None = None,
+        settings_module: str = "tests.settings",
     ) -> ServiceProcess:
         log = tmp_path / f"{command}-{len(started)}.log"
         argv = argv or ["manage.py", command]
-        consumer = ServiceProcess(log, settings_changes, db_port, argv)
+        consumer = ServiceProcess(log, settings_changes, db_port, argv, settings_module)
         started.append(consumer)
         return consumer
 

@@ -134,3 +134,34 @@ def test_a_hostile_file_name_renders_as_text(browser, site) -> None:
     assert evil in page.locator("#stfs").inner_text()
     assert page.evaluate("window.pwned") is None
     shot(page, "run-page-hostile-name")
+
+
+def test_the_dashboard_goes_live_inside_the_host_under_its_prefix(
+    browser, start_process: StartProcess, unique_topic: str, stomp_address
+) -> None:
+    """swf-monitor's shape: full-path requests under /swf-monitor, SSO by X-Remote-User, its
+    base template, and run_fastmon sampling (no Celery)."""
+    port = free_port()
+    host = "tests.host_settings"
+    server = start_process({}, command="uvicorn", settings_module=host, argv=[
+        "-m", "uvicorn", "tests.host.asgi:application", "--host", "127.0.0.1",
+        "--port", str(port)])  # fmt: skip
+    changes = {"SUBSCRIBE_DESTINATIONS": [unique_topic],
+               "AGENT_NAME": f"fastmon-agent-test-{uuid.uuid4().hex[:8]}"}  # fmt: skip
+    consumer = start_process(changes, settings_module=host)
+    server.wait_for_log("Uvicorn running")
+    consumer.wait_for_log("subscribed to")
+
+    page = browser.new_context(extra_http_headers={"X-Remote-User": "alice"}).new_page()
+    page.goto(f"http://127.0.0.1:{port}/swf-monitor/fastmon/")
+    page.wait_for_selector("#fastmon-live-status[data-state=live]", timeout=10_000)
+    assert page.locator("#host-user").inner_text() == "alice"
+
+    name = f"swf.{RUN}.000001.stf"
+    body = json.dumps(example("stf_ready", run_id=RUN, filename=name))
+    publish(stomp_address, broker_login(), unique_topic, [body])
+    page.wait_for_function("document.querySelectorAll('#tf-samples tbody tr').length == 7",
+                           timeout=20_000)  # fmt: skip
+    assert f"swf.{RUN}.000001_tf_007.tf" in sample_rows(page)
+    assert page.locator("#chart-tf-sizes canvas").count() == 1  # the chart library loaded
+    shot(page, "host-dashboard-live")

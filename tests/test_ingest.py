@@ -56,7 +56,8 @@ def test_a_whole_run_of_spec_examples_is_stored() -> None:
     assert run.run_number == 101993
     assert run.execution_id == "stf_datataking-daq-0049"
     assert run.namespace == "epic-fastmon"
-    assert (run.state, run.substate) == ("run", "standby")  # pause_run was the last state
+    # end_run carries no state: it ends the run, as swf-monitor's RunState records it.
+    assert (run.state, run.substate) == ("ended", "")
     assert run.imminent_at == datetime(2026, 11, 20, 14, 3, 11, 402911, tzinfo=UTC)
     assert run.started_at == datetime(2026, 11, 20, 14, 3, 19, 518204, tzinfo=UTC)
     assert run.ended_at == datetime(2026, 11, 20, 14, 5, 40, 220187, tzinfo=UTC)

@@ -9,12 +9,14 @@ from typing import Any
 from django.utils import timezone
 from rest_framework import serializers
 
+from fastmon.api.schema import ModelSerializer, component
 from fastmon.live.frames import event_frame
 from fastmon.models import DeadLetter, LiveEvent, Run, SamplingPolicy, StfFile, Subscriber, TfSample
 from fastmon.subscribers.rules import RequestError, parse_subscription
 
 
-class FastMonFileSerializer(serializers.ModelSerializer):
+@component("FastMonFile")
+class FastMonFileSerializer(ModelSerializer):
     """swf-monitor's ``/api/fastmon-files/`` fields, same names and meaning, then fastmon's."""
 
     stf_file = serializers.CharField(source="stf.stf_filename", read_only=True)
@@ -57,7 +59,8 @@ class FastMonFileSerializer(serializers.ModelSerializer):
         return shaped
 
 
-class RunSerializer(serializers.ModelSerializer):
+@component("Run")
+class RunSerializer(ModelSerializer):
     class Meta:
         model = Run
         fields = [
@@ -67,7 +70,8 @@ class RunSerializer(serializers.ModelSerializer):
         ]  # fmt: skip
 
 
-class StfFileSerializer(serializers.ModelSerializer):
+@component("StfFile")
+class StfFileSerializer(ModelSerializer):
     run_number = serializers.IntegerField(source="run.run_number", read_only=True, default=None)
 
     class Meta:
@@ -79,7 +83,8 @@ class StfFileSerializer(serializers.ModelSerializer):
         ]  # fmt: skip
 
 
-class SamplingPolicySerializer(serializers.ModelSerializer):
+@component("SamplingPolicy")
+class SamplingPolicySerializer(ModelSerializer):
     class Meta:
         model = SamplingPolicy
         fields = [
@@ -98,7 +103,8 @@ class SamplingPolicySerializer(serializers.ModelSerializer):
         return attrs
 
 
-class SubscriberSerializer(serializers.ModelSerializer):
+@component("Subscriber")
+class SubscriberSerializer(ModelSerializer):
     """Writes are checked by ``fastmon.subscribers.rules``, the rules the STOMP control
     destination applies too; ``validated_data["subscription"]`` is what the view saves."""
 
@@ -125,7 +131,8 @@ class SubscriberSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError(exc.errors) from None
 
 
-class DeadLetterSerializer(serializers.ModelSerializer):
+@component("DeadLetter")
+class DeadLetterSerializer(ModelSerializer):
     class Meta:
         model = DeadLetter
         fields = [
@@ -135,7 +142,8 @@ class DeadLetterSerializer(serializers.ModelSerializer):
         ]  # fmt: skip
 
 
-class LiveEventSerializer(serializers.ModelSerializer):
+@component("LiveEvent")
+class LiveEventSerializer(ModelSerializer):
     """The fields name the columns and the schema; each event is shaped by ``live.event_frame``,
     exactly as the websocket pushes it."""
 

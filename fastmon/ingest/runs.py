@@ -10,6 +10,7 @@ from fastmon.live.events import record_live_events
 from fastmon.live.frames import run_event
 from fastmon.models import Run
 
+ENDED = "ended"
 _RUN_STAMPS = {"run_imminent": "imminent_at", "start_run": "started_at", "end_run": "ended_at"}
 
 
@@ -31,10 +32,17 @@ def apply_run_message(message: RunMessage) -> str:
         values[stamp] = timestamp
     # Messages can arrive out of order (redelivery): an older state never overwrites a newer one.
     newer = timestamp is None or run.state_changed_at is None or timestamp >= run.state_changed_at
-    if (message.state or message.substate) and newer:
+    if message.msg_type == "end_run" and not message.state:
+        # The runner's end_run carries no state: it ends the run (swf-monitor's RunState says
+        # "ended" too), or the run would show its last state for ever.
+        stamped: tuple[str, str] | None = (ENDED, "")
+    elif message.state or message.substate:
         # A message that leaves one of the two out keeps what is known of it.
-        values["state"] = message.state or run.state
-        values["substate"] = message.substate or run.substate
+        stamped = (message.state or run.state, message.substate or run.substate)
+    else:
+        stamped = None
+    if stamped and newer:
+        values["state"], values["substate"] = stamped
         values["state_changed_at"] = timestamp or run.state_changed_at
     changed = set_changed(run, values)
     if changed:

@@ -33,6 +33,8 @@ from fastmon.runtime.heartbeat import StatusReporter
 from fastmon.runtime.ingest_worker import IngestDied, IngestProcess, InlineIngest, frames_of
 from fastmon.runtime.intake import Intake
 from fastmon.runtime.stats import Stats, count_batch
+from fastmon.sampling import dispatch
+from fastmon.sampling.sampler import Sampler
 from fastmon.transport.base import (
     BrokerAuthFailed,
     BrokerError,
@@ -46,6 +48,11 @@ from fastmon.transport.base import (
 
 logger = logging.getLogger("fastmon.consumer")
 
+_SAMPLING_WORDS = {
+    "off": "off",
+    dispatch.CELERY: "by Celery workers",
+    dispatch.RUN_FASTMON: "in this process (no Celery)",
+}
 # Batches handed to ingest at once: one committing, the next waiting behind it.
 MAX_IN_FLIGHT = 2
 
@@ -92,6 +99,8 @@ class Consumer:
         self.last_message_at: datetime | None = None
         self.status = StatusReporter(self)
         self.feed = MonitorFeed()
+        self.sampling = "off"
+        self.sampler = Sampler()
 
     # -- the receiver thread ------------------------------------------------------------------
 
@@ -134,6 +143,7 @@ class Consumer:
         try:
             for destination in self.destinations:
                 validate_destination(destination)
+            self.sampling = self._sampling()
         except ValueError as exc:
             logger.error("configuration: %s", exc)
             return ExitCode.CONFIG
@@ -147,6 +157,8 @@ class Consumer:
         self.started.set()
         if self.relay:
             self.feed.start()
+        if self.sampling == dispatch.RUN_FASTMON:
+            self.sampler.start()
 
         next_summary = time.monotonic() + fastmon_settings.SUMMARY_INTERVAL_S
         next_relay = time.monotonic()
@@ -179,8 +191,15 @@ class Consumer:
             f"run_fastmon: broker {self.transport.describe()}; subscribing to "
             f"{', '.join(subscriptions) or 'nothing'} with prefetch {fastmon_settings.PREFETCH}; "
             f"batches of up to {fastmon_settings.BATCH_SIZE} frames or "
-            f"{fastmon_settings.BATCH_MAX_WAIT_MS} ms; outbox relay {'on' if self.relay else 'off'}"
+            f"{fastmon_settings.BATCH_MAX_WAIT_MS} ms; outbox relay "
+            f"{'on' if self.relay else 'off'}; sampling {_SAMPLING_WORDS[self.sampling]}"
         )
+
+    def _sampling(self) -> str:
+        """Who samples what this consumer stores: "off", Celery, or this process."""
+        if not self.destinations or not fastmon_settings.SAMPLING_ENABLED:
+            return "off"
+        return dispatch.workers()
 
     def _start(self) -> ExitCode | None:
         """Check the database, then connect: give up with an exit code only at start."""
@@ -386,5 +405,6 @@ class Consumer:
             self._relay()
         self.transport.disconnect()
         self.feed.stop()
+        self.sampler.stop(fastmon_settings.STOP_TIMEOUT_S)
         self.status.stop()
         logger.info("run_fastmon: stopped")

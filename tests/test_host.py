@@ -1,0 +1,116 @@
+"""fastmon inside a host shaped like swf-monitor (``tests/host_settings.py``): served under
+``/swf-monitor`` with full-path requests (Apache's ProxyPass) or with the prefix stripped and
+``--root-path``, SSO by ``X-Remote-User``, models of the host's own named as fastmon's, its base
+template, and no Celery: run_fastmon samples."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import urllib.request
+import uuid
+from collections.abc import Callable
+from http.cookiejar import CookieJar
+
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from fastmon.models import StfFile, TfSample
+from fastmon.testing.broker import publish
+from fastmon.testing.messages import example
+from tests.conftest import ROOT, ServiceProcess, broker_login, wait_until
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+HOST = "tests.host_settings"
+PREFIX = "/swf-monitor"
+StartProcess = Callable[..., ServiceProcess]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def serve(start_process: StartProcess, *options: str) -> str:
+    """The host site under uvicorn; its base URL (no prefix)."""
+    port = free_port()
+    argv = ["-m", "uvicorn", "tests.host.asgi:application", "--host", "127.0.0.1",
+            "--port", str(port), *options]  # fmt: skip
+    server = start_process({}, command="uvicorn", argv=argv, settings_module=HOST)
+    server.wait_for_log("Uvicorn running")
+    return f"127.0.0.1:{port}"
+
+
+def signed_in(address: str, path: str) -> tuple[str, str]:
+    """GET a page with the SSO header, as the proxy sends it: the page and the session cookie
+    the site then keeps."""
+    jar = CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    request = urllib.request.Request(f"http://{address}{path}", headers={"X-Remote-User": "alice"})
+    with opener.open(request, timeout=10) as response:
+        page = response.read().decode()
+    return page, "; ".join(f"{cookie.name}={cookie.value}" for cookie in jar)
+
+
+def first_frame(url: str, cookie: str) -> dict:
+    with connect(url, additional_headers={"Cookie": cookie}, open_timeout=10) as websocket:
+        return json.loads(websocket.recv(timeout=10))
+
+
+def test_full_path_requests_reach_the_pages_and_the_websocket(start_process) -> None:
+    address = serve(start_process)
+    page, cookie = signed_in(address, f"{PREFIX}/fastmon/")
+    assert 'id="host-user">alice<' in page  # inside the host's base template, signed in
+    assert f'data-websocket-path="{PREFIX}/fastmon/ws/live/"' in page
+    assert f'href="{PREFIX}/static/fastmon/vendor/uPlot.min.css"' in page
+    with urllib.request.urlopen(f"http://{address}{PREFIX}/static/fastmon/vendor/uPlot.iife.min.js",
+                                timeout=10) as script:  # fmt: skip
+        assert b"uPlot" in script.read()
+
+    assert first_frame(f"ws://{address}{PREFIX}/fastmon/ws/live/", cookie)["type"] == "live"
+    # Behind SSO: without the session, the websocket is refused.
+    with pytest.raises(InvalidStatus):
+        first_frame(f"ws://{address}{PREFIX}/fastmon/ws/live/", "")
+
+
+def test_a_stripped_prefix_with_root_path_reaches_the_websocket(start_process) -> None:
+    address = serve(start_process, "--root-path", PREFIX)
+    page, cookie = signed_in(address, "/fastmon/")
+    assert f'data-websocket-path="{PREFIX}/fastmon/ws/live/"' in page
+    assert first_frame(f"ws://{address}/fastmon/ws/live/", cookie)["type"] == "live"
+
+
+def test_the_hosts_schema_builds_without_a_name_collision() -> None:
+    """drf-spectacular's warnings (identical component names, enum collisions) are errors."""
+    built = subprocess.run(
+        [sys.executable, "manage.py", "spectacular", "--validate", "--fail-on-warn",
+         "--settings", HOST],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr[-3000:]
+    assert "FastmonFastMonFile:" in built.stdout
+    assert "\n    FastMonFile:" in built.stdout  # the host's own, untouched
+
+
+def test_run_fastmon_without_celery_samples_every_stf_of_a_run(
+    start_process, stomp_address, unique_topic
+) -> None:
+    changes = {"SUBSCRIBE_DESTINATIONS": [unique_topic],
+               "AGENT_NAME": f"fastmon-agent-test-{uuid.uuid4().hex[:8]}"}  # fmt: skip
+    consumer = start_process(changes, settings_module=HOST)
+    consumer.wait_for_log("subscribed to")
+    assert "sampling in this process (no Celery)" in consumer.output()
+
+    run = 100700
+    names = [f"swf.{run}.{n:06d}.stf" for n in range(1, 41)]
+    bodies = [json.dumps(example("stf_ready", run_id=run, filename=name)) for name in names]
+    publish(stomp_address, broker_login(), unique_topic, bodies)
+    wait_until(lambda: StfFile.objects.filter(run__run_number=run, status="sampled").count() == 40,
+               60, "every STF of the run sampled", context=consumer.output)  # fmt: skip
+    assert TfSample.objects.filter(run__run_number=run).count() == 40 * 7
+    assert "could not enqueue" not in consumer.output()
