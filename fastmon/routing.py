@@ -12,6 +12,7 @@ from django.conf import settings
 from django.urls import URLPattern, path
 
 from fastmon.conf import fastmon_settings
+from fastmon.live.auth import TokenAuthMiddleware
 from fastmon.live.consumer import LiveEventsConsumer
 
 
@@ -24,6 +25,9 @@ def _websocket_paths() -> list[str]:
     return paths
 
 
+# A browser logs in with its session (the site's AuthMiddlewareStack), a script with a token.
+_live = TokenAuthMiddleware(LiveEventsConsumer.as_asgi())
+
 websocket_urlpatterns: list[URLPattern] = [
-    path(route, LiveEventsConsumer.as_asgi(), name="fastmon-live") for route in _websocket_paths()
+    path(route, _live, name="fastmon-live") for route in _websocket_paths()
 ]

@@ -16,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from fastmon.ingest import pipeline
 from fastmon.ingest.messages import InboundMessage, Outcome
 from fastmon.ingest.pipeline import ingest_batch, ingest_message
-from fastmon.models import DeadLetter, Run, StfFile
+from fastmon.models import DeadLetter, LiveEvent, Run, StfFile
 from fastmon.testing.messages import RUN_ORDER, example, example_body
 
 pytestmark = pytest.mark.django_db
@@ -139,6 +139,17 @@ def test_an_older_state_never_overwrites_a_newer_one() -> None:
     )
     run.refresh_from_db()
     assert (run.state, run.substate) == ("run", "physics")
+
+
+def test_end_run_ends_the_run_and_a_late_pause_does_not_reopen_it() -> None:
+    send("start_run")  # 14:03:19, run/physics
+    send("end_run")  # 14:05:40, no state of its own
+    run = Run.objects.get()
+    assert (run.state, run.substate) == ("ended", "")
+    assert LiveEvent.objects.filter(kind="run").last().payload["state"] == "ended"
+    send("pause_run")  # 14:04:01, redelivered late
+    run.refresh_from_db()
+    assert (run.state, run.substate) == ("ended", "")
 
 
 def test_run_conditions_from_the_daq_simulator_are_kept() -> None:

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import signal
+import socket
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -266,3 +271,80 @@ def test_the_table_as_plain_lines_when_not_on_a_terminal(no_celery: None) -> Non
 def test_bad_arguments_are_refused(args: list[str]) -> None:
     with pytest.raises(CommandError, match="argument"):
         call_command("fastmon_tail", *args)
+
+
+# -- a served site: fastmon-tail --url ----------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_console_script_follows_a_served_site_across_a_restart(
+    no_celery: None, start_process: Callable[..., ServiceProcess]
+) -> None:
+    """The host-shaped site (full paths under /swf-monitor, pages behind a login) served by
+    uvicorn; fastmon-tail with a token and no database follows it, through a server restart,
+    and prints every event once, in order."""
+    from django.contrib.auth.models import User
+    from rest_framework.authtoken.models import Token
+
+    token = Token.objects.create(user=User.objects.create_user("shifter")).key
+    sampled_run(stfs=1, run=701)
+    port = free_port()
+    argv = ["-m", "uvicorn", "tests.host.asgi:application", "--host", "127.0.0.1",
+            "--port", str(port)]  # fmt: skip
+
+    def serve() -> ServiceProcess:
+        server = start_process({}, command="uvicorn", argv=argv,
+                               settings_module="tests.host_settings")  # fmt: skip
+        server.wait_for_log("Uvicorn running")
+        return server
+
+    server = serve()
+    script = str(Path(sys.executable).parent / "fastmon-tail")
+    follower = start_process({}, command="fastmon-tail", argv=[  # the console script
+        script, "--url", f"http://127.0.0.1:{port}/swf-monitor/fastmon/", "--token", token,
+        "--json", "--since", "0", "--interval", "0.2"])  # fmt: skip
+    wait_until(lambda: len(json_lines(follower.output())) == len(events()), 20,
+               "the stored events, caught up over the API", follower.output)  # fmt: skip
+
+    sampled_run(stfs=1, run=702)  # pushed live over the websocket
+    wait_until(lambda: len(json_lines(follower.output())) == len(events()), 20,
+               "a new run's events, live", follower.output)  # fmt: skip
+
+    server.kill_all()
+    sampled_run(stfs=2, run=703)  # while the site is down
+    serve()
+    wait_until(lambda: len(json_lines(follower.output())) == len(events()), 30,
+               "the events stored while the site was down", follower.output)  # fmt: skip
+    sampled_run(stfs=1, run=704)
+    wait_until(lambda: len(json_lines(follower.output())) == len(events()), 20,
+               "live events after the restart", follower.output)  # fmt: skip
+
+    follower.signal(signal.SIGTERM)
+    assert follower.wait() == 0, follower.output()
+    assert json_lines(follower.output()) == events()  # none missed, none twice, in order
+    assert "reconnected after sequence" in follower.output()
+
+
+def test_the_console_script_refuses_a_wrong_token(
+    start_process: Callable[..., ServiceProcess], db
+) -> None:
+    port = free_port()
+    server = start_process({}, command="uvicorn", settings_module="tests.host_settings", argv=[
+        "-m", "uvicorn", "tests.host.asgi:application", "--host", "127.0.0.1",
+        "--port", str(port)])  # fmt: skip
+    server.wait_for_log("Uvicorn running")
+    # No Django settings at all: the console script needs none.
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    refused = subprocess.run(
+        [str(Path(sys.executable).parent / "fastmon-tail"), "--url",
+         f"http://127.0.0.1:{port}/swf-monitor/fastmon/", "--token", "wrong", "--since", "0"],
+        capture_output=True, text=True, timeout=60, env=env, cwd="/",
+    )  # fmt: skip
+    assert refused.returncode == 1
+    assert "refused: HTTP 401" in refused.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import QuerySet
-from django.urls import reverse
+from django.urls import get_script_prefix, reverse
 from django.utils.module_loading import import_string
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
@@ -223,7 +223,10 @@ class EventViewSet(mixins.ListModelMixin, FastmonViewSet):
         OpenApiParameter("limit", int, description="at most this many (1000 at most)"),
     ])  # fmt: skip
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        return super().list(request, *args, **kwargs)
+        response = super().list(request, *args, **kwargs)
+        # Where the same events arrive live: the pages' websocket (fastmon-tail follows it).
+        response["Link"] = f'<{get_script_prefix()}{fastmon_settings.WEBSOCKET_PATH}>; rel="live"'
+        return response
 
     def get_queryset(self) -> QuerySet:
         try:
