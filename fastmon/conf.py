@@ -165,6 +165,11 @@ DEFAULTS: dict[str, Any | Callable[[], Any]] = {
     "BASE_TEMPLATE": "fastmon/base.html",
     "PAGES_REQUIRE_LOGIN": False,
     "WEBSOCKET_PATH": "fastmon/ws/live/",
+    # The site's SSO header, trusted on websocket handshakes from these proxy addresses only (a
+    # site that logs users in per request from a header, as swf-monitor does with X-Remote-User
+    # from localhost, has no session for the websocket to find). None: sessions and tokens only.
+    "WEBSOCKET_REMOTE_USER_HEADER": None,
+    "WEBSOCKET_TRUSTED_PROXIES": ["127.0.0.1", "::1"],
     # Per websocket client: live events waiting to be sent (past this, newer ones are re-read
     # from the database once the client catches up: counted, never silent), how often an idle
     # client checks the database for events whose push was lost, and the most missed events

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.urls import URLPattern, path
 
 from fastmon.conf import fastmon_settings
-from fastmon.live.auth import TokenAuthMiddleware
+from fastmon.live.auth import LoginMiddleware
 from fastmon.live.consumer import LiveEventsConsumer
 
 
@@ -25,8 +25,9 @@ def _websocket_paths() -> list[str]:
     return paths
 
 
-# A browser logs in with its session (the site's AuthMiddlewareStack), a script with a token.
-_live = TokenAuthMiddleware(LiveEventsConsumer.as_asgi())
+# A browser logs in with its session (the site's AuthMiddlewareStack) or the site's SSO header,
+# a script with a token.
+_live = LoginMiddleware(LiveEventsConsumer.as_asgi())
 
 websocket_urlpatterns: list[URLPattern] = [
     path(route, _live, name="fastmon-live") for route in _websocket_paths()

@@ -15,16 +15,13 @@ ROOT_URLCONF = "tests.host.urls"
 ASGI_APPLICATION = "tests.host.asgi.application"
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.host"]
 MIDDLEWARE = [*MIDDLEWARE, "tests.host.middleware.ProxyRemoteUser"]
-AUTHENTICATION_BACKENDS = [
-    "django.contrib.auth.backends.RemoteUserBackend",
-    "django.contrib.auth.backends.ModelBackend",
-]
 LOGIN_URL = "/swf-monitor/accounts/login/"
 CELERY_BROKER_URL = None  # swf-monitor has no Celery app
 FASTMON = {
     **FASTMON,
     "BASE_TEMPLATE": "base.html",
     "PAGES_REQUIRE_LOGIN": True,
+    "WEBSOCKET_REMOTE_USER_HEADER": "X-Remote-User",
     "HEALTH_REQUIRE_CONSUMER": True,
 }
 # As in the test site: subprocesses get their changes through the environment, applied last.

@@ -12,7 +12,6 @@ import sys
 import urllib.request
 import uuid
 from collections.abc import Callable
-from http.cookiejar import CookieJar
 
 import pytest
 from websockets.exceptions import InvalidStatus
@@ -36,53 +35,58 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def serve(start_process: StartProcess, *options: str) -> str:
+def serve(start_process: StartProcess, *options: str, **settings_changes: object) -> str:
     """The host site under uvicorn; its base URL (no prefix)."""
     port = free_port()
     argv = ["-m", "uvicorn", "tests.host.asgi:application", "--host", "127.0.0.1",
             "--port", str(port), *options]  # fmt: skip
-    server = start_process({}, command="uvicorn", argv=argv, settings_module=HOST)
+    server = start_process(settings_changes, command="uvicorn", argv=argv, settings_module=HOST)
     server.wait_for_log("Uvicorn running")
     return f"127.0.0.1:{port}"
 
 
-def signed_in(address: str, path: str) -> tuple[str, str]:
-    """GET a page with the SSO header, as the proxy sends it: the page and the session cookie
-    the site then keeps."""
-    jar = CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    request = urllib.request.Request(f"http://{address}{path}", headers={"X-Remote-User": "alice"})
-    with opener.open(request, timeout=10) as response:
-        page = response.read().decode()
-    return page, "; ".join(f"{cookie.name}={cookie.value}" for cookie in jar)
+SSO = {"X-Remote-User": "alice"}  # what swf-monitor's proxy adds to every request
 
 
-def first_frame(url: str, cookie: str) -> dict:
-    with connect(url, additional_headers={"Cookie": cookie}, open_timeout=10) as websocket:
+def page(address: str, path: str) -> str:
+    """A page as the proxy asks for it, SSO header included (no session: swf-monitor trusts
+    the header on each request from localhost)."""
+    request = urllib.request.Request(f"http://{address}{path}", headers=SSO)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.read().decode()
+
+
+def first_frame(url: str, headers: dict[str, str]) -> dict:
+    with connect(url, additional_headers=headers, open_timeout=10) as websocket:
         return json.loads(websocket.recv(timeout=10))
 
 
 def test_full_path_requests_reach_the_pages_and_the_websocket(start_process) -> None:
     address = serve(start_process)
-    page, cookie = signed_in(address, f"{PREFIX}/fastmon/")
-    assert 'id="host-user">alice<' in page  # inside the host's base template, signed in
-    assert f'data-websocket-path="{PREFIX}/fastmon/ws/live/"' in page
-    assert f'href="{PREFIX}/static/fastmon/vendor/uPlot.min.css"' in page
+    dashboard = page(address, f"{PREFIX}/fastmon/")
+    assert 'id="host-user">alice<' in dashboard  # inside the host's base template, signed in
+    assert f'data-websocket-path="{PREFIX}/fastmon/ws/live/"' in dashboard
+    assert f'href="{PREFIX}/static/fastmon/vendor/uPlot.min.css"' in dashboard
     with urllib.request.urlopen(f"http://{address}{PREFIX}/static/fastmon/vendor/uPlot.iife.min.js",
                                 timeout=10) as script:  # fmt: skip
         assert b"uPlot" in script.read()
 
-    assert first_frame(f"ws://{address}{PREFIX}/fastmon/ws/live/", cookie)["type"] == "live"
-    # Behind SSO: without the session, the websocket is refused.
+    assert first_frame(f"ws://{address}{PREFIX}/fastmon/ws/live/", SSO)["type"] == "live"
+    # Behind SSO: without the header, the websocket is refused.
     with pytest.raises(InvalidStatus):
-        first_frame(f"ws://{address}{PREFIX}/fastmon/ws/live/", "")
+        first_frame(f"ws://{address}{PREFIX}/fastmon/ws/live/", {})
+
+
+def test_the_sso_header_counts_only_from_a_trusted_proxy(start_process) -> None:
+    address = serve(start_process, WEBSOCKET_TRUSTED_PROXIES=["10.0.0.1"])
+    with pytest.raises(InvalidStatus):
+        first_frame(f"ws://{address}{PREFIX}/fastmon/ws/live/", SSO)
 
 
 def test_a_stripped_prefix_with_root_path_reaches_the_websocket(start_process) -> None:
     address = serve(start_process, "--root-path", PREFIX)
-    page, cookie = signed_in(address, "/fastmon/")
-    assert f'data-websocket-path="{PREFIX}/fastmon/ws/live/"' in page
-    assert first_frame(f"ws://{address}/fastmon/ws/live/", cookie)["type"] == "live"
+    assert f'data-websocket-path="{PREFIX}/fastmon/ws/live/"' in page(address, "/fastmon/")
+    assert first_frame(f"ws://{address}/fastmon/ws/live/", SSO)["type"] == "live"
 
 
 def test_the_hosts_schema_builds_without_a_name_collision() -> None:
