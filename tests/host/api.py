@@ -1,57 +1,22 @@
-"""swf-monitor's REST API for its models, with its serializer names (the schema components a
-host's /api/schema/ must keep)."""
+"""swf-monitor's REST API for its models, with its serializer names (``<Model>Serializer``: the
+schema components a host's /api/schema/ must keep)."""
 
+from django.db import models
 from rest_framework import routers, serializers, viewsets
 
 from tests.host.models import FastMonFile, Run, StfFile, Subscriber
 
 
-class RunSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = Run
-        fields = "__all__"
-
-
-class StfFileSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = StfFile
-        fields = "__all__"
-
-
-class SubscriberSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = Subscriber
-        fields = "__all__"
-
-
-class FastMonFileSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = FastMonFile
-        fields = "__all__"
-
-
-class RunViewSet(viewsets.ModelViewSet):
-    queryset = Run.objects.order_by("id")
-    serializer_class = RunSerializer
-
-
-class StfFileViewSet(viewsets.ModelViewSet):
-    queryset = StfFile.objects.order_by("id")
-    serializer_class = StfFileSerializer
-
-
-class SubscriberViewSet(viewsets.ModelViewSet):
-    queryset = Subscriber.objects.order_by("id")
-    serializer_class = SubscriberSerializer
-
-
-class FastMonFileViewSet(viewsets.ModelViewSet):
-    queryset = FastMonFile.objects.order_by("id")
-    serializer_class = FastMonFileSerializer
+def viewset_of(model: type[models.Model]) -> type[viewsets.ModelViewSet]:
+    meta = type("Meta", (), {"model": model, "fields": "__all__"})
+    serializer = type(f"{model.__name__}Serializer", (serializers.ModelSerializer,),
+                      {"Meta": meta, "__module__": __name__})  # fmt: skip
+    return type(f"{model.__name__}ViewSet", (viewsets.ModelViewSet,), {
+        "queryset": model.objects.order_by("id"), "serializer_class": serializer,
+        "__module__": __name__})  # fmt: skip
 
 
 router = routers.DefaultRouter()
-router.register("runs", RunViewSet, basename="run")
-router.register("stf-files", StfFileViewSet, basename="stffile")
-router.register("subscribers", SubscriberViewSet, basename="subscriber")
-router.register("fastmon-files", FastMonFileViewSet, basename="fastmonfile")
+for prefix, model in [("runs", Run), ("stf-files", StfFile), ("subscribers", Subscriber),
+                      ("fastmon-files", FastMonFile)]:  # fmt: skip
+    router.register(prefix, viewset_of(model), basename=model.__name__.lower())
