@@ -1,10 +1,11 @@
 """All of fastmon's settings, in one place.
 
 A site sets ``FASTMON = {...}`` in its Django settings; every key it leaves out takes the default
-below. Broker and monitor settings fall back to the environment variables every testbed agent
-reads (``ACTIVEMQ_*``, ``SWF_MONITOR_URL``, ``SWF_API_TOKEN``), so fastmon runs in a testbed
-shell with no configuration at all. Values are read at each access, so ``override_settings``
-and changed environment variables take effect at once in tests.
+below. Broker and monitor settings fall back to the variables every testbed agent reads
+(``ACTIVEMQ_*``, ``SWF_MONITOR_URL``, ``SWF_API_TOKEN``): a Django setting of that name
+(swf-monitor reads them from its .env into its settings), else the environment, so fastmon runs
+in a testbed shell or in swf-monitor with no configuration of its own. Values are read at each
+access, so ``override_settings`` and changed environment variables take effect at once in tests.
 
     from fastmon.conf import fastmon_settings
     fastmon_settings.NAMESPACE
@@ -22,8 +23,11 @@ from django.conf import settings
 
 
 def _env(name: str, default: str | None = None) -> str | None:
-    value = os.environ.get(name, "").strip()
-    return value or default
+    """The site's setting of that name, else the environment variable, else ``default``."""
+    value = getattr(settings, name, None)
+    if value is None or value == "":
+        value = os.environ.get(name, "")
+    return str(value).strip() or default
 
 
 def _env_flag(name: str) -> bool:
@@ -186,6 +190,9 @@ DEFAULTS: dict[str, Any | Callable[[], Any]] = {
     "SWF_MONITOR_FEED": False,
     # The timeout of every request to swf-monitor.
     "SWF_MONITOR_TIMEOUT_S": 10.0,
+    # With the feed on, how often samples' status is compared with swf-monitor's (the
+    # fast-processing agent moves them along there).
+    "SWF_MONITOR_SYNC_S": 30.0,
     # Seconds between heartbeats to SWF_MONITOR_URL (the testbed agents' 60 s); failures back
     # off from RETRY_MIN_S up to this interval and never touch ingest.
     "HEARTBEAT_INTERVAL_S": 60.0,

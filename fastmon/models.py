@@ -150,6 +150,25 @@ class TfSample(models.Model):
         null=True, blank=True, help_text="Its tf_file_registered left for the broker."
     )
 
+    class InMonitor(models.TextChoices):
+        """Its registration in swf-monitor's fastmon-files (SWF_MONITOR_FEED)."""
+
+        NONE = "", "not fed"
+        PENDING = "pending", "to be registered"
+        WAITING = "waiting", "swf-monitor does not know its STF yet: retried"
+        REGISTERED = "registered", "registered"
+        REFUSED = "refused", "refused by swf-monitor"
+
+    monitor_state = models.CharField(
+        max_length=20, choices=InMonitor.choices, blank=True, default=InMonitor.NONE
+    )
+    monitor_file_id = models.UUIDField(
+        null=True, blank=True, help_text="swf-monitor's tf_file_id, once it stored the sample."
+    )
+    monitor_checked_at = models.DateTimeField(
+        null=True, blank=True, help_text="Its status last compared with swf-monitor's."
+    )
+
     class Meta:
         ordering = ["-created_at"]
         indexes = [
@@ -280,6 +299,10 @@ class OutboxQuerySet(models.QuerySet):
         """Neither sent nor given up: what a relay still owes (the pending index's rows)."""
         return self.filter(transport=transport, sent_at__isnull=True, failed_at__isnull=True)
 
+    def releasable(self, transport: str) -> OutboxQuerySet:
+        """Pending and not held: what a relay may send now."""
+        return self.pending(transport).filter(held=False)
+
     def undelivered(self, subscriber_id: int) -> OutboxQuerySet:
         """A subscriber's copies neither delivered nor given up."""
         return self.pending(OutboxMessage.Transport.BROKER).filter(subscriber_id=subscriber_id)
@@ -316,6 +339,9 @@ class OutboxMessage(models.Model):
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True, default="")
+    # Held until swf-monitor has stored its sample (subject): the fast-processing agent looks
+    # the sample up there when this arrives.
+    held = models.BooleanField(default=False)
 
     objects = OutboxQuerySet.as_manager()
 

@@ -37,6 +37,19 @@ def test_defaults_follow_the_testbed_environment(monkeypatch: pytest.MonkeyPatch
     assert fastmon_settings.SWF_API_TOKEN == "tok"
 
 
+@override_settings(FASTMON={}, ACTIVEMQ_HOST="from-settings", ACTIVEMQ_PORT=61612,
+                   SWF_API_TOKEN="settings-token")  # fmt: skip
+def test_a_sites_own_settings_of_the_testbed_names_win_over_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """swf-monitor reads ACTIVEMQ_* and SWF_API_TOKEN from its .env into its settings."""
+    monkeypatch.setenv("ACTIVEMQ_HOST", "from-env")
+    monkeypatch.setenv("ACTIVEMQ_USER", "env-user")
+    assert fastmon_settings.BROKER_HOSTS == [("from-settings", 61612)]
+    assert fastmon_settings.BROKER_USER == "env-user"  # not in the settings: the environment
+    assert fastmon_settings.SWF_API_TOKEN == "settings-token"
+
+
 def test_the_fastmon_dict_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ACTIVEMQ_HOST", "from-env")
     with override_settings(FASTMON={"BROKER_HOSTS": [("a", 1), ("b", 2)], "NAMESPACE": "ns"}):

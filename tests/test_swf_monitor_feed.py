@@ -23,9 +23,9 @@ from tests.test_consumer import consumer_settings, publish, stf_gen
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-# The body today's testbed agent POSTs (docs/wire-formats.md).
+# swf-monitor's FastMonFile fields a POST sets (docs/wire-formats.md).
 SPEC_FIELDS = {"stf_file", "tf_filename", "tf_first", "tf_last", "tf_count", "file_size_bytes",
-               "status", "metadata"}  # fmt: skip
+               "checksum", "status", "metadata"}  # fmt: skip
 
 
 def test_every_sample_reaches_swf_monitor_once_after_it_comes_back(
@@ -40,7 +40,10 @@ def test_every_sample_reaches_swf_monitor_once_after_it_comes_back(
     monitor.start()
     monitor.stop()
     already = "swf.100100.000002_tf_001.tf"
-    monitor.fastmon_files[already] = {"tf_filename": already, "stf_file": "swf.100100.000002.stf"}
+    monitor.fastmon_files[already] = {
+        "tf_filename": already, "stf_file": "swf.100100.000002.stf",
+        "tf_file_id": "5f0c7c33-59c2-4b5c-9f0e-2b7d9e0d1a11",
+    }  # fmt: skip
     feed = {"SWF_MONITOR_URL": monitor.url, "SWF_API_TOKEN": "secret", "SWF_MONITOR_FEED": True,
             "PUBLISH_DESTINATION": f"{unique_topic}.out"}  # fmt: skip
     consumer = start_process(consumer_settings(unique_topic, OUTBOX_RETRY_MAX_S=1.0, **feed))
@@ -57,33 +60,44 @@ def test_every_sample_reaches_swf_monitor_once_after_it_comes_back(
     assert OutboxMessage.objects.filter(transport="swf_monitor", sent_at=None).count() == 40
 
     monitor.start()
-    settled = OutboxMessage.objects.filter(transport="swf_monitor", sent_at=None, failed_at=None)
-    wait_until(lambda: not settled.exists(), 30, "every registration settled",
+    unknown = ["swf.100100.000005_tf_001.tf", "swf.100100.000005_tf_002.tf"]
+    registered = TfSample.objects.filter(monitor_state="registered")
+    wait_until(lambda: registered.count() == 38, 30, "every sample of a known STF registered",
                context=consumer.output)  # fmt: skip
-    monitor.stop()
 
     posted = monitor.posts(FASTMON_FILES_PATH)
-    names = [body["tf_filename"] for body in posted]
-    accepted = {name for name in names if not name.startswith("swf.100100.000005_")}
-    assert len(accepted) == 38 and set(monitor.fastmon_files) == accepted
+    names = [body["tf_filename"] for body in posted if body["tf_filename"] not in unknown]
+    assert len(names) == 38 and set(monitor.fastmon_files) == set(names)
     assert sorted(names) == sorted(set(names))  # each POSTed once, the known one included
     first = next(body for body in posted if body["tf_filename"] == "swf.100100.000001_tf_001.tf")
     assert set(first) == SPEC_FIELDS
     assert first == {
         "stf_file": "swf.100100.000001.stf", "tf_filename": "swf.100100.000001_tf_001.tf",
         "tf_first": 0, "tf_last": 9, "tf_count": 10, "file_size_bytes": 20480,
-        "status": "registered", "metadata": {"checksum": "ad:1"},
+        "checksum": "ad:1", "status": "registered", "metadata": {},
     }  # fmt: skip
     assert all(headers["Authorization"] == "Token secret" for _, headers, _ in monitor.received)
+    # Every sample knows its id in swf-monitor: the one it made, for the lost answer too.
+    for sample in registered.all():
+        assert (
+            str(sample.monitor_file_id) == monitor.fastmon_files[sample.tf_filename]["tf_file_id"]
+        )
 
-    # The STF swf-monitor does not know: both samples refused, the reason kept, nothing held up.
-    refused = OutboxMessage.objects.filter(transport="swf_monitor").exclude(failed_at=None)
-    assert sorted(refused.values_list("subject", flat=True)) == [
-        "swf.100100.000005_tf_001.tf", "swf.100100.000005_tf_002.tf",
-    ]  # fmt: skip
-    assert all("HTTP 400" in row.last_error and "does not exist" in row.last_error
-               for row in refused)  # fmt: skip
-    assert json.loads(refused.first().body)["stf_file"] == "swf.100100.000005.stf"
+    # The STF swf-monitor does not know yet: its samples wait, retried, the reason kept; nothing
+    # is refused for good, nothing else is held up.
+    waiting = OutboxMessage.objects.filter(transport="swf_monitor", subject__in=unknown)
+    wait_until(lambda: all(row.attempts >= 2 for row in waiting.all()), 20, "retries")
+    assert not waiting.exclude(failed_at=None).exists()
+    assert all("does not know the STF" in row.last_error for row in waiting)
+    assert set(TfSample.objects.filter(tf_filename__in=unknown)
+               .values_list("monitor_state", flat=True)) == {"waiting"}  # fmt: skip
+    assert json.loads(waiting.first().body)["stf_file"] == "swf.100100.000005.stf"
+
+    monitor.known_stfs.add("swf.100100.000005.stf")  # the data agent registers it, late
+    wait_until(lambda: registered.count() == 40, 30, "the late STF's samples registered",
+               context=consumer.output)  # fmt: skip
+    monitor.stop()
+    assert not OutboxMessage.objects.filter(transport="swf_monitor").exclude(failed_at=None)
 
     consumer.signal(signal.SIGTERM)
     assert consumer.wait(timeout=20) == 0

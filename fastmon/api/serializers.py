@@ -29,6 +29,7 @@ class FastMonFileSerializer(ModelSerializer):
             "tf_file_id", "stf_file", "tf_filename", "tf_first", "tf_last", "tf_count",
             "file_size_bytes", "checksum", "status", "metadata", "created_at", "updated_at",
             "run_number", "size_estimated", "policy", "seed", "published_at",
+            "monitor_state", "monitor_file_id",
         ]  # fmt: skip
         # Downstream agents move a sample along (processing, processed, done, failed).
         read_only_fields = [f for f in fields if f not in {"status", "metadata"}]
@@ -51,6 +52,8 @@ class FastMonFileSerializer(ModelSerializer):
             policy = values.pop("policy_name")
             version = values.pop("policy_version")
             values["tf_file_id"] = str(values["tf_file_id"])
+            if values["monitor_file_id"] is not None:
+                values["monitor_file_id"] = str(values["monitor_file_id"])
             values["created_at"] = when(values["created_at"])
             values["updated_at"] = when(values["updated_at"])
             values["published_at"] = when(values["published_at"])

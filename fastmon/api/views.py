@@ -37,6 +37,7 @@ from fastmon.dead_letters.replay import NotPending, discard_dead_letter, replay_
 from fastmon.ingest.messages import Outcome
 from fastmon.models import DeadLetter, Run, SamplingPolicy, StfFile, Subscriber
 from fastmon.sampling.policies import save_policy_version
+from fastmon.sampling.samples import change_sample
 from fastmon.subscribers.service import remove_subscriber, save_subscriber
 
 
@@ -107,6 +108,9 @@ class FastMonFileViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     pagination_class = UnpaginatedUnlessLimit
     lookup_field = "tf_file_id"
     http_method_names = ["get", "patch", "head", "options"]
+
+    def perform_update(self, serializer: FastMonFileSerializer) -> None:
+        serializer.instance = change_sample(serializer.instance, serializer.validated_data)
 
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """The hot read: rows straight from the database, shaped as the serializer would."""

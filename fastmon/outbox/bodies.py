@@ -48,10 +48,8 @@ def tf_file_registered_bodies() -> Callable[[StfFile, TfSample], dict[str, Any]]
 
 
 def fastmon_file_body(stf: StfFile, sample: TfSample) -> dict[str, Any]:
-    """The POST body the testbed agent sends swf-monitor's /api/fastmon-files/ today."""
-    metadata = dict(sample.metadata)
-    if sample.checksum:
-        metadata.setdefault("checksum", sample.checksum)
+    """The POST body of swf-monitor's /api/fastmon-files/: its FastMonFile fields, the checksum
+    in its own column (swf-monitor makes the tf_file_id)."""
     return {
         "stf_file": stf.stf_filename,
         "tf_filename": sample.tf_filename,
@@ -59,9 +57,15 @@ def fastmon_file_body(stf: StfFile, sample: TfSample) -> dict[str, Any]:
         "tf_last": sample.tf_last,
         "tf_count": sample.tf_count,
         "file_size_bytes": sample.file_size_bytes,
+        "checksum": sample.checksum or None,
         "status": "registered",
-        "metadata": metadata,
+        "metadata": dict(sample.metadata),
     }
+
+
+def fastmon_file_change(sample: TfSample) -> dict[str, Any]:
+    """The PATCH body of a sample's status change, for its row in swf-monitor."""
+    return {"status": sample.status, "metadata": dict(sample.metadata)}
 
 
 def control_reply_body(request: str, result: dict[str, Any]) -> str:

@@ -53,7 +53,7 @@ def relay_outbox(transport: Sender, limit: int | None = None) -> int:
         return 0
     limit = limit or fastmon_settings.OUTBOX_BATCH_SIZE
     now = timezone.now()
-    rows = OutboxMessage.objects.pending(OutboxMessage.Transport.BROKER)
+    rows = OutboxMessage.objects.releasable(OutboxMessage.Transport.BROKER)
     # One query when there is nothing to send, the common case: the transaction below takes
     # four round trips, and run_fastmon's loop (which acks and hands batches to ingest) waits
     # on them every OUTBOX_POLL_S.

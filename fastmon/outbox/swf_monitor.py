@@ -95,10 +95,21 @@ def send_heartbeat(payload: dict[str, Any], timeout: float | None = None) -> Non
         raise MonitorUnavailable(f"heartbeat refused: HTTP {answer.status} {answer.text[:200]}")
 
 
-def fastmon_file_registered(tf_filename: str) -> bool:
-    """Whether swf-monitor already has this TF sample (its tf_filename is unique there)."""
-    answer = call("GET", FASTMON_FILES_PATH, query={"tf_filename": tf_filename})
+def fastmon_files(**query: str) -> list[dict[str, Any]]:
+    """swf-monitor's fastmon-files rows matching ``query`` (``tf_filename``, ``stf_filename``)."""
+    answer = call("GET", FASTMON_FILES_PATH, query=query)
     rows = answer.json() if answer.ok else None
     if isinstance(rows, dict):  # paginated
         rows = rows.get("results")
-    return bool(rows) and any(row.get("tf_filename") == tf_filename for row in rows)
+    return [row for row in rows or [] if isinstance(row, dict)]
+
+
+def registered_fastmon_file(tf_filename: str) -> dict[str, Any] | None:
+    """swf-monitor's row of this TF sample, if it has it (its tf_filename is unique there)."""
+    rows = fastmon_files(tf_filename=tf_filename)
+    return next((row for row in rows if row.get("tf_filename") == tf_filename), None)
+
+
+def fastmon_file_path(tf_file_id: str) -> str:
+    """One of swf-monitor's fastmon-files rows, by its id."""
+    return f"{FASTMON_FILES_PATH}{tf_file_id}/"

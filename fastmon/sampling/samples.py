@@ -16,7 +16,11 @@ from fastmon.db import bulk_insert, insert_rows
 from fastmon.live.events import record_live_events
 from fastmon.live.frames import tf_samples_event
 from fastmon.models import OutboxMessage, SamplingPolicy, StfFile, TfSample
-from fastmon.outbox.bodies import fastmon_file_body, tf_file_registered_bodies
+from fastmon.outbox.bodies import (
+    fastmon_file_body,
+    fastmon_file_change,
+    tf_file_registered_bodies,
+)
 from fastmon.outbox.swf_monitor import FASTMON_FILES_PATH
 from fastmon.sampling.policy import TfRange
 from fastmon.subscribers.rules import SampleFacts, selects
@@ -55,6 +59,7 @@ def record_tf_samples(plans: Sequence[SamplePlan]) -> list[TfSample]:
         for number, tf_range in enumerate(plan.ranges, 1)
     ]
     seeds = {plan.policy.pk: plan.policy.policy().seed for plan in plans if plan.policy}
+    feed = feeding_monitor()
     with transaction.atomic():
         known = set(
             TfSample.objects.filter(tf_filename__in=[name for _, name, _ in named]).values_list(
@@ -75,12 +80,13 @@ def record_tf_samples(plans: Sequence[SamplePlan]) -> list[TfSample]:
                 size_estimated=tf_range.size_estimated,
                 policy=plan.policy,
                 seed=seeds[plan.policy.pk] if plan.policy else None,
+                monitor_state=TfSample.InMonitor.PENDING if feed else TfSample.InMonitor.NONE,
             )
             for plan, name, tf_range in named
             if name not in known
         ]
         bulk_insert(TfSample, samples)  # sets created_at on each
-        insert_rows(OutboxMessage, _outgoing_for(samples))
+        insert_rows(OutboxMessage, _outgoing_for(samples, feed))
         by_stf: dict[int, list[TfSample]] = {}
         for sample in samples:
             by_stf.setdefault(sample.stf_id, []).append(sample)
@@ -88,24 +94,38 @@ def record_tf_samples(plans: Sequence[SamplePlan]) -> list[TfSample]:
     return samples
 
 
-def _outgoing_for(samples: list[TfSample]) -> list[dict[str, Any]]:
+def feeding_monitor() -> bool:
+    """SWF_MONITOR_FEED is on (and swf-monitor is named)."""
+    return bool(fastmon_settings.SWF_MONITOR_FEED and fastmon_settings.SWF_MONITOR_URL)
+
+
+def _outgoing_for(samples: list[TfSample], feed: bool) -> list[dict[str, Any]]:
     """Outbox rows (as values: there may be dozens per sample) for each sample's
-    ``tf_file_registered`` to the testbed, a copy for every subscriber that selects it, and its
-    registration in swf-monitor when SWF_MONITOR_FEED is on."""
+    ``tf_file_registered`` to the testbed and a copy for every subscriber that selects it; with
+    the feed on, its registration in swf-monitor first, and the others held until swf-monitor
+    has stored it (``outbox.feed``)."""
     announce = tf_file_registered_bodies()
     destination = fastmon_settings.PUBLISH_DESTINATION
     subscribers = routable_subscribers()
-    feed = fastmon_settings.SWF_MONITOR_FEED and bool(fastmon_settings.SWF_MONITOR_URL)
     rows = []
     for tf_sample in samples:
-        body = announce(tf_sample.stf, tf_sample)
+        stf, run = tf_sample.stf, tf_sample.stf.run
+        if feed:
+            rows.append({
+                "transport": OutboxMessage.Transport.SWF_MONITOR,
+                "destination": FASTMON_FILES_PATH,
+                "msg_type": "fastmon_file",
+                "subject": tf_sample.tf_filename,
+                "body": json.dumps(fastmon_file_body(stf, tf_sample)),
+            })  # fmt: skip
+        body = announce(stf, tf_sample)
         message = {
             "msg_type": "tf_file_registered",
             "subject": tf_sample.tf_filename,
             "body": json.dumps(body),
+            "held": feed,
         }
         rows.append({**message, "destination": destination})
-        stf, run = tf_sample.stf, tf_sample.stf.run
         facts = SampleFacts(
             kind="tf_file_registered",
             tf_filename=tf_sample.tf_filename,
@@ -124,12 +144,23 @@ def _outgoing_for(samples: list[TfSample]) -> list[dict[str, Any]]:
             for subscriber in subscribers
             if selects(subscriber.filters, subscriber.fraction, facts)
         )
-        if feed:
-            rows.append({
-                "transport": OutboxMessage.Transport.SWF_MONITOR,
-                "destination": FASTMON_FILES_PATH,
-                "msg_type": "fastmon_file",
-                "subject": tf_sample.tf_filename,
-                "body": json.dumps(fastmon_file_body(stf, tf_sample)),
-            })  # fmt: skip
     return rows
+
+
+def change_sample(sample: TfSample, values: dict[str, Any]) -> TfSample:
+    """A sample's status or metadata changed here (the API's PATCH): saved, and with the feed
+    on, sent to its row in swf-monitor too (after its registration, through the outbox)."""
+    with transaction.atomic():
+        for name, value in values.items():
+            setattr(sample, name, value)
+        sample.save(update_fields=[*values, "updated_at"])
+        if feeding_monitor() and sample.monitor_state != TfSample.InMonitor.NONE:
+            OutboxMessage.objects.create(
+                transport=OutboxMessage.Transport.SWF_MONITOR,
+                destination=FASTMON_FILES_PATH,
+                msg_type="fastmon_file_status",
+                subject=sample.tf_filename,
+                body=json.dumps(fastmon_file_change(sample)),
+                held=sample.monitor_state != TfSample.InMonitor.REGISTERED,
+            )
+    return sample

@@ -1,12 +1,17 @@
 """A stand-in for swf-monitor's REST API on loopback: a real HTTP server answering the way
-swf-monitor does (``docs/wire-formats.md``) for the endpoints fastmon calls, recording every
-request. ``stop`` and ``start`` again on the same port make a monitor that goes away and comes
-back.
+swf-monitor does (``docs/wire-formats.md``) for the endpoints fastmon and the fast-processing
+agent call, with the rules swf-monitor enforces, recording every request. ``stop`` and
+``start`` again on the same port make a monitor that goes away and comes back.
 
 - ``POST /api/systemagents/heartbeat/``: 201.
-- ``POST /api/fastmon-files/``: 201 with the new ``tf_file_id``; 400 for a ``tf_filename`` it
-  already has, or for an ``stf_file`` it does not know (when ``known_stfs`` is set).
-- ``GET /api/fastmon-files/?tf_filename=``: the matching rows (a list, unpaginated).
+- ``POST /api/fastmon-files/``: 201 with the new ``tf_file_id`` (swf-monitor's, not the
+  sender's); 400 for a ``tf_filename`` it already has, or for an ``stf_file`` it does not know
+  (when ``known_stfs`` is set: the data agent registers STFs).
+- ``GET /api/fastmon-files/?tf_filename=|stf_filename=`` (a list, unpaginated) and
+  ``GET /api/fastmon-files/<tf_file_id>/`` (404 for an id it never made).
+- ``PATCH /api/fastmon-files/<tf_file_id>/``: ``status``, ``metadata``.
+- ``POST /api/tf-slices/``: a TFSlice must point to an existing FastMonFile (its
+  ``fastmon_file`` is that sample's ``tf_filename``), or 400 ``{"fastmon_file": [...]}``.
 
 ``overrides`` makes it answer one sample's POSTs otherwise (a 500, a 200 without the sample).
 """
@@ -22,11 +27,14 @@ from urllib.parse import parse_qs, urlparse
 
 from fastmon.outbox.swf_monitor import FASTMON_FILES_PATH
 
+TF_SLICES_PATH = "/api/tf-slices/"
+
 
 class SwfMonitorStandIn:
     def __init__(self, known_stfs: set[str] | None = None) -> None:
         self.received: list[tuple[str, dict[str, str], dict[str, Any]]] = []
-        self.fastmon_files: dict[str, dict[str, Any]] = {}
+        self.fastmon_files: dict[str, dict[str, Any]] = {}  # by tf_filename
+        self.tf_slices: dict[tuple[str, int], dict[str, Any]] = {}
         self.known_stfs = known_stfs
         # tf_filename -> (status, JSON body) to answer its POSTs with instead, while it is here.
         self.overrides: dict[str, tuple[int, Any]] = {}
@@ -47,18 +55,25 @@ class SwfMonitorStandIn:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
+                self.answer("POST")
+
+            def do_PATCH(self) -> None:
+                self.answer("PATCH")
+
+            def answer(self, method: str) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with stand_in.lock:
                     stand_in.received.append((self.path, dict(self.headers), body))
-                    status, answer = stand_in.answer_post(self.path, body)
+                    if method == "PATCH":
+                        status, answer = stand_in.answer_patch(self.path, body)
+                    else:
+                        status, answer = stand_in.answer_post(self.path, body)
                 self.reply(status, answer)
 
             def do_GET(self) -> None:
-                url = urlparse(self.path)
-                name = parse_qs(url.query).get("tf_filename", [""])[0]
                 with stand_in.lock:
-                    rows = [row for key, row in stand_in.fastmon_files.items() if key == name]
-                self.reply(200 if url.path == FASTMON_FILES_PATH else 404, rows)
+                    status, answer = stand_in.answer_get(self.path)
+                self.reply(status, answer)
 
             def reply(self, status: int, answer: Any) -> None:
                 data = json.dumps(answer).encode()
@@ -75,7 +90,28 @@ class SwfMonitorStandIn:
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
+    def by_id(self, tf_file_id: str) -> dict[str, Any] | None:
+        return next((r for r in self.fastmon_files.values() if r["tf_file_id"] == tf_file_id), None)
+
+    def answer_get(self, path: str) -> tuple[int, Any]:
+        url = urlparse(path)
+        if url.path.startswith(FASTMON_FILES_PATH) and url.path != FASTMON_FILES_PATH:
+            row = self.by_id(url.path.removeprefix(FASTMON_FILES_PATH).strip("/"))
+            return (200, row) if row else (404, {"detail": "No FastMonFile matches the query."})
+        if url.path != FASTMON_FILES_PATH:
+            return 404, {"detail": "Not found."}
+        query = {key: values[0] for key, values in parse_qs(url.query).items()}
+        rows = [
+            row
+            for row in self.fastmon_files.values()
+            if row["tf_filename"] == query.get("tf_filename", row["tf_filename"])
+            and row["stf_file"] == query.get("stf_filename", row["stf_file"])
+        ]
+        return 200, rows
+
     def answer_post(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        if path == TF_SLICES_PATH:
+            return self.answer_tf_slice(body)
         if path != FASTMON_FILES_PATH:
             return 201, {}
         name = body.get("tf_filename")
@@ -86,9 +122,26 @@ class SwfMonitorStandIn:
         if self.known_stfs is not None and body.get("stf_file") not in self.known_stfs:
             stf = body.get("stf_file")
             return 400, {"stf_file": [f"Object with stf_filename={stf} does not exist."]}
-        row = {**body, "tf_file_id": str(uuid.uuid4())}
+        row = {**body, "tf_file_id": str(uuid.uuid4())}  # the server's id, whatever was sent
         self.fastmon_files[name] = row
         return 201, row
+
+    def answer_patch(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        row = self.by_id(path.removeprefix(FASTMON_FILES_PATH).strip("/"))
+        if row is None or not path.startswith(FASTMON_FILES_PATH):
+            return 404, {"detail": "No FastMonFile matches the query."}
+        row.update({k: v for k, v in body.items() if k in ("status", "metadata")})
+        return 200, row
+
+    def answer_tf_slice(self, body: dict[str, Any]) -> tuple[int, Any]:
+        sample = body.get("fastmon_file")
+        if sample not in self.fastmon_files:
+            return 400, {"fastmon_file": [f"Object with tf_filename={sample} does not exist."]}
+        key = (sample, body.get("slice_id"))
+        if key in self.tf_slices:
+            return 400, {"non_field_errors": ["fastmon_file, slice_id must make a unique set."]}
+        self.tf_slices[key] = body
+        return 201, body
 
     def stop(self) -> None:
         if self.server is not None:
