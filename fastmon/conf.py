@@ -71,6 +71,16 @@ DEFAULTS: dict[str, Any | Callable[[], Any]] = {
     # by every run_fastmon reading it, as competing consumers (README: "Scaling out").
     "SUBSCRIBE_DESTINATIONS": ["/topic/epictopic"],
     "PUBLISH_DESTINATION": "/topic/epictopic",
+    # The fast-processing stage, observed (read besides SUBSCRIBE_DESTINATIONS): its slices,
+    # its broadcasts to the workers, and a broker-side copy of the workers' results queue (a
+    # queue has one reader, the fast-processing agent: fastmon never takes results from it).
+    # The copy is the broker's: scripts/services.sh configures ActiveMQ Classic's composite
+    # queue, docs/deployment.md an Artemis divert. [] turns the observation off.
+    "FAST_PROCESSING_DESTINATIONS": [
+        "/topic/panda.slices",
+        "/topic/panda.workers",
+        "/topic/fastmon.copy.panda.results.fastprocessing",
+    ],
     # Topics: keep what is sent while fastmon is down, under client-id AGENT_NAME and this name.
     "DURABLE_SUBSCRIPTION": True,
     "SUBSCRIPTION_NAME": "fastmon",

@@ -1,5 +1,5 @@
-"""Database helpers beyond the ORM: telling an outage from a refused row, and the bulk inserts
-the ingest hot path needs."""
+"""Database helpers beyond the ORM: telling an outage from a refused row, the bulk inserts the
+ingest hot path needs, and percentiles computed by the database."""
 
 from __future__ import annotations
 
@@ -17,6 +17,15 @@ from django.db import (
     IntegrityError,
     connections,
     models,
+)
+from django.db.models import (
+    Aggregate,
+    Count,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    FloatField,
+    QuerySet,
 )
 from django.utils import timezone
 
@@ -162,3 +171,56 @@ def _copy_text(value: Any) -> str:
 _PLAIN_FIELDS = (
     models.CharField, models.TextField, models.IntegerField, models.FloatField, models.ForeignKey,
 )  # fmt: skip
+
+
+# -- percentiles --------------------------------------------------------------------------------
+
+
+class _Percentile(Aggregate):
+    """PostgreSQL's percentile_cont over a number."""
+
+    template = "percentile_cont(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = FloatField()
+
+
+class _PercentileSeconds(_Percentile):
+    """PostgreSQL's percentile_cont over a duration, in seconds."""
+
+    template = (
+        "percentile_cont(%(fraction)s) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM %(expressions)s))"
+    )
+
+
+def duration_percentiles(rows: QuerySet, later: str, earlier: str) -> dict[str, float | None]:
+    """Count and p50/p95/p99 of ``later - earlier`` in seconds."""
+    rows = rows.exclude(**{f"{later}__isnull": True}).exclude(**{f"{earlier}__isnull": True})
+    return percentiles(rows, ExpressionWrapper(F(later) - F(earlier), output_field=DurationField()))
+
+
+def percentiles(rows: QuerySet, value: Any) -> dict[str, float | None]:
+    """Count and p50/p95/p99 of ``value`` (a number, or a duration in seconds) over ``rows``:
+    computed by PostgreSQL, which spares sending every value (a run has hundreds of thousands
+    of samples); elsewhere (SQLite in the demo) in Python."""
+    duration = isinstance(getattr(value, "output_field", None), DurationField)
+    if connections[DEFAULT_DB_ALIAS].vendor == "postgresql":
+        aggregate = _PercentileSeconds if duration else _Percentile
+        return rows.aggregate(
+            count=Count("id"),
+            **{f"p{p}": aggregate(value, fraction=p / 100) for p in (50, 95, 99)},
+        )
+    found = rows.annotate(v=value).values_list("v", flat=True)
+    ordered = sorted(v.total_seconds() if duration else v for v in found if v is not None)
+    if not ordered:
+        return {"count": 0, "p50": None, "p95": None, "p99": None}
+    return {
+        "count": len(ordered),
+        **{f"p{p}": _interpolated(ordered, p / 100) for p in (50, 95, 99)},
+    }
+
+
+def _interpolated(ordered: list[float], fraction: float) -> float:
+    """percentile_cont's definition: linear interpolation between the closest ranks."""
+    position = fraction * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)

@@ -9,6 +9,7 @@ then writes its values there and ``metrics_view`` adds them up across processes.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import (
@@ -21,6 +22,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 MESSAGES = Counter(
     "fastmon_messages",
@@ -55,10 +57,16 @@ def set_outbox_lag(pending: int, oldest: float | None) -> None:
     OUTBOX_OLDEST_SECONDS.set(oldest or 0.0)
 
 
-def metrics_view(request: HttpRequest) -> HttpResponse:
-    """Prometheus text format; summed over every process when PROMETHEUS_MULTIPROC_DIR is set."""
+def metrics_view(request: HttpRequest, collectors: Iterable[Collector] = ()) -> HttpResponse:
+    """Prometheus text format; summed over every process when PROMETHEUS_MULTIPROC_DIR is set.
+    ``collectors`` add figures read at each scrape (the URLconf gives them)."""
     registry = REGISTRY
     if path := os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=path)
-    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+    read_now = CollectorRegistry()
+    for collector in collectors:
+        read_now.register(collector)
+    return HttpResponse(
+        generate_latest(registry) + generate_latest(read_now), content_type=CONTENT_TYPE_LATEST
+    )

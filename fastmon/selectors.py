@@ -6,14 +6,9 @@ import itertools
 from collections import Counter
 from typing import Any
 
-from django.db import connection
 from django.db.models import (
-    Aggregate,
     Count,
-    DurationField,
-    ExpressionWrapper,
     F,
-    FloatField,
     Max,
     Prefetch,
     Q,
@@ -22,7 +17,9 @@ from django.db.models import (
 )
 
 from fastmon.conf import fastmon_settings
+from fastmon.db import duration_percentiles
 from fastmon.models import DeadLetter, LiveEvent, Run, StfFile, TfSample
+from fastmon.processing.stats import processing_summary
 
 
 def runs_with_counts() -> QuerySet[Run]:
@@ -121,6 +118,7 @@ def dashboard() -> dict[str, Any]:
         "runs": runs,
         "current_run": current,
         "achieved_fraction": achieved_fraction(current) if current else None,
+        "processing": processing_summary(current) if current else None,
         "tf_samples": samples,
         "pending_dead_letters": pending_dead_letters().count(),
         "chart_data": {
@@ -135,13 +133,19 @@ def _seconds_between(earlier: Any, later: Any) -> float | None:
 
 
 def run_page(run: Run) -> dict[str, Any]:
-    """A run's STFs (newest first, with their samples as TF ranges) and its statistics."""
+    """A run's STFs (newest first, with their samples as TF ranges), its statistics and its
+    fast processing."""
     stfs = list(
         StfFile.objects.filter(run=run)
         .prefetch_related(Prefetch("tf_samples", TfSample.objects.order_by("tf_first")))
         .order_by("-sequence", "-id")[:500]
     )
-    return {"run": run, "stfs": stfs, "statistics": run_statistics(run)}
+    return {
+        "run": run,
+        "stfs": stfs,
+        "statistics": run_statistics(run),
+        "processing": processing_summary(run),
+    }
 
 
 def run_statistics(run: Run) -> dict[str, Any]:
@@ -174,9 +178,9 @@ def run_statistics(run: Run) -> dict[str, Any]:
             .order_by("stf__state", "stf__substate")
         ],
         "latency_seconds": {
-            name: _percentiles(stfs, later, earlier) for name, later, earlier in STF_STAGES
+            name: duration_percentiles(stfs, later, earlier) for name, later, earlier in STF_STAGES
         }
-        | {"sampled_to_published": _percentiles(samples, "published_at", "created_at")},
+        | {"sampled_to_published": duration_percentiles(samples, "published_at", "created_at")},
         "sequence": {
             "first": min(seen) if seen else None,
             "last": max(seen) if seen else None,
@@ -190,42 +194,3 @@ def _gaps(ordered: list[int], limit: int = 1000) -> list[list[int]]:
     """Missing stretches ``[first, last]`` between the sequence numbers seen."""
     missing = [[a + 1, b - 1] for a, b in itertools.pairwise(ordered) if b - a > 1]
     return missing[:limit]
-
-
-class _PercentileSeconds(Aggregate):
-    """PostgreSQL's percentile_cont over a duration, in seconds."""
-
-    template = (
-        "percentile_cont(%(fraction)s) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM %(expressions)s))"
-    )
-    output_field = FloatField()
-
-
-def _percentiles(rows: QuerySet, later: str, earlier: str) -> dict[str, float | None]:
-    """Count and p50/p95/p99 of ``later - earlier`` in seconds: computed by PostgreSQL, which
-    spares sending every duration (a run has hundreds of thousands of samples); elsewhere
-    (SQLite in the demo) in Python."""
-    rows = rows.exclude(**{f"{later}__isnull": True}).exclude(**{f"{earlier}__isnull": True})
-    delay = ExpressionWrapper(F(later) - F(earlier), output_field=DurationField())
-    if connection.vendor == "postgresql":
-        return rows.aggregate(
-            count=Count("id"),
-            **{f"p{p}": _PercentileSeconds(delay, fraction=p / 100) for p in (50, 95, 99)},
-        )
-    durations = sorted(
-        d.total_seconds() for d in rows.annotate(d=delay).values_list("d", flat=True)
-    )
-    if not durations:
-        return {"count": 0, "p50": None, "p95": None, "p99": None}
-    return {
-        "count": len(durations),
-        **{f"p{p}": _interpolated(durations, p / 100) for p in (50, 95, 99)},
-    }
-
-
-def _interpolated(ordered: list[float], fraction: float) -> float:
-    """percentile_cont's definition: linear interpolation between the closest ranks."""
-    position = fraction * (len(ordered) - 1)
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)

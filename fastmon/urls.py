@@ -5,6 +5,7 @@ the prefix and the site's script name (``/swf-monitor``)."""
 from django.urls import include, path
 
 from fastmon import health, metrics, views
+from fastmon.processing.stats import ProcessingCollector
 
 app_name = "fastmon"
 
@@ -17,5 +18,5 @@ urlpatterns = [
     path("api/", include("fastmon.api.urls")),
     path("health/live/", health.live, name="health-live"),
     path("health/ready/", health.ready, name="health-ready"),
-    path("metrics/", metrics.metrics_view, name="metrics"),
+    path("metrics/", metrics.metrics_view, {"collectors": [ProcessingCollector()]}, name="metrics"),
 ]

@@ -118,11 +118,18 @@ amq_write_config() {
   <broker xmlns="http://activemq.apache.org/schema/core" useJmx="false" brokerName="fastmon"
           dataDirectory="${activemq.data}" schedulerSupport="false">
     <!-- Every topic is also a virtual topic: run_fastmon processes reading
-         /queue/Consumer.<group>.<topic> share that topic's messages as competing consumers. -->
+         /queue/Consumer.<group>.<topic> share that topic's messages as competing consumers.
+         The workers' results queue keeps its messages for its one reader (the fast-processing
+         agent) and forwards a copy to a topic fastmon reads (forwardOnly="false"). -->
     <destinationInterceptors>
       <virtualDestinationInterceptor>
         <virtualDestinations>
           <virtualTopic name=">" prefix="Consumer.*." selectorAware="false"/>
+          <compositeQueue name="panda.results.fastprocessing" forwardOnly="false">
+            <forwardTo>
+              <topic physicalName="fastmon.copy.panda.results.fastprocessing"/>
+            </forwardTo>
+          </compositeQueue>
         </virtualDestinations>
       </virtualDestinationInterceptor>
     </destinationInterceptors>

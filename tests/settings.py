@@ -35,6 +35,8 @@ DATABASES = {
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 STATIC_URL = "static/"
 FASTMON = {
+    # Tests that observe fast processing name destinations of their own.
+    "FAST_PROCESSING_DESTINATIONS": [],
     "BROKER_USER": os.environ.get("FASTMON_TEST_STOMP_USER", "fastmon"),
     "BROKER_PASSWORD": os.environ.get("FASTMON_TEST_STOMP_PASSWORD", "fastmon"),
     "BROKER_HOSTS": [

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from django.db import connections
 
-from fastmon.models import StfFile
+from fastmon.models import Run, StfFile
 from fastmon.testing.broker import publish
 from fastmon.testing.messages import example
 from tests.conftest import ROOT, ServiceProcess, broker_login, wait_until
@@ -165,3 +165,58 @@ def test_the_dashboard_goes_live_inside_the_host_under_its_prefix(
     assert f"swf.{RUN}.000001_tf_007.tf" in sample_rows(page)
     assert page.locator("#chart-tf-sizes canvas").count() == 1  # the chart library loaded
     shot(page, "host-dashboard-live")
+
+
+def test_the_run_page_follows_fast_processing_live(
+    browser, start_process: StartProcess, unique_topic: str, stomp_address
+) -> None:
+    """Slices and their results (read from the broker's copy of the results queue) move the
+    run page's fast-processing figures without a reload."""
+    from tests.test_processing import RUN as PROCESSING_RUN
+    from tests.test_processing import result_body, slice_body
+
+    port = free_port()
+    server = start_process(
+        {},
+        command="uvicorn",
+        argv=[
+            "-m",
+            "uvicorn",
+            "tests.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+    )
+    copy = "/topic/fastmon.copy.panda.results.fastprocessing"
+    slices = f"{unique_topic}.slices"
+    consumer = start_process({
+        "SUBSCRIBE_DESTINATIONS": [unique_topic], "FAST_PROCESSING_DESTINATIONS": [slices, copy],
+        "DURABLE_SUBSCRIPTION": False, "AGENT_NAME": f"fastmon-agent-test-{uuid.uuid4().hex[:8]}",
+    })  # fmt: skip
+    server.wait_for_log("Uvicorn running")
+    consumer.wait_for_log(f"subscribed to {copy}")
+    publish(stomp_address, broker_login(), slices, [slice_body(n) for n in range(6)])
+    wait_until(lambda: Run.objects.filter(run_number=PROCESSING_RUN).exists(), 20, "the run")
+
+    page = browser.new_page()
+    page.goto(f"http://127.0.0.1:{port}/fastmon/runs/{PROCESSING_RUN}/")
+    page.wait_for_selector("#fastmon-live-status[data-state=live]", timeout=10_000)
+    page.wait_for_function("document.getElementById('slices-total').textContent === '6'",
+                           timeout=10_000)  # fmt: skip
+    dashboard = browser.new_page()
+    dashboard.goto(f"http://127.0.0.1:{port}/fastmon/")
+    dashboard.wait_for_selector("#fastmon-live-status[data-state=live]", timeout=10_000)
+    results = [result_body(n, state="failed" if n == 5 else "done", seconds=10 + n)
+               for n in range(6)]  # fmt: skip
+    publish(stomp_address, broker_login(), "/queue/panda.results.fastprocessing", results)
+    page.wait_for_function("document.getElementById('slices-done').textContent === '5'",
+                           timeout=20_000)  # fmt: skip
+    assert page.locator("#slices-failed").inner_text() == "1"
+    assert page.locator("#slices-queued").inner_text() == "0"
+    assert page.locator("#slices-seconds").inner_text() == "12.0 s / 13.8 s"
+    shot(page, "run-fast-processing-live")
+    dashboard.wait_for_function("document.getElementById('slices-done').textContent === '5'",
+                                timeout=10_000)  # fmt: skip
+    assert dashboard.locator("#slices-total").inner_text() == "6"

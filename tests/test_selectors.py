@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from fastmon.db import _interpolated, duration_percentiles
 from fastmon.models import StfFile
-from fastmon.selectors import _interpolated, _percentiles
 
 pytestmark = pytest.mark.django_db
 
@@ -22,8 +22,8 @@ def test_percentiles_from_postgresql_match_percentile_cont_computed_by_hand() ->
     )  # fmt: skip
     StfFile.objects.create(stf_filename="swf.1.999999.stf", received_at=start)  # not committed
 
-    result = _percentiles(StfFile.objects.all(), "committed_at", "received_at")
+    result = duration_percentiles(StfFile.objects.all(), "committed_at", "received_at")
     assert result["count"] == len(delays)
     for p in (50, 95, 99):
         assert result[f"p{p}"] == pytest.approx(_interpolated(sorted(delays), p / 100))
-    assert _percentiles(StfFile.objects.none(), "committed_at", "received_at")["count"] == 0
+    assert duration_percentiles(StfFile.objects.none(), "committed_at", "received_at")["count"] == 0

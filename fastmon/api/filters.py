@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet, Subquery
 from django_filters.fields import IsoDateTimeField
 
-from fastmon.models import DeadLetter, Run, StfFile, TfSample
+from fastmon.models import DeadLetter, Run, Slice, StfFile, TfSample
 
 
 class UtcDateTimeField(IsoDateTimeField):
@@ -64,6 +64,15 @@ class StfFileFilter(filters.FilterSet):
     class Meta:
         model = StfFile
         fields = ["stf_filename", "run_number", "status", "state", "substate"]
+
+
+class SliceFilter(filters.FilterSet):
+    run_number = filters.NumberFilter(field_name="run__run_number")
+    sample = filters.CharFilter(field_name="sample__tf_filename")
+
+    class Meta:
+        model = Slice
+        fields = ["tf_filename", "run_number", "sample", "status", "worker"]
 
 
 class DeadLetterFilter(filters.FilterSet):

@@ -11,7 +11,16 @@ from rest_framework import serializers
 
 from fastmon.api.schema import ModelSerializer, component
 from fastmon.live.frames import event_frame
-from fastmon.models import DeadLetter, LiveEvent, Run, SamplingPolicy, StfFile, Subscriber, TfSample
+from fastmon.models import (
+    DeadLetter,
+    LiveEvent,
+    Run,
+    SamplingPolicy,
+    Slice,
+    StfFile,
+    Subscriber,
+    TfSample,
+)
 from fastmon.subscribers.rules import RequestError, parse_subscription
 
 
@@ -132,6 +141,22 @@ class SubscriberSerializer(ModelSerializer):
             return {"subscription": parse_subscription(data)}
         except RequestError as exc:
             raise serializers.ValidationError(exc.errors) from None
+
+
+@component("Slice")
+class SliceSerializer(ModelSerializer):
+    """A TF slice of the fast-processing stage, as fastmon followed it."""
+
+    run_number = serializers.IntegerField(source="run.run_number", read_only=True, default=None)
+    sample = serializers.CharField(source="sample.tf_filename", read_only=True, default=None)
+
+    class Meta:
+        model = Slice
+        fields = [
+            "tf_filename", "slice_id", "run_number", "sample", "tf_first", "tf_last", "tf_count",
+            "status", "retries", "worker", "queued_at", "completed_at", "processing_seconds",
+            "metrics",
+        ]  # fmt: skip
 
 
 @component("DeadLetter")

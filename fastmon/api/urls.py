@@ -11,6 +11,7 @@ router.register("stf-files", views.StfFileViewSet, basename="stf-file")
 router.register("sampling-policies", views.SamplingPolicyViewSet, basename="sampling-policy")
 router.register("subscribers", views.SubscriberViewSet, basename="subscriber")
 router.register("dead-letters", views.DeadLetterViewSet, basename="dead-letter")
+router.register("slices", views.SliceViewSet, basename="slice")
 router.register("events", views.EventViewSet, basename="event")
 
 urlpatterns = [

@@ -29,13 +29,15 @@ from fastmon.api.serializers import (
     LiveEventSerializer,
     RunSerializer,
     SamplingPolicySerializer,
+    SliceSerializer,
     StfFileSerializer,
     SubscriberSerializer,
 )
 from fastmon.conf import fastmon_settings
 from fastmon.dead_letters.replay import NotPending, discard_dead_letter, replay_dead_letter
 from fastmon.ingest.messages import Outcome
-from fastmon.models import DeadLetter, Run, SamplingPolicy, StfFile, Subscriber
+from fastmon.models import DeadLetter, Run, SamplingPolicy, Slice, StfFile, Subscriber
+from fastmon.processing.stats import processing_summary
 from fastmon.sampling.policies import save_policy_version
 from fastmon.sampling.samples import change_sample
 from fastmon.subscribers.service import remove_subscriber, save_subscriber
@@ -135,6 +137,23 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, FastmonViewSe
         """Samples, achieved fraction, sizes, latency per stage, samples by machine state,
         sequence gaps."""
         return Response(selectors.run_statistics(self.get_object()))
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @action(detail=True, renderer_classes=[JSONRenderer, BrowsableAPIRenderer])
+    def processing(self, request: Request, run_number: str) -> Response:
+        """The run's fast processing: slices by status, success rate, processing time per
+        slice, retries, workers seen and targeted, latency from STF to result."""
+        return Response(processing_summary(self.get_object()))
+
+
+class SliceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, FastmonViewSet):
+    """TF slices of the fast-processing stage, from their slice message to their result."""
+
+    queryset = Slice.objects.select_related("run", "sample").order_by("-id")
+    serializer_class = SliceSerializer
+    filterset_class = filters.SliceFilter
+    lookup_field = "tf_filename"
+    lookup_value_regex = "[^/]+"
 
 
 class StfFileViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, FastmonViewSet):

@@ -23,6 +23,7 @@ from fastmon.ingest.messages import BatchResult, InboundMessage, MessageResult, 
 from fastmon.ingest.runs import apply_run_message
 from fastmon.ingest.schema import (
     MessageError,
+    ProcessingReading,
     RunMessage,
     StfMessage,
     UnknownMessage,
@@ -30,7 +31,10 @@ from fastmon.ingest.schema import (
     validate_message,
 )
 from fastmon.ingest.stfs import upsert_stf_files
+from fastmon.live.events import record_live_events
+from fastmon.live.frames import processing_events
 from fastmon.models import DeadLetter
+from fastmon.processing.apply import apply_processing_message
 from fastmon.sampling.dispatch import enqueue_sampling
 from fastmon.subscribers.control import apply_control_request
 
@@ -77,6 +81,7 @@ def ingest_read(batch: ReadBatch) -> BatchResult:
     with transaction.atomic():
         results: list[MessageResult | None] = []
         announcements: list[tuple[int, InboundMessage, StfMessage]] = []
+        processing: list[tuple[int, ProcessingReading]] = []
         for index, (message, reading) in enumerate(batch):
             if reading is None:
                 results.append(apply_control_request(message))
@@ -85,8 +90,10 @@ def ingest_read(batch: ReadBatch) -> BatchResult:
             elif isinstance(reading, StfMessage):
                 announcements.append((index, message, reading))
                 results.append(None)
-            elif isinstance(reading, RunMessage):
+            elif isinstance(reading, RunMessage | ProcessingReading):
                 results.append(_apply_alone(message, reading))
+                if isinstance(reading, ProcessingReading):
+                    processing.append((index, reading))
             else:
                 results.append(reading)
         if announcements:
@@ -99,6 +106,10 @@ def ingest_read(batch: ReadBatch) -> BatchResult:
                 and results[index].outcome is Outcome.STORED
             ]
             transaction.on_commit(lambda: enqueue_sampling(samplable))
+        stored = [
+            parsed for index, parsed in processing if results[index].outcome is Outcome.STORED
+        ]
+        record_live_events(processing_events(stored))
     batch_result = BatchResult([result for result in results if result is not None])
     if batch_result.results:
         logger.debug("ingested batch of %d: %s", len(batch_result.results),
@@ -142,7 +153,9 @@ def _apply_announcements(
     ]
 
 
-def _apply_alone(message: InboundMessage, parsed: RunMessage | StfMessage) -> MessageResult:
+def _apply_alone(
+    message: InboundMessage, parsed: RunMessage | StfMessage | ProcessingReading
+) -> MessageResult:
     """Apply one message in its own savepoint: if the database refuses it, dead-letter it.
 
     A competing consumer inserting the same STF or run at the same moment also raises an
@@ -153,8 +166,10 @@ def _apply_alone(message: InboundMessage, parsed: RunMessage | StfMessage) -> Me
             with transaction.atomic():
                 if isinstance(parsed, RunMessage):
                     detail = apply_run_message(parsed)
-                else:
+                elif isinstance(parsed, StfMessage):
                     [detail] = upsert_stf_files([(message, parsed)])
+                else:
+                    detail = apply_processing_message(parsed)
             return MessageResult(Outcome.STORED, parsed.msg_type, detail)
         except IntegrityError as exc:
             error: Exception = exc

@@ -146,6 +146,94 @@ class StfMessage(Message):
         return int(match[part]) if match else None
 
 
+class Content(BaseModel):
+    """The fast-processing stage's ``content`` envelope: other fields are kept."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+Name = Annotated[str, Field(min_length=1, max_length=255)]
+
+
+class SliceContent(Content):
+    tf_filename: Name  # the slice's name: <TF sample name without .tf>_slice_<NNN>.tf
+    slice_id: Count
+    filename: Name | None = None  # its STF
+    start: Count | None = None
+    end: Count | None = None
+    tf_count: Count | None = None
+    req_id: Annotated[str, Field(max_length=100)] | None = None
+
+
+class SliceOutcome(Content):
+    tf_filename: Name
+    slice_id: Count | None = None
+    processed: bool | None = None
+    metrics: dict[str, Any] | None = None
+
+
+class ResultContent(Content):
+    state: Label | None = None
+    result: dict[Literal["result"], SliceOutcome]
+    processed_at: Timestamp | None = None
+    hostname: Annotated[str, Field(max_length=255)] | None = None
+    panda_id: int | Annotated[str, Field(max_length=100)] | None = None
+
+
+class WorkerContent(Content):
+    target_worker_count: Count | None = None
+    core_count: Count | None = None
+    slice_processing_time: float | None = None
+
+
+class ProcessingMessage(Message):
+    """The fast-processing stage's messages: ``{msg_type, run_id, execution_id, created_at,
+    namespace, content: {...}}``."""
+
+    run_id: RunNumber
+    execution_id: Annotated[str, Field(max_length=200)] | None = None
+    created_at: Timestamp | None = None
+
+
+class SliceMessage(ProcessingMessage):
+    """A slice queued for the workers (``/topic/panda.slices``)."""
+
+    TYPES: ClassVar[frozenset[str]] = frozenset({"slice"})
+    msg_type: Literal["slice"]
+    content: SliceContent
+
+
+class SliceResultMessage(ProcessingMessage):
+    """A worker's answer (a copy of ``/queue/panda.results.fastprocessing``)."""
+
+    TYPES: ClassVar[frozenset[str]] = frozenset({"slice_result"})
+    msg_type: Literal["slice_result"]
+    content: ResultContent
+
+    @property
+    def outcome(self) -> SliceOutcome:
+        return self.content.result["result"]
+
+    @property
+    def done(self) -> bool:
+        """Done when the worker says so (its state, else its ``processed`` flag)."""
+        if self.content.state:
+            return self.content.state == "done"
+        return bool(self.outcome.processed)
+
+    @property
+    def worker(self) -> str:
+        return self.content.hostname or str(self.content.panda_id or "")
+
+
+class WorkerMessage(ProcessingMessage):
+    """The agent's broadcast to the workers of a run about to start (``/topic/panda.workers``)."""
+
+    TYPES: ClassVar[frozenset[str]] = frozenset({"run_imminent_worker"})
+    msg_type: Literal["run_imminent_worker"]
+    content: WorkerContent
+
+
 class UnknownMessage(Message):
     """A ``msg_type`` fastmon does not consume (including its own ``tf_file_registered``)."""
 
@@ -153,9 +241,16 @@ class UnknownMessage(Message):
 KNOWN_TYPES: dict[str, type[Message]] = {
     **dict.fromkeys(RunMessage.TYPES, RunMessage),
     **dict.fromkeys(StfMessage.TYPES, StfMessage),
+    **dict.fromkeys(SliceMessage.TYPES, SliceMessage),
+    **dict.fromkeys(SliceResultMessage.TYPES, SliceResultMessage),
+    **dict.fromkeys(WorkerMessage.TYPES, WorkerMessage),
 }
 
-ParsedMessage = RunMessage | StfMessage | UnknownMessage
+ParsedMessage = (
+    RunMessage | StfMessage | SliceMessage | SliceResultMessage | WorkerMessage | UnknownMessage
+)
+# What the fast-processing stage sends, applied by fastmon.processing.
+ProcessingReading = SliceMessage | SliceResultMessage | WorkerMessage
 
 
 def _describe(error: ValidationError) -> str:

@@ -7,10 +7,11 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from fastmon.conf import fastmon_settings
+from fastmon.ingest.schema import SliceResultMessage
 from fastmon.models import DeadLetter, LiveEvent, TfSample
 
 if TYPE_CHECKING:
-    from fastmon.ingest.schema import StfMessage
+    from fastmon.ingest.schema import ProcessingReading, StfMessage
 
 
 def event_frame(event: LiveEvent) -> dict[str, Any]:
@@ -77,6 +78,23 @@ def tf_samples_event(samples: list[TfSample]) -> LiveEvent:
             ],
         },
     )
+
+
+def processing_events(messages: Iterable[ProcessingReading]) -> list[LiveEvent]:
+    """One event per run for a batch's fast-processing messages: how many slices were queued
+    and answered (done, failed); pages read the run's processing figures again."""
+    by_run: dict[int, dict[str, int]] = {}
+    for message in messages:
+        counts = by_run.setdefault(message.run_id, {})
+        if isinstance(message, SliceResultMessage):
+            kind = "done" if message.done else "failed"
+        else:
+            kind = "queued" if message.msg_type == "slice" else "workers"
+        counts[kind] = counts.get(kind, 0) + 1
+    return [
+        LiveEvent(kind=LiveEvent.Kind.PROCESSING, run_number=run, payload={"slices": counts})
+        for run, counts in by_run.items()
+    ]
 
 
 def dead_letter_event(letter: DeadLetter) -> LiveEvent:

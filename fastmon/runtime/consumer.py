@@ -74,9 +74,11 @@ class Consumer:
     def __init__(self, *, relay: bool = True, destinations: list[str] | None = None) -> None:
         """``destinations=[]`` makes a relay-only process (``fastmon_relay``)."""
         if destinations is None:
-            destinations = list(fastmon_settings.SUBSCRIBE_DESTINATIONS)
+            destinations = [*fastmon_settings.SUBSCRIBE_DESTINATIONS,
+                            *fastmon_settings.FAST_PROCESSING_DESTINATIONS]  # fmt: skip
             if control := fastmon_settings.CONTROL_DESTINATION:
                 destinations.append(control)
+            destinations = list(dict.fromkeys(destinations))
         self.destinations = destinations
         self.relay = relay
         # Frames in flight are bounded by the prefetch, so the intake never fills.

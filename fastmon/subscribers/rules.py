@@ -102,6 +102,7 @@ def check_destination(destination: str) -> str:
     prefixes = tuple(fastmon_settings.SUBSCRIBER_DESTINATION_PREFIXES)
     own = {
         *fastmon_settings.SUBSCRIBE_DESTINATIONS,
+        *fastmon_settings.FAST_PROCESSING_DESTINATIONS,
         fastmon_settings.PUBLISH_DESTINATION,
         fastmon_settings.CONTROL_DESTINATION,
     }

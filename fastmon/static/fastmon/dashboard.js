@@ -78,6 +78,27 @@ function addSampleRows(event) {
   if (samples.length > MAX_POINTS) samples.splice(0, samples.length - MAX_POINTS);
 }
 
+// The current run's fast processing, asked of the API again (at most once a second) when its
+// slices move on.
+const processing = document.getElementById("processing");
+let refreshing = null;
+function refreshProcessing(run) {
+  if (refreshing) return;
+  refreshing = setTimeout(async () => {
+    refreshing = null;
+    const response = await fetch(processing.dataset.api.replace("/0/", `/${run}/`));
+    if (!response.ok) return;
+    const figures = await response.json();
+    for (const status of ["done", "total", "failed"]) {
+      document.getElementById(`slices-${status}`).textContent = String(figures.slices[status]);
+    }
+  }, 1000);
+}
+
+function currentRun() {
+  return Number(document.getElementById("current-run").textContent);
+}
+
 function showRun(event) {
   const current = document.getElementById("current-run");
   current.replaceChildren(link("run-link", "0", event.run_number, String(event.run_number)));
@@ -93,6 +114,9 @@ connectLive({
         const at = Date.parse(event.created_at) / 1000;
         for (const _ of event.payload.stfs) stfTimes.push(at);
       } else if (event.kind === "run") showRun(event);
+      else if (event.kind === "processing" && event.run_number === currentRun()) {
+        refreshProcessing(event.run_number);
+      }
       else if (event.kind === "dead_letter") {
         const count = document.getElementById("dead-letters");
         count.textContent = String(Number(count.textContent) + 1);

@@ -1,0 +1,46 @@
+"""What fastmon tells about itself: live events for the pages, run_fastmon's status rows."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class LiveEvent(models.Model):
+    """Something the live pages show, numbered in order (``id`` is the sequence number), kept
+    so that a client that reconnects can ask for what it missed."""
+
+    class Kind(models.TextChoices):
+        RUN = "run"
+        STF = "stf"
+        TF_SAMPLES = "tf_samples", "TF samples of one STF registered"
+        DEAD_LETTER = "dead_letter"
+        ALARM = "alarm"
+        PROCESSING = "processing", "fast processing of a run moved on"
+
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    run_number = models.BigIntegerField(null=True, blank=True)
+    payload = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["run_number", "id"], name="fastmon_event_run_idx")]
+
+    def __str__(self) -> str:
+        return f"event {self.pk} ({self.kind})"
+
+
+class ConsumerStatus(models.Model):
+    """A run_fastmon's own report of how it is, refreshed every CONSUMER_STATUS_INTERVAL_S, so
+    health checks in other processes (web, ``fastmon_health``) can see it; removed on a clean
+    stop, so a row that stops moving means a consumer that died."""
+
+    agent_name = models.CharField(max_length=200, unique=True)
+    hostname = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    broker_connected = models.BooleanField()
+    last_message_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.agent_name} ({'connected' if self.broker_connected else 'disconnected'})"
