@@ -11,15 +11,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from django.conf import settings
+from django.test import override_settings
 from rest_framework.test import APIClient
 
 from fastmon.ingest.messages import Outcome
 from fastmon.ingest.pipeline import ingest_message
-from fastmon.models import LiveEvent, Run, Slice
+from fastmon.models import LiveEvent, Run, Slice, TfSample
+from fastmon.processing.parameters import fetch_missing_parameters
 from fastmon.sampling.policy import TfRange
 from fastmon.sampling.samples import SamplePlan, record_tf_samples
+from fastmon.sampling.service import sample_stfs
 from fastmon.testing.broker import subscribed
 from fastmon.testing.messages import example
+from fastmon.testing.swf_monitor import SwfMonitorStandIn
 from tests.conftest import ServiceProcess, broker_login, wait_until
 from tests.test_api import API
 from tests.test_consumer import consumer_settings, publish
@@ -155,3 +160,44 @@ def test_the_results_queue_keeps_its_reader_while_fastmon_counts_the_copy(
         Slice.objects.filter(status="done").values_list("processing_seconds", flat=True)
     )
     assert done_seconds == [float(20 + n) for n in range(20) if n % 5]  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_the_runs_workflow_parameters_shape_its_sampling_and_are_recorded() -> None:
+    """``stf_sampling_rate`` from run_imminent's workflow_params: 0 takes only the first STF
+    of the run (the policy's always-first override), and each sample records the override."""
+    ingest_message(json.dumps(example(
+        "run_imminent", workflow_params={"stf_sampling_rate": 0.0, "num_tf_per_slice": 3,
+                                         "daq_state": "ignored"})))  # fmt: skip
+    assert Run.objects.get().fast_processing == {"stf_sampling_rate": 0.0, "num_tf_per_slice": 3}
+    names = []
+    for n in (1, 2, 3):
+        name = f"swf.{RUN}.{n:06d}.stf"
+        ingest_message(json.dumps(example("stf_ready", filename=name, sequence=n)))
+        names.append(name)
+    report = sample_stfs(names)
+    assert (report.sampled, report.skipped) == (1, 2)
+    assert {tuple(s.policy_overrides.items()) for s in TfSample.objects.all()} == {
+        (("stf_rate", 0.0),)}  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_parameters_missing_from_the_run_are_asked_of_swf_monitor_once() -> None:
+    monitor = SwfMonitorStandIn()
+    monitor.workflow_executions["stf_datataking-daq-0049"] = {
+        "fast_processing": {"stf_sampling_rate": 0.5, "target_worker_count": 8},
+        "daq_state_machine": {"physics_period_count": 3},
+    }
+    monitor.start()
+    try:
+        ingest_message(json.dumps(example("run_imminent")))  # no workflow_params
+        ingest_message(json.dumps(example("run_imminent", run_id=RUN + 1,
+                                          execution_id="unknown-execution")))  # fmt: skip
+        with override_settings(FASTMON={**settings.FASTMON, "SWF_MONITOR_URL": monitor.url}):
+            assert fetch_missing_parameters() == 2
+            assert fetch_missing_parameters() == 0  # each run asked once
+    finally:
+        monitor.stop()
+    known, unknown = Run.objects.order_by("run_number")
+    assert known.fast_processing == {"stf_sampling_rate": 0.5, "target_worker_count": 8}
+    assert unknown.fast_processing == {} and unknown.parameters_checked_at is not None

@@ -78,7 +78,7 @@ class RunSerializer(ModelSerializer):
         fields = [
             "run_number", "namespace", "execution_id", "state", "substate", "state_changed_at",
             "run_conditions", "imminent_at", "started_at", "ended_at", "total_stf_files",
-            "created_at", "updated_at",
+            "fast_processing", "created_at", "updated_at",
         ]  # fmt: skip
 
 

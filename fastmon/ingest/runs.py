@@ -9,6 +9,7 @@ from fastmon.ingest.values import aware, set_changed
 from fastmon.live.events import record_live_events
 from fastmon.live.frames import run_event
 from fastmon.models import Run
+from fastmon.processing.parameters import fast_processing_parameters
 
 ENDED = "ended"
 _RUN_STAMPS = {"run_imminent": "imminent_at", "start_run": "started_at", "end_run": "ended_at"}
@@ -27,6 +28,8 @@ def apply_run_message(message: RunMessage) -> str:
         values["run_conditions"] = {**run.run_conditions, **message.run_conditions}
     if message.total_stf_files is not None:
         values["total_stf_files"] = message.total_stf_files
+    if params := fast_processing_parameters(message.workflow_params):
+        values["fast_processing"] = {**run.fast_processing, **params}
     stamp = _RUN_STAMPS.get(message.msg_type)
     if stamp and timestamp:
         values[stamp] = timestamp

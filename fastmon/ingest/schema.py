@@ -101,6 +101,7 @@ class RunMessage(Message):
     reason: str | None = None
     run_conditions: dict[str, Any] | None = None
     total_stf_files: Count | None = None
+    workflow_params: dict[str, Any] | None = None
 
 
 class StfMessage(Message):

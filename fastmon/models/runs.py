@@ -29,6 +29,9 @@ class Run(models.Model):
         default=dict, blank=True,
         help_text="The workflow's fast_processing parameters for this run, as the agents use them.",
     )  # fmt: skip
+    parameters_checked_at = models.DateTimeField(
+        null=True, blank=True, help_text="swf-monitor asked for its workflow's parameters."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -49,6 +49,9 @@ class TfSample(models.Model):
         "SamplingPolicy", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     seed = models.BigIntegerField(null=True, blank=True)
+    policy_overrides = models.JSONField(
+        default=dict, blank=True, help_text="Policy parameters the run's workflow set."
+    )
     size_estimated = models.BooleanField(
         default=False, help_text="The STF file was not reachable: size estimated, not measured."
     )

@@ -28,6 +28,7 @@ from fastmon.conf import fastmon_settings
 from fastmon.models import OutboxMessage, TfSample
 from fastmon.outbox import swf_monitor
 from fastmon.outbox.relay import count_attempt
+from fastmon.processing.parameters import fetch_missing_parameters
 from fastmon.retry import backoff_delay
 
 logger = logging.getLogger("fastmon.outbox")
@@ -206,7 +207,8 @@ def sync_from_monitor(limit: int = SYNC_STFS) -> int:
 
 
 class MonitorFeed:
-    """The thread that keeps swf-monitor's fastmon-files fed while SWF_MONITOR_FEED is on."""
+    """The thread that talks to swf-monitor (besides heartbeats): it keeps its fastmon-files
+    fed while SWF_MONITOR_FEED is on, and asks it for the runs' workflow parameters."""
 
     def __init__(self) -> None:
         self.stopping = threading.Event()
@@ -214,7 +216,8 @@ class MonitorFeed:
 
     @staticmethod
     def enabled() -> bool:
-        return bool(fastmon_settings.SWF_MONITOR_FEED and fastmon_settings.SWF_MONITOR_URL)
+        """Wherever swf-monitor is named: the feed when it is on, the runs' parameters always."""
+        return bool(fastmon_settings.SWF_MONITOR_URL)
 
     def start(self) -> None:
         if self.enabled():
@@ -234,9 +237,12 @@ class MonitorFeed:
         try:
             while not self.stopping.wait(delay):
                 try:
-                    tried = relay_to_monitor(FEED_BATCH)
+                    feeding = fastmon_settings.SWF_MONITOR_FEED
+                    tried = relay_to_monitor(FEED_BATCH) if feeding else 0
                     if time.monotonic() >= next_sync:
-                        sync_from_monitor()
+                        fetch_missing_parameters()
+                        if feeding:
+                            sync_from_monitor()
                         next_sync = time.monotonic() + fastmon_settings.SWF_MONITOR_SYNC_S
                     attempt = 0
                     delay = 0.0 if tried == FEED_BATCH else fastmon_settings.OUTBOX_POLL_S

@@ -19,16 +19,12 @@ from fastmon.ingest.schema import (
 )
 from fastmon.ingest.values import aware, set_changed
 from fastmon.models import Run, Slice, TfSample
+from fastmon.processing.parameters import fast_processing_parameters
 
 _SLICE_SUFFIX = re.compile(r"_slice_\d+\.tf$")
 # Metrics a worker may report its processing time under, in seconds.
 _TIME_METRICS = ("processing_seconds", "processing_time", "duration")
 _FINAL = {Slice.Status.DONE, Slice.Status.FAILED}
-# The workflow's fast_processing parameters the testbed's agents use (a run keeps them).
-FAST_PROCESSING_PARAMS = (
-    "stf_sampling_rate", "slices_per_sample", "num_tf_per_slice", "target_worker_count",
-    "core_count", "slice_processing_time", "worker_rampup_time", "worker_rampdown_time",
-)  # fmt: skip
 
 
 def apply_processing_message(message: ProcessingReading) -> str:
@@ -104,8 +100,7 @@ def _apply_result(message: SliceResultMessage) -> str:
 
 def _apply_worker(message: WorkerMessage) -> str:
     run, _ = Run.objects.select_for_update().get_or_create(run_number=message.run_id)
-    content = message.content.model_dump(exclude_none=True)
-    targets = {name: content[name] for name in FAST_PROCESSING_PARAMS if name in content}
+    targets = fast_processing_parameters(message.content.model_dump(exclude_none=True))
     merged = {**run.fast_processing, **targets}
     if set_changed(run, {"fast_processing": merged}):
         run.save(update_fields=["fast_processing", "updated_at"])

@@ -5,8 +5,8 @@ to the testbed, a copy for every subscriber that selects it, its registration in
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import transaction
@@ -39,6 +39,8 @@ class SamplePlan:
     stf: StfFile
     ranges: Sequence[TfRange]
     policy: SamplingPolicy | None = None
+    # What the run's workflow changed in the policy (recorded with each sample).
+    overrides: Mapping[str, Any] = field(default_factory=dict)
 
 
 def record_tf_samples(plans: Sequence[SamplePlan]) -> list[TfSample]:
@@ -80,6 +82,7 @@ def record_tf_samples(plans: Sequence[SamplePlan]) -> list[TfSample]:
                 size_estimated=tf_range.size_estimated,
                 policy=plan.policy,
                 seed=seeds[plan.policy.pk] if plan.policy else None,
+                policy_overrides=dict(plan.overrides),
                 monitor_state=TfSample.InMonitor.PENDING if feed else TfSample.InMonitor.NONE,
             )
             for plan, name, tf_range in named

@@ -17,6 +17,7 @@ from fastmon.db import is_outage
 from fastmon.live.events import record_live_events
 from fastmon.live.frames import alarm_event
 from fastmon.models import SamplingPolicy, StfFile, TfSample
+from fastmon.processing.parameters import policy_overrides
 from fastmon.sampling.policies import current_policy
 from fastmon.sampling.policy import Policy, StfFacts, TfRange, sample
 from fastmon.sampling.reading import Unreachable, local_path, read_tf_ranges
@@ -131,6 +132,9 @@ def _plan_samples(stfs: list[StfFile]) -> tuple[list[SamplePlan], list[int], int
             row = current_policy(namespace, run_type)
             policies[namespace, run_type] = (row, row.policy()) if row else None
         chosen = policies[namespace, run_type]
+        overrides = policy_overrides(stf.run) if chosen else {}
+        if overrides:
+            chosen = (chosen[0], replace(chosen[1], **overrides))
         tf_count = stf.tf_count or fastmon_settings.DEFAULT_TF_COUNT
         facts = StfFacts(
             stf_filename=stf.stf_filename,
@@ -146,7 +150,7 @@ def _plan_samples(stfs: list[StfFile]) -> tuple[list[SamplePlan], list[int], int
             skipped.append(stf.pk)
             continue
         measured, read = _measure(stf, ranges, tf_count)
-        plans.append(SamplePlan(stf, measured, chosen[0]))
+        plans.append(SamplePlan(stf, measured, chosen[0], overrides))
         bytes_read += read
     return plans, skipped, bytes_read
 

@@ -12,6 +12,8 @@ agent call, with the rules swf-monitor enforces, recording every request. ``stop
 - ``PATCH /api/fastmon-files/<tf_file_id>/``: ``status``, ``metadata``.
 - ``POST /api/tf-slices/``: a TFSlice must point to an existing FastMonFile (its
   ``fastmon_file`` is that sample's ``tf_filename``), or 400 ``{"fastmon_file": [...]}``.
+- ``GET /api/workflow-executions/<execution_id>/``: its ``parameter_values`` (from
+  ``workflow_executions``), 404 for one it does not have.
 
 ``overrides`` makes it answer one sample's POSTs otherwise (a 500, a 200 without the sample).
 """
@@ -23,11 +25,12 @@ import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, unquote, urlparse
 
 from fastmon.outbox.swf_monitor import FASTMON_FILES_PATH
 
 TF_SLICES_PATH = "/api/tf-slices/"
+WORKFLOW_EXECUTIONS_PATH = "/api/workflow-executions/"
 
 
 class SwfMonitorStandIn:
@@ -35,6 +38,7 @@ class SwfMonitorStandIn:
         self.received: list[tuple[str, dict[str, str], dict[str, Any]]] = []
         self.fastmon_files: dict[str, dict[str, Any]] = {}  # by tf_filename
         self.tf_slices: dict[tuple[str, int], dict[str, Any]] = {}
+        self.workflow_executions: dict[str, dict[str, Any]] = {}  # id -> parameter_values
         self.known_stfs = known_stfs
         # tf_filename -> (status, JSON body) to answer its POSTs with instead, while it is here.
         self.overrides: dict[str, tuple[int, Any]] = {}
@@ -95,6 +99,12 @@ class SwfMonitorStandIn:
 
     def answer_get(self, path: str) -> tuple[int, Any]:
         url = urlparse(path)
+        if url.path.startswith(WORKFLOW_EXECUTIONS_PATH):
+            execution = unquote(url.path.removeprefix(WORKFLOW_EXECUTIONS_PATH).strip("/"))
+            if execution not in self.workflow_executions:
+                return 404, {"detail": "No WorkflowExecution matches the given query."}
+            return 200, {"execution_id": execution,
+                         "parameter_values": self.workflow_executions[execution]}  # fmt: skip
         if url.path.startswith(FASTMON_FILES_PATH) and url.path != FASTMON_FILES_PATH:
             row = self.by_id(url.path.removeprefix(FASTMON_FILES_PATH).strip("/"))
             return (200, row) if row else (404, {"detail": "No FastMonFile matches the query."})
