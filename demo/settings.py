@@ -49,6 +49,13 @@ FASTMON = {
     "DATA_ROOTS": [str(STF_DIR)],
     "SUBSCRIBE_DESTINATIONS": [DESTINATION],
     "PUBLISH_DESTINATION": DESTINATION,
+    # The fast-processing stage the demo plays (demo.pipeline.FastPath): slices, worker
+    # broadcasts, and the workers' results, sent straight where fastmon reads their copy.
+    "FAST_PROCESSING_DESTINATIONS": [
+        "/topic/panda.slices",
+        "/topic/panda.workers",
+        "/topic/fastmon.copy.panda.results.fastprocessing",
+    ],
     **backends.broker(os.environ.get(backends.BROKER_ENV)),
 }
 # Celery in-process: tasks run where they are enqueued, after the commit that enqueues them.

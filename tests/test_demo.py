@@ -198,7 +198,7 @@ def sample_frames(frames: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 def watch_the_pipeline(demo: Demo) -> None:
     """The dashboard answers; its websocket brings TF samples within seconds, pushed one
     batch at a time (the pages' database poll, every LIVE_POLL_S = 5 s, would bring them in
-    one frame per poll)."""
+    one frame per poll); the fast path downstream is played too: slices are answered."""
     url = demo.url()
     with urllib.request.urlopen(url, timeout=10) as response:
         assert response.status == 200
@@ -211,6 +211,14 @@ def watch_the_pipeline(demo: Demo) -> None:
     assert len(pushed) >= 3, f"{len(pushed)} frames of TF samples in 4 s:\n{demo.output()}"
     sample = next(e for e in first["events"] if e["kind"] == "tf_samples")
     assert sample["run_number"] and sample["payload"]
+    processing = f"{url}api/runs/{sample['run_number']}/processing/"
+
+    def answered() -> bool:
+        with urllib.request.urlopen(processing, timeout=10) as response:
+            slices = json.loads(response.read())["slices"]
+        return slices["done"] > 0
+
+    wait_until(answered, 30, "slices answered by the played workers", context=demo.output)
 
 
 def assert_stopped_cleanly(demo: Demo) -> None:
