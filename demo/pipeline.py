@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import signal
 import socket
 import sys
@@ -35,12 +34,12 @@ from fastmon.conf import fastmon_settings
 from fastmon.live import push
 from fastmon.models import StfFile, TfSample
 from fastmon.runtime.consumer import Consumer, ExitCode
-from fastmon.simulator.downstream import DownstreamOptions, FastProcessing
+from fastmon.simulator.downstream import DownstreamOptions
 from fastmon.simulator.player import SimulationOptions, Simulator
-from fastmon.simulator.sending import ReceiptBatches, progress_line
+from fastmon.simulator.sending import FastPathOnBroker, ReceiptBatches, progress_line
 from fastmon.subscribers.rules import parse_subscription
 from fastmon.subscribers.service import save_subscriber
-from fastmon.transport.base import BrokerAuthFailed, BrokerError, Delivery, Outgoing
+from fastmon.transport.base import BrokerAuthFailed, BrokerError
 from fastmon.transport.stomp import StompTransport
 
 PROGRESS_TTY_S = 1.0  # a terminal: the progress line redrawn in place
@@ -83,18 +82,18 @@ async def run(args: argparse.Namespace, listener: socket.socket) -> int:
     consumer = Consumer()
     consuming = asyncio.ensure_future(sync_to_async(consume, thread_sensitive=False)(consumer))
     stopped = asyncio.create_task(stop.wait())
-    simulation = fast_path = None
+    simulation = stage = None
     # Announcements sent before the consumer subscribed could miss a new durable subscription.
     if await wait_for(consumer.started.is_set, consuming, stopped):
-        fast_path = await sync_to_async(FastPath)()
-        fast_path.playing = asyncio.ensure_future(asyncio.to_thread(fast_path.run))
+        stage = await sync_to_async(fast_path)()
+        playing = asyncio.ensure_future(asyncio.to_thread(stage.run))
         simulation = Simulation(options, stop)
     await asyncio.wait([stopped, consuming, serving], return_when=asyncio.FIRST_COMPLETED)
 
     simulator_code = await simulation.finish() if simulation else 0
-    if fast_path:
-        fast_path.stop()
-        await fast_path.playing
+    if stage:
+        stage.stop()
+        await playing
     consumer.stop()
     code = int(await consuming) or simulator_code
     server.should_exit = True
@@ -183,51 +182,19 @@ class Simulation:
         )
 
 
-class FastPath:
-    """The fast-processing stage played beside the simulator (``simulator.downstream``): it
-    hears of each sample as one of fastmon's subscribers, and sends slices and the workers'
-    results through transports of its own; the results go where fastmon reads the broker's
-    copy of the results queue, as there is no fast-processing agent here to read the queue."""
-
-    QUEUE = "/queue/fastmon.demo.fastprocessing"
-
-    def __init__(self) -> None:
-        save_subscriber(parse_subscription({
-            "name": "demo-fast-processing", "destination": self.QUEUE, "idle_expiry_s": None,
-        }), by="demo")  # fmt: skip
-        destinations = fastmon_settings.FAST_PROCESSING_DESTINATIONS
-        options = DownstreamOptions(
-            slices_destination=destinations[0],
-            results_destination=destinations[-1],
-            tf_per_slice=10,
-        )
-        self.play = FastProcessing(options, self._send)
-        self.incoming = import_string(fastmon_settings.TRANSPORT)(on_delivery=self._receive)
-        self.outgoing = import_string(fastmon_settings.TRANSPORT)()
-        for transport, role in ((self.incoming, "in"), (self.outgoing, "out")):
-            if isinstance(transport, StompTransport):
-                transport.client_id += f".fast-path-{role}"  # agents of their own
-        self.playing: asyncio.Future[None] | None = None
-
-    def run(self) -> None:
-        self.outgoing.connect()
-        self.incoming.connect()
-        self.incoming.subscribe([self.QUEUE])
-        try:
-            self.play.run()
-        finally:
-            self.incoming.disconnect()
-            self.outgoing.disconnect()
-
-    def stop(self) -> None:
-        self.play.stop()
-
-    def _receive(self, delivery: Delivery) -> None:
-        self.play.registered(json.loads(delivery.body))
-        self.incoming.ack([delivery])
-
-    def _send(self, destination: str, body: str) -> None:
-        self.outgoing.send([Outgoing(destination, body)])
+def fast_path() -> FastPathOnBroker:
+    """The fast-processing stage played beside the simulator: it hears of each sample as one
+    of fastmon's subscribers, and its workers answer where fastmon reads the broker's copy of
+    the results queue, as there is no fast-processing agent here to read the queue."""
+    queue = "/queue/fastmon.demo.fastprocessing"
+    save_subscriber(parse_subscription({
+        "name": "demo-fast-processing", "destination": queue, "idle_expiry_s": None,
+    }), by="demo")  # fmt: skip
+    destinations = fastmon_settings.FAST_PROCESSING_DESTINATIONS
+    return FastPathOnBroker(queue, DownstreamOptions(
+        slices_destination=destinations[0], results_destination=destinations[-1],
+        tf_per_slice=10,
+    ))  # fmt: skip
 
 
 def counts() -> tuple[int, int]:

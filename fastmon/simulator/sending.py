@@ -1,8 +1,10 @@
 """The simulator on a real broker, as ``fastmon_simulate`` and the demo run it: messages sent in
-batches confirmed by one receipt each, progress shown while it plays, signals that stop it."""
+batches confirmed by one receipt each, progress shown while it plays, signals that stop it, and
+the fast-processing stage played beside it."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import threading
@@ -11,9 +13,12 @@ from argparse import ArgumentTypeError
 from collections.abc import Callable
 
 from django.core.management.base import OutputWrapper
+from django.utils.module_loading import import_string
 
+from fastmon.conf import fastmon_settings
+from fastmon.simulator.downstream import DownstreamOptions, FastProcessing
 from fastmon.simulator.player import Progress, SimulationOptions, Simulator
-from fastmon.transport.base import Outgoing
+from fastmon.transport.base import Delivery, Outgoing
 from fastmon.transport.stomp import StompTransport
 
 TTY_REFRESH_S = 0.5
@@ -120,3 +125,41 @@ def _periodic(out: OutputWrapper, runs: int | None) -> Callable[[Progress], None
             next_at += LOG_EVERY_S
 
     return show
+
+
+class FastPathOnBroker:
+    """The fast-processing stage played (``downstream.FastProcessing``) on a broker: it hears
+    of samples on ``listen`` and sends slices and results through a connection of its own.
+    ``run()`` blocks until ``stop()``; results still due then are not sent."""
+
+    def __init__(self, listen: str, options: DownstreamOptions) -> None:
+        self.listen = listen
+        self.play = FastProcessing(options, self._send)
+        transport = import_string(fastmon_settings.TRANSPORT)
+        self.incoming = transport(on_delivery=self._receive)
+        self.outgoing = transport()
+        for connection, role in ((self.incoming, "in"), (self.outgoing, "out")):
+            if isinstance(connection, StompTransport):
+                connection.client_id += f".fast-path-{role}"  # agents of their own
+
+    def run(self) -> None:
+        self.outgoing.connect()
+        self.incoming.connect()
+        self.incoming.subscribe([self.listen], durable=False)
+        try:
+            self.play.run()
+        finally:
+            self.incoming.disconnect()
+            self.outgoing.disconnect()
+
+    def stop(self) -> None:
+        self.play.stop()
+
+    def _receive(self, delivery: Delivery) -> None:
+        body = json.loads(delivery.body)
+        if body.get("msg_type") == "tf_file_registered":
+            self.play.registered(body)
+        self.incoming.ack([delivery])
+
+    def _send(self, destination: str, body: str) -> None:
+        self.outgoing.send([Outgoing(destination, body)])

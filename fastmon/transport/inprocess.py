@@ -151,7 +151,10 @@ class InProcessTransport:
         self.generation += 1
         self._connected = True
 
-    def subscribe(self, destinations: Sequence[str], timeout: float = 10.0) -> None:
+    def subscribe(
+        self, destinations: Sequence[str], timeout: float = 10.0, durable: bool | None = None
+    ) -> None:
+        """``durable`` is accepted for the interface: every destination here keeps messages."""
         if not self._connected:
             raise BrokerUnreachable("not connected to the in-process broker")
         for number, name in enumerate(destinations, len(self._subscriptions) + 1):

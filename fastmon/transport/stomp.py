@@ -203,13 +203,16 @@ class StompTransport:
         host, port = connection.transport.current_host_and_port
         logger.info("connected to %s:%s as client-id %s", host, port, self.client_id)
 
-    def subscribe(self, destinations: Sequence[str], timeout: float = 10.0) -> None:
-        """Subscribe with client-individual ack; topics durably unless configured otherwise."""
+    def subscribe(
+        self, destinations: Sequence[str], timeout: float = 10.0, durable: bool | None = None
+    ) -> None:
+        """Subscribe with client-individual ack; topics durably unless configured otherwise
+        (``durable=False``: never, for a listener that keeps nothing across restarts)."""
         connection, listener = self._require_connection()
         for number, destination in enumerate(destinations, 1):
             listener.forget_refusal()
             headers = {"activemq.prefetchSize": str(fastmon_settings.PREFETCH)}
-            if is_durable(destination):
+            if is_durable(destination) if durable is None else durable:
                 name = durable_subscription_name(destination)
                 headers["activemq.subscriptionName"] = name  # ActiveMQ Classic
                 headers["durable-subscription-name"] = name  # Artemis
