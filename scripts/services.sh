@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Start, stop or check the real services fastmon's tests use: PostgreSQL, Redis and ActiveMQ
-# (STOMP on 127.0.0.1:61613). Idempotent: safe to run twice and safe when already running.
+# Start, stop or check the real services fastmon's tests use: PostgreSQL, Redis, ActiveMQ (STOMP on
+# 127.0.0.1:61613), and the remote-read servers over one data directory (FASTMON_REMOTE_DATA_DIR,
+# default /var/lib/fastmon-data): XRootD (root://169.254.94.2:1094, in a network namespace of its
+# own reached over a veth pair from this machine only: xrootd cannot bind to loopback alone) and
+# nginx with byte ranges (http://127.0.0.1:8088). Idempotent: safe to run twice and when running.
 #   scripts/services.sh up|down|status
 # Everything listens on 127.0.0.1 only. ActiveMQ requires the login fastmon/fastmon. Settings:
 #   FASTMON_DB_NAME=fastmon FASTMON_DB_USER=fastmon FASTMON_DB_PASSWORD=fastmon
@@ -15,6 +18,13 @@ REDIS_PORT=6379
 STOMP_PORT=61613
 AMQ_BASE=/var/lib/fastmon-activemq
 REDIS_DIR=/var/lib/fastmon-redis
+DATA_DIR=${FASTMON_REMOTE_DATA_DIR:-/var/lib/fastmon-data}
+XRD_BASE=/var/lib/fastmon-xrootd
+XRD_NS=fastmon-xrootd
+XRD_HOST=169.254.94.2
+XRD_PORT=1094
+HTTP_BASE=/var/lib/fastmon-http
+HTTP_PORT=8088
 
 say() { printf '[services] %s\n' "$*"; }
 die() { printf '[services] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -42,6 +52,9 @@ install_missing() {
   command -v redis-server >/dev/null || missing+=(redis-server)
   [ -f /usr/share/activemq/bin/activemq.jar ] || missing+=(activemq)
   command -v java >/dev/null || missing+=(default-jre-headless)
+  command -v xrootd >/dev/null || missing+=(xrootd-server)
+  command -v nginx >/dev/null || missing+=(nginx-light)
+  command -v ip >/dev/null || missing+=(iproute2)
   [ ${#missing[@]} -eq 0 ] && return 0
   say "installing ${missing[*]} with apt"
   as_root apt-get update -qq
@@ -168,17 +181,101 @@ amq_up() {
 
 amq_down() { pkill -u activemq -f "activemq.base=$AMQ_BASE" 2>/dev/null || true; }
 
+# --- the data directory the remote-read servers share -----------------------
+data_dir() { as_root mkdir -p "$DATA_DIR" && as_root chmod 1777 "$DATA_DIR"; }
+
+# --- XRootD -------------------------------------------------------------------
+# Listening inside its namespace (a connect test from here could be answered by this sandbox's
+# network on the server's behalf).
+xrd_ready() { as_root ip netns exec $XRD_NS ss -ltn 2>/dev/null | grep -q ":$XRD_PORT "; }
+
+xrd_network() {
+  ip netns list 2>/dev/null | grep -q "^$XRD_NS\b" && return 0
+  as_root ip netns add $XRD_NS
+  as_root ip link add fmxrd0 type veth peer name fmxrd1
+  as_root ip link set fmxrd1 netns $XRD_NS
+  as_root ip addr add 169.254.94.1/30 dev fmxrd0
+  as_root ip link set fmxrd0 up
+  as_root ip netns exec $XRD_NS ip addr add $XRD_HOST/30 dev fmxrd1
+  as_root ip netns exec $XRD_NS ip link set fmxrd1 up
+  as_root ip netns exec $XRD_NS ip link set lo up
+}
+
+xrd_up() {
+  if ! xrd_ready; then
+    say "starting XRootD (root://$XRD_HOST:$XRD_PORT, serving $DATA_DIR)"
+    data_dir
+    as_root mkdir -p "$XRD_BASE"
+    as_root tee "$XRD_BASE/xrootd.cfg" >/dev/null <<CFG
+all.export /
+xrd.port $XRD_PORT
+oss.localroot $DATA_DIR
+all.adminpath $XRD_BASE
+all.pidpath $XRD_BASE
+xrd.network nodnr
+# Every read, with its offset and length: the tests check only sampled ranges are read.
+ofs.trace all
+xrootd.trace all
+CFG
+    as_root chown -R xrootd "$XRD_BASE"
+    xrd_network
+    as_root ip netns exec $XRD_NS runuser -u xrootd -- \
+      xrootd -c "$XRD_BASE/xrootd.cfg" -l "$XRD_BASE/xrootd.log" -b -n fastmon >/dev/null
+  fi
+  wait_for XRootD "$XRD_BASE/fastmon/xrootd.log" xrd_ready
+}
+
+xrd_down() {
+  pkill -u xrootd -f "$XRD_BASE/xrootd.cfg" 2>/dev/null || true
+  as_root ip netns del $XRD_NS 2>/dev/null || true
+}
+
+# --- nginx (HTTP with byte ranges) ---------------------------------------------
+http_ready() { port_open $HTTP_PORT; }
+
+http_up() {
+  if ! http_ready; then
+    say "starting nginx (http://127.0.0.1:$HTTP_PORT, serving $DATA_DIR)"
+    data_dir
+    as_root mkdir -p "$HTTP_BASE/logs"
+    as_root tee "$HTTP_BASE/nginx.conf" >/dev/null <<CONF
+worker_processes 2;
+pid $HTTP_BASE/nginx.pid;
+error_log $HTTP_BASE/logs/error.log;
+events {}
+http {
+  # Every request with the ranges it asked for: the tests check only sampled ranges are read.
+  log_format ranges '\$request_method \$uri \$status range=\$http_range sent=\$bytes_sent';
+  access_log $HTTP_BASE/logs/access.log ranges;
+  default_type application/octet-stream;
+  sendfile on;
+  keepalive_requests 100000;
+  server {
+    listen 127.0.0.1:$HTTP_PORT;
+    root $DATA_DIR;
+  }
+}
+CONF
+    as_root nginx -c "$HTTP_BASE/nginx.conf" -p "$HTTP_BASE"
+  fi
+  wait_for nginx "$HTTP_BASE/logs/error.log" http_ready
+}
+
+http_down() { [ -f "$HTTP_BASE/nginx.pid" ] && as_root nginx -c "$HTTP_BASE/nginx.conf" -p "$HTTP_BASE" -s quit 2>/dev/null || true; }
+
 status() {
   local rc=0
   pg_ready && say "PostgreSQL: up (127.0.0.1:5432)" || { say "PostgreSQL: down"; rc=1; }
   redis_ready && say "Redis: up (127.0.0.1:$REDIS_PORT)" || { say "Redis: down"; rc=1; }
   amq_ready && say "ActiveMQ STOMP: up (127.0.0.1:$STOMP_PORT)" || { say "ActiveMQ STOMP: down"; rc=1; }
+  xrd_ready && say "XRootD: up ($XRD_HOST:$XRD_PORT)" || { say "XRootD: down"; rc=1; }
+  http_ready && say "nginx: up (127.0.0.1:$HTTP_PORT)" || { say "nginx: down"; rc=1; }
   return $rc
 }
 
 case "${1:-}" in
-  up) install_missing; postgres_up; redis_up; amq_up ;;
-  down) amq_down; redis_down; postgres_down; say "stopped" ;;
+  up) install_missing; postgres_up; redis_up; amq_up; xrd_up; http_up ;;
+  down) http_down; xrd_down; amq_down; redis_down; postgres_down; say "stopped" ;;
   status) status ;;
   *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
 esac
