@@ -152,8 +152,19 @@ DEFAULTS: dict[str, Any | Callable[[], Any]] = {
     "SAMPLING_MAX_ATTEMPTS": 3,
     "SAMPLING_SWEEP_AFTER_S": 300.0,
     "SAMPLING_SWEEP_LIMIT": 5000,
-    # STF files are read only under these directories; elsewhere samples are metadata-only.
+    # STF files are read only under these roots; elsewhere samples are metadata-only. A root is
+    # a directory, or a URL prefix read remotely: root://HOST[:PORT]//ABS/PATH/ (XRootD, the
+    # xrootd extra) or http(s)://HOST[:PORT]/PATH/ (davs:// is read as https://).
     "DATA_ROOTS": [],
+    # Remote reads: the timeout of each request, retries of a transient error (with backoff
+    # from RETRY_MIN_S), concurrent reads per host, and the bytes one XRootD vector read
+    # asks for (what a read holds in memory). HTTP sends a WLCG bearer token when one is found
+    # (BEARER_TOKEN, BEARER_TOKEN_FILE, ...); XRootD takes its X.509 proxy from the
+    # environment (X509_USER_PROXY), as every grid client does.
+    "REMOTE_READ_TIMEOUT_S": 30.0,
+    "REMOTE_READ_RETRIES": 3,
+    "REMOTE_MAX_CONCURRENT_PER_HOST": 4,
+    "REMOTE_READ_BATCH_BYTES": 16 * 1024 * 1024,
     # STF size assumed for estimates when neither the file nor the announcement gives one.
     "ESTIMATED_STF_SIZE_BYTES": 2 * 1024**3,
     # Watch mode (sites without a data agent): run_fastmon also watches these DAQ exit buffers

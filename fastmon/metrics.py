@@ -43,6 +43,12 @@ OUTBOX_OLDEST_SECONDS = Gauge(
     "Age of the oldest unsent outbox row (0: none).",
     multiprocess_mode="mostrecent",
 )
+READ_SECONDS = Histogram(
+    "fastmon_read_seconds", "Reading one STF's sampled ranges, by protocol.", ["protocol"]
+)
+READ_BYTES = Counter(
+    "fastmon_read_bytes", "Bytes of sampled ranges read, by protocol.", ["protocol"]
+)
 WEBSOCKET_CLIENTS = Gauge(
     "fastmon_websocket_clients", "Live pages connected.", multiprocess_mode="livesum"
 )

@@ -33,6 +33,12 @@ DATABASES = {
     }
 }
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+# The remote-read servers scripts/services.sh starts over one data directory.
+REMOTE_DATA_DIR = os.environ.get("FASTMON_REMOTE_DATA_DIR", "/var/lib/fastmon-data")
+XROOTD_URL = os.environ.get("FASTMON_TEST_XROOTD_URL", "root://169.254.94.2:1094/")
+HTTP_DATA_URL = os.environ.get("FASTMON_TEST_HTTP_URL", "http://127.0.0.1:8088/")
+XROOTD_LOG = "/var/lib/fastmon-xrootd/fastmon/xrootd.log"
+HTTP_LOG = "/var/lib/fastmon-http/logs/access.log"
 STATIC_URL = "static/"
 FASTMON = {
     # Tests that observe fast processing name destinations of their own.

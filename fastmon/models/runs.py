@@ -80,6 +80,12 @@ class StfFile(models.Model):
     received_at = models.DateTimeField(default=timezone.now, help_text="First announcement seen.")
     committed_at = models.DateTimeField(null=True, blank=True)
     sampled_at = models.DateTimeField(null=True, blank=True)
+    # What reading its sampled ranges took, where it lives: bytes read against the file's size
+    # is the proof of a partial read.
+    bytes_read = models.BigIntegerField(null=True, blank=True)
+    file_bytes = models.BigIntegerField(null=True, blank=True, help_text="Its size, as read.")
+    read_protocol = models.CharField(max_length=10, blank=True, default="")
+    read_seconds = models.FloatField(null=True, blank=True)
     sampling_attempts = models.PositiveSmallIntegerField(
         default=0, help_text="Sampling runs started; past the limit the STF is marked failed."
     )

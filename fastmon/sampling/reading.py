@@ -1,12 +1,22 @@
-"""Reading sampled Time Frames from STF files: only their byte ranges, never the whole file."""
+"""Reading sampled Time Frames from STF files: only their byte ranges, never the whole file,
+from a local data root or a remote one (``remote``: XRootD, HTTP)."""
 
 from __future__ import annotations
 
+import logging
+import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
+
+from fastmon.conf import fastmon_settings
+from fastmon.retry import backoff_delay
+from fastmon.sampling.clients import HttpReader, XRootDReader
+from fastmon.sampling.remote import RemoteError, RemoteURL, host_slot, parse_remote, remote_roots
+
+logger = logging.getLogger("fastmon.sampling")
 
 CHUNK_BYTES = 4 * 1024 * 1024
 
@@ -19,6 +29,7 @@ def local_path(file_url: str, stf_filename: str, data_roots: Sequence[str]) -> P
     """The readable local file behind ``file_url`` (a path or ``file://`` URL) under one of
     ``data_roots``; raise ``Unreachable`` otherwise. Symlinks and ``..`` are resolved before
     the check, so nothing outside the roots is ever opened."""
+    data_roots = [root for root in data_roots if urlparse(root).scheme in ("", "file")]
     if not data_roots:
         raise Unreachable("no data roots configured (FASTMON['DATA_ROOTS'])")
     if not file_url:
@@ -64,12 +75,7 @@ def read_tf_ranges(
     results, total = [], 0
     with path.open("rb") as stream:
         file_size = path.stat().st_size
-        for tf_first, tf_last in ranges:
-            if boundaries is not None:
-                start, end = boundaries[tf_first], boundaries[tf_last + 1]
-            else:
-                start = tf_offset(tf_first, tf_count, file_size)
-                end = tf_offset(tf_last + 1, tf_count, file_size)
+        for start, end in byte_spans(tf_count, ranges, boundaries, file_size):
             stream.seek(start)
             adler, remaining = 1, end - start
             while remaining > 0:
@@ -81,3 +87,100 @@ def read_tf_ranges(
             results.append(Measured(end - start, f"ad:{adler}"))
             total += end - start
     return results, total
+
+
+def byte_spans(
+    tf_count: int,
+    ranges: Sequence[tuple[int, int]],
+    boundaries: Sequence[int] | None,
+    file_size: int,
+) -> list[tuple[int, int]]:
+    """The ``(start, end)`` bytes of each ``(tf_first, tf_last)`` range: by ``boundaries``
+    (``tf_count + 1`` offsets, when the announcement gives them), else equal shares."""
+    if boundaries is not None:
+        return [(boundaries[first], boundaries[last + 1]) for first, last in ranges]
+    return [
+        (tf_offset(first, tf_count, file_size), tf_offset(last + 1, tf_count, file_size))
+        for first, last in ranges
+    ]
+
+
+@dataclass(frozen=True)
+class ReadReport:
+    """What one STF's sampled ranges came to, and what reading them took."""
+
+    measured: list[Measured]
+    bytes_read: int
+    file_size: int
+    protocol: str  # file, root or http
+    seconds: float
+
+
+Boundaries = Callable[[int], Sequence[int] | None]  # the TF offsets, given the file's size
+
+
+def read_stf(
+    file_url: str,
+    stf_filename: str,
+    data_roots: Sequence[str],
+    tf_count: int,
+    ranges: Sequence[tuple[int, int]],
+    boundaries: Boundaries,
+) -> ReadReport:
+    """Read the sampled ranges where the STF lives; ``Unreachable`` says why it cannot be, with
+    the URL and the error class (a remote read is retried first, with backoff, while its error
+    is transient)."""
+    began = time.monotonic()
+    try:
+        remote = parse_remote(file_url) if file_url else None
+    except ValueError as exc:
+        raise Unreachable(f"{file_url}: BadURL: {exc}") from None
+    if remote is None:
+        path = local_path(file_url, stf_filename, data_roots)
+        size = path.stat().st_size
+        measured, read = read_tf_ranges(path, tf_count, ranges, boundaries(size))
+        return ReadReport(measured, read, size, "file", time.monotonic() - began)
+    try:
+        roots = remote_roots(data_roots)
+    except ValueError as exc:
+        raise Unreachable(f"a remote data root cannot be read: {exc}") from None
+    if not any(root.contains(remote) for root in roots):
+        raise Unreachable(f"{remote} is outside the data roots")
+    attempt = 0
+    while True:
+        try:
+            with host_slot(remote):
+                return _read_remote(remote, tf_count, ranges, boundaries, began)
+        except RemoteError as exc:
+            if not exc.transient or attempt >= fastmon_settings.REMOTE_READ_RETRIES:
+                raise Unreachable(f"{remote}: {exc.kind}: {exc}") from None
+            delay = backoff_delay(attempt)
+            logger.warning("reading %s failed (%s: %s); retry %d in %.1fs", remote, exc.kind,
+                           exc, attempt + 1, delay)  # fmt: skip
+            time.sleep(delay)
+            attempt += 1
+
+
+def _read_remote(
+    url: RemoteURL,
+    tf_count: int,
+    ranges: Sequence[tuple[int, int]],
+    boundaries: Boundaries,
+    began: float,
+) -> ReadReport:
+    reader = XRootDReader(url) if url.protocol == "root" else HttpReader(url)
+    try:
+        size = reader.size()
+        spans = byte_spans(tf_count, ranges, boundaries(size), size)
+        if any(end > size for _, end in spans):
+            raise RemoteError(f"a range ends past the file's {size} bytes", transient=False,
+                              kind="ShortFile")  # fmt: skip
+        checksums = reader.adler32(spans)
+    finally:
+        reader.close()
+    measured = [
+        Measured(end - start, f"ad:{adler}")
+        for (start, end), adler in zip(spans, checksums, strict=True)
+    ]
+    read = sum(end - start for start, end in spans)
+    return ReadReport(measured, read, size, url.protocol, time.monotonic() - began)

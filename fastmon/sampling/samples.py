@@ -23,6 +23,7 @@ from fastmon.outbox.bodies import (
 )
 from fastmon.outbox.swf_monitor import FASTMON_FILES_PATH
 from fastmon.sampling.policy import TfRange
+from fastmon.sampling.reading import ReadReport
 from fastmon.subscribers.rules import SampleFacts, selects
 from fastmon.subscribers.service import routable_subscribers
 
@@ -41,6 +42,8 @@ class SamplePlan:
     policy: SamplingPolicy | None = None
     # What the run's workflow changed in the policy (recorded with each sample).
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    # What reading the STF took (None: not read, sizes estimated).
+    read: ReadReport | None = None
 
 
 def record_tf_samples(plans: Sequence[SamplePlan]) -> list[TfSample]:

@@ -12,6 +12,7 @@ from django.db import transaction
 from django.db.models import F, Min, QuerySet
 from django.utils import timezone
 
+from fastmon import metrics
 from fastmon.conf import fastmon_settings
 from fastmon.db import is_outage
 from fastmon.live.events import record_live_events
@@ -20,7 +21,7 @@ from fastmon.models import SamplingPolicy, StfFile, TfSample
 from fastmon.processing.parameters import policy_overrides
 from fastmon.sampling.policies import current_policy
 from fastmon.sampling.policy import Policy, StfFacts, TfRange, sample
-from fastmon.sampling.reading import Unreachable, local_path, read_tf_ranges
+from fastmon.sampling.reading import ReadReport, Unreachable, read_stf
 from fastmon.sampling.samples import SamplePlan, record_tf_samples
 
 logger = logging.getLogger("fastmon.sampling")
@@ -110,6 +111,12 @@ def _register_sampled(
         StfFile.objects.filter(pk__in=[plan.stf.pk for plan in plans]).update(
             status=StfFile.Status.SAMPLED, sampled_at=now
         )
+        for plan in plans:  # what reading it took: the proof of a partial read
+            if plan.read is not None:
+                StfFile.objects.filter(pk=plan.stf.pk).update(
+                    bytes_read=plan.read.bytes_read, file_bytes=plan.read.file_size,
+                    read_protocol=plan.read.protocol, read_seconds=plan.read.seconds,
+                )  # fmt: skip
         StfFile.objects.filter(pk__in=[pk for pk in skipped if pk in ours]).update(
             status=StfFile.Status.SKIPPED, sampled_at=now
         )
@@ -149,23 +156,24 @@ def _plan_samples(stfs: list[StfFile]) -> tuple[list[SamplePlan], list[int], int
         if not ranges:
             skipped.append(stf.pk)
             continue
-        measured, read = _measure(stf, ranges, tf_count)
-        plans.append(SamplePlan(stf, measured, chosen[0], overrides))
-        bytes_read += read
+        measured, report = _measure(stf, ranges, tf_count)
+        plans.append(SamplePlan(stf, measured, chosen[0], overrides, report))
+        bytes_read += report.bytes_read if report else 0
     return plans, skipped, bytes_read
 
 
-def _measure(stf: StfFile, ranges: list[TfRange], tf_count: int) -> tuple[list[TfRange], int]:
-    """Real sizes and Adler-32 from the file when it is reachable; else estimated sizes."""
+def _measure(
+    stf: StfFile, ranges: list[TfRange], tf_count: int
+) -> tuple[list[TfRange], ReadReport | None]:
+    """Real sizes and Adler-32 from the file, where it lives, when it is reachable; else
+    estimated sizes, with the reason."""
     context = {"state": stf.state, "substate": stf.substate}
     try:
-        path = local_path(stf.file_url, stf.stf_filename, fastmon_settings.DATA_ROOTS)
-        measured, read = read_tf_ranges(
-            path,
-            tf_count,
+        report = read_stf(
+            stf.file_url, stf.stf_filename, fastmon_settings.DATA_ROOTS, tf_count,
             [(r.tf_first, r.tf_last) for r in ranges],
-            _tf_boundaries(stf, tf_count, path.stat().st_size),
-        )
+            lambda size: _tf_boundaries(stf, tf_count, size),
+        )  # fmt: skip
     except (Unreachable, OSError, ValueError) as exc:  # ValueError: a URL Python cannot parse
         stf_size = stf.size_bytes or fastmon_settings.ESTIMATED_STF_SIZE_BYTES
         estimated = {**context, "estimated_because": str(exc)}
@@ -177,11 +185,13 @@ def _measure(stf: StfFile, ranges: list[TfRange], tf_count: int) -> tuple[list[T
                 metadata=estimated,
             )
             for r in ranges
-        ], 0
+        ], None
+    metrics.READ_SECONDS.labels(report.protocol).observe(report.seconds)
+    metrics.READ_BYTES.labels(report.protocol).inc(report.bytes_read)
     return [
         replace(r, file_size_bytes=m.size_bytes, checksum=m.checksum, metadata=context)
-        for r, m in zip(ranges, measured, strict=True)
-    ], read
+        for r, m in zip(ranges, report.measured, strict=True)
+    ], report
 
 
 def _tf_boundaries(stf: StfFile, tf_count: int, file_size: int) -> list[int] | None:

@@ -1,0 +1,128 @@
+"""Remote data roots: STF files read where they live, over XRootD (``root://``) and HTTP
+(``http(s)://``, ``davs://`` read as ``https://``), reading only the sampled byte ranges.
+
+A ``DATA_ROOTS`` entry may be a URL prefix; a ``file_url`` is read remotely only under one of
+them, by the same containment rule as local roots, on normalised URLs: the same scheme, host and
+port, a path inside the prefix after ``..`` is resolved, no credentials in the URL. XRootD reads
+go by vector reads (the ``xrootd`` bindings, an optional extra); HTTP by ``Range`` requests,
+several ranges per request where the server answers them so, one per range otherwise (httpx).
+Each host has a bound on concurrent reads; connections are reused; transient errors are retried
+by the caller (``reading.read_stf``) with backoff.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from fastmon.conf import fastmon_settings
+
+SCHEMES = {"root": "root", "http": "http", "https": "https", "davs": "https"}
+DEFAULT_PORTS = {"root": 1094, "http": 80, "https": 443}
+# Largest piece of one vector read element (XRootD's limit is just under 2 MiB).
+XROOTD_ELEMENT = 1024 * 1024
+XROOTD_MAX_ELEMENTS = 1024
+# XRootD errors that waiting will not change: no such file, permission denied, not a file.
+XROOTD_PERMANENT = {3010, 3011, 3016}
+HTTP_PERMANENT = {400, 401, 403, 404, 405, 410, 416}
+
+
+class RemoteError(Exception):
+    """A remote read failed; ``transient``: worth trying again."""
+
+    def __init__(self, message: str, *, transient: bool, kind: str) -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.kind = kind  # the error class named in a sample's public reason
+
+
+@dataclass(frozen=True)
+class RemoteURL:
+    scheme: str  # root, http or https
+    host: str
+    port: int
+    path: str  # absolute, normalised
+
+    @property
+    def protocol(self) -> str:
+        return "root" if self.scheme == "root" else "http"
+
+    def __str__(self) -> str:
+        separator = "/" if self.scheme == "root" else ""  # root://host:port//abs/path
+        return f"{self.scheme}://{self.host}:{self.port}{separator}{self.path}"
+
+    def contains(self, other: RemoteURL) -> bool:
+        if (self.scheme, self.host, self.port) != (other.scheme, other.host, other.port):
+            return False
+        root = self.path.rstrip("/") or "/"
+        return posixpath.commonpath([root, other.path]) == root
+
+
+def parse_remote(url: str) -> RemoteURL | None:
+    """A remote URL, normalised; None for anything else (a path, ``file://``). Raises
+    ``ValueError`` for a remote URL that can never be read (credentials in it, ``..`` above
+    its root, no host)."""
+    parts = urlsplit(url)
+    scheme = SCHEMES.get(parts.scheme.lower())
+    if scheme is None:
+        return None
+    if parts.username or parts.password:
+        raise ValueError("URLs with credentials are not read (tokens come from BEARER_TOKEN)")
+    if not parts.hostname:
+        raise ValueError("a remote URL needs a host")
+    raw = unquote(parts.path)
+    if "\x00" in raw or any(segment == ".." for segment in raw.split("/")):
+        raise ValueError("'..' and NUL are not allowed in a remote path")
+    path = posixpath.normpath("/" + raw.lstrip("/"))
+    if raw.endswith("/") and path != "/":
+        path += "/"
+    return RemoteURL(scheme, parts.hostname.lower(), parts.port or DEFAULT_PORTS[scheme], path)
+
+
+def remote_roots(data_roots: Sequence[str]) -> list[RemoteURL]:
+    return [root for entry in data_roots if (root := parse_remote(entry)) is not None]
+
+
+_host_slots: dict[tuple[str, int], threading.BoundedSemaphore] = {}
+_slots_lock = threading.Lock()
+
+
+def host_slot(url: RemoteURL) -> threading.BoundedSemaphore:
+    """The bound on concurrent reads from one host (REMOTE_MAX_CONCURRENT_PER_HOST)."""
+    with _slots_lock:
+        key = (url.host, url.port)
+        if key not in _host_slots:
+            _host_slots[key] = threading.BoundedSemaphore(
+                fastmon_settings.REMOTE_MAX_CONCURRENT_PER_HOST
+            )
+        return _host_slots[key]
+
+
+def bearer_token() -> str | None:
+    """The WLCG bearer token discovery: ``BEARER_TOKEN``, else the file ``BEARER_TOKEN_FILE``,
+    else ``$XDG_RUNTIME_DIR/bt_u<uid>``, else ``/tmp/bt_u<uid>``."""
+    if token := os.environ.get("BEARER_TOKEN", "").strip():
+        return token
+    uid = os.getuid()
+    candidates = [os.environ.get("BEARER_TOKEN_FILE", "")]
+    if runtime := os.environ.get("XDG_RUNTIME_DIR"):
+        candidates.append(f"{runtime}/bt_u{uid}")
+    candidates.append(f"/tmp/bt_u{uid}")
+    for candidate in filter(None, candidates):
+        try:
+            return Path(candidate).read_text().strip() or None
+        except OSError:
+            continue
+    return None
+
+
+def pieces(spans: Sequence[tuple[int, int]], size: int) -> Iterator[tuple[int, int]]:
+    """The byte spans cut into (offset, length) pieces of at most ``size`` bytes, in order."""
+    for start, end in spans:
+        for offset in range(start, end, size):
+            yield offset, min(size, end - offset)
