@@ -173,6 +173,46 @@ _PLAIN_FIELDS = (
 )  # fmt: skip
 
 
+def update_each(
+    model: type[models.Model],
+    same: Mapping[str, Any],
+    fields: Sequence[str],
+    rows: Mapping[Any, Sequence[Any]],
+) -> None:
+    """UPDATE rows by primary key in one statement: ``same`` for all of them, and each row's own
+    values of ``fields``. On PostgreSQL an ``UPDATE ... FROM (VALUES ...)``, one round trip
+    whatever the count (``bulk_update`` builds a CASE per field and row, a tenth of a sampling
+    task's time); elsewhere ``bulk_update``."""
+    if not rows:
+        return
+    connection = connections[DEFAULT_DB_ALIAS]
+    if connection.vendor != "postgresql":
+        objects = [model(pk=pk, **same, **dict(zip(fields, values, strict=True)))
+                   for pk, values in rows.items()]  # fmt: skip
+        model.objects.bulk_update(objects, [*same, *fields])
+        return
+    meta, quote = model._meta, connection.ops.quote_name
+    columns = [meta.get_field(name) for name in fields]
+    fixed = [meta.get_field(name) for name in same]
+    casts = ", ".join(f"%s::{c.db_type(connection)}" for c in [meta.pk, *columns])
+    sets = [f"{quote(c.column)} = %s" for c in fixed]
+    sets += [f"{quote(c.column)} = v.c{n}" for n, c in enumerate(columns)]
+    names = ", ".join(["pk", *(f"c{n}" for n in range(len(columns)))])
+    params = [c.get_db_prep_save(value, connection) for c, value in zip(fixed, same.values(),
+                                                                        strict=True)]  # fmt: skip
+    for pk, values in rows.items():
+        params.append(pk)
+        params += [c.get_db_prep_save(v, connection) for c, v in zip(columns, values, strict=True)]
+    table = quote(meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} AS t SET {', '.join(sets)} "
+            f"FROM (VALUES {', '.join([f'({casts})'] * len(rows))}) AS v({names}) "
+            f"WHERE t.{quote(meta.pk.column)} = v.pk",
+            params,
+        )
+
+
 # -- percentiles --------------------------------------------------------------------------------
 
 

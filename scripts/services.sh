@@ -214,8 +214,8 @@ all.adminpath $XRD_BASE
 all.pidpath $XRD_BASE
 xrd.network nodnr
 # Every read, with its offset and length: the tests check only sampled ranges are read.
-ofs.trace all
-xrootd.trace all
+ofs.trace -all
+xrootd.trace fsio
 CFG
     as_root chown -R xrootd "$XRD_BASE"
     xrd_network

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import time
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,7 @@ from urllib.parse import unquote, urlparse
 
 from fastmon.conf import fastmon_settings
 from fastmon.retry import backoff_delay
-from fastmon.sampling.clients import HttpReader, XRootDReader
+from fastmon.sampling.clients import HttpReader, XRootDReader, adler32
 from fastmon.sampling.remote import RemoteError, RemoteURL, host_slot, parse_remote, remote_roots
 
 logger = logging.getLogger("fastmon.sampling")
@@ -82,7 +81,7 @@ def read_tf_ranges(
                 chunk = stream.read(min(CHUNK_BYTES, remaining))
                 if not chunk:
                     raise OSError(f"{path} ended at byte {end - remaining}, before {end}")
-                adler = zlib.adler32(chunk, adler)
+                adler = adler32(chunk, adler)
                 remaining -= len(chunk)
             results.append(Measured(end - start, f"ad:{adler}"))
             total += end - start

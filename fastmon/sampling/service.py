@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from fastmon import metrics
 from fastmon.conf import fastmon_settings
-from fastmon.db import is_outage
+from fastmon.db import is_outage, update_each
 from fastmon.live.events import record_live_events
 from fastmon.live.frames import alarm_event
 from fastmon.models import SamplingPolicy, StfFile, TfSample
@@ -108,15 +108,14 @@ def _register_sampled(
         plans = [plan for plan in plans if plan.stf.pk in ours]
         samples = record_tf_samples(plans)
         now = timezone.now()
-        StfFile.objects.filter(pk__in=[plan.stf.pk for plan in plans]).update(
-            status=StfFile.Status.SAMPLED, sampled_at=now
-        )
-        for plan in plans:  # what reading it took: the proof of a partial read
-            if plan.read is not None:
-                StfFile.objects.filter(pk=plan.stf.pk).update(
-                    bytes_read=plan.read.bytes_read, file_bytes=plan.read.file_size,
-                    read_protocol=plan.read.protocol, read_seconds=plan.read.seconds,
-                )  # fmt: skip
+        # Sampled, and what reading each took (None: not read): the proof of a partial read.
+        update_each(
+            StfFile, {"status": StfFile.Status.SAMPLED, "sampled_at": now},
+            ["bytes_read", "file_bytes", "read_protocol", "read_seconds"],
+            {plan.stf.pk: [plan.read.bytes_read, plan.read.file_size, plan.read.protocol,
+                           plan.read.seconds] if plan.read else [None, None, "", None]
+             for plan in plans},
+        )  # fmt: skip
         StfFile.objects.filter(pk__in=[pk for pk in skipped if pk in ours]).update(
             status=StfFile.Status.SKIPPED, sampled_at=now
         )

@@ -55,6 +55,9 @@ class SimulationOptions:
     destination: str = DESTINATION
     stf_ready: bool = True
     data_dir: Path | None = None
+    # Announce the files written under data_dir as this URL prefix (root://..., http://...)
+    # instead of file:// URLs: for STFs read remotely, the prefix serving data_dir.
+    url_prefix: str | None = None
     stf_size: int = 64 * 1024 * 1024
     sparse: bool = False
     tf_count: int | None = None
@@ -74,6 +77,10 @@ class SimulationOptions:
             (self.pause_after is not None and self.pause_after < 1, "pause_after must be >= 1"),
             (self.pause_for < 0, "pause_for cannot be negative"),
             (self.first_run is not None and self.first_run < 0, "run cannot be negative"),
+            (self.url_prefix is not None and self.data_dir is None,
+             "url_prefix needs a data_dir it serves"),
+            (bool(self.url_prefix) and not str(self.url_prefix).endswith("/"),
+             "url_prefix must end with /"),
         ]  # fmt: skip
         if problems := [message for failed, message in checks if failed]:
             raise ValueError("; ".join(problems))
@@ -210,6 +217,9 @@ class Simulator:
             return stf
         path = run_dir / stf.filename
         checksum = write_stf_file(path, options.stf_size, options.sparse, options.seed)
+        if options.url_prefix:
+            relative = path.relative_to(options.data_dir.resolve()).as_posix()
+            return replace(stf, checksum=checksum, file_url=f"{options.url_prefix}{relative}")
         return replace(stf, checksum=checksum, file_url=path.as_uri())
 
     def _announce(self, run: Run, stf: Stf) -> None:

@@ -103,6 +103,13 @@ class Command(BaseCommand):
             "DATA_ROOTS for fastmon to read them)",
         )
         parser.add_argument(
+            "--url-prefix",
+            default=None,
+            help="announce the files written under --data-dir with this URL prefix (e.g. "
+            "root://door:1094//data/ or https://dav/data/, a server of that directory) "
+            "instead of file:// URLs",
+        )
+        parser.add_argument(
             "--stf-size",
             type=byte_size,
             default=defaults.stf_size,
@@ -142,6 +149,7 @@ class Command(BaseCommand):
                 runs=options["runs"] or None, stfs_per_run=options["stfs"], rate=options["rate"],
                 shape=options["shape"], namespace=namespace, destination=destination,
                 stf_ready=not options["no_stf_ready"], data_dir=options["data_dir"],
+                url_prefix=options["url_prefix"],
                 stf_size=options["stf_size"], sparse=options["sparse"],
                 tf_count=options["tf_count"], pause_after=options["pause_after"],
                 pause_for=options["pause_for"], first_run=options["first_run"],
