@@ -63,6 +63,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="a standby of 5 s after every N STFs of a run (default %(default)s)",
     )
     parser.add_argument(
+        "--stf-url-prefix",
+        help="announce the STF files as URLs under this prefix (root://..., http://...), read "
+        "remotely: a server of the demo's STF directory (FASTMON_DEMO_DIR/stf/)",
+    )
+    parser.add_argument(
         "--destination",
         default="/topic/epictopic",
         help="where the simulator sends and fastmon reads (default %(default)s)",
@@ -82,6 +87,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             runs=args.runs or None, stfs_per_run=args.stfs, rate=args.rate,
             destination=args.destination, stf_size=args.stf_size,
             pause_after=args.pause_after or None,
+            # Checked here; the data directory is the demo settings' own.
+            url_prefix=args.stf_url_prefix, data_dir=Path() if args.stf_url_prefix else None,
         )  # fmt: skip
     except ValueError as exc:
         parser.error(str(exc))
@@ -96,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         (backends.DATABASE_ENV, args.database_url),
         (backends.REDIS_ENV, args.redis_url),
         (backends.DESTINATION_ENV, args.destination),
+        (backends.STF_URL_PREFIX_ENV, args.stf_url_prefix),
     ]:
         if value:
             os.environ[name] = value

@@ -25,6 +25,7 @@ from typing import Any
 
 import uvicorn
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import DatabaseError, connections
 from django.utils.module_loading import import_string
 
@@ -73,7 +74,7 @@ async def run(args: argparse.Namespace, listener: socket.socket) -> int:
         await serving
         return 1
     options = replace(args.simulation, namespace=fastmon_settings.NAMESPACE,
-                      data_dir=Path(fastmon_settings.DATA_ROOTS[0]))  # fmt: skip
+                      data_dir=Path(settings.STF_DIR))  # fmt: skip
     print(f"{PREFIX} http://127.0.0.1:{listener.getsockname()[1]}/fastmon/")
     used = backends.describe(args.database_url, args.broker_url, args.redis_url)
     print(f"{PREFIX} {used}; simulator: {plan(options)}; Ctrl-C stops")

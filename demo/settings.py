@@ -44,9 +44,11 @@ LOGGING = {
     "loggers": {"fastmon": {"handlers": ["console"], "level": "WARNING"}},
 }
 DESTINATION = os.environ.get(backends.DESTINATION_ENV, "/topic/epictopic")
+# STF files announced as remote URLs (--stf-url-prefix) are read there, and only there.
+STF_URL_PREFIX = os.environ.get(backends.STF_URL_PREFIX_ENV)
 FASTMON = {
     "NAMESPACE": "epic-fastmon",
-    "DATA_ROOTS": [str(STF_DIR)],
+    "DATA_ROOTS": [STF_URL_PREFIX] if STF_URL_PREFIX else [str(STF_DIR)],
     "SUBSCRIBE_DESTINATIONS": [DESTINATION],
     "PUBLISH_DESTINATION": DESTINATION,
     # The fast-processing stage the demo plays (demo.pipeline.FastPath): slices, worker
