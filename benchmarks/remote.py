@@ -183,6 +183,9 @@ def main() -> None:
           f"({sampled_mib / (args.stfs * args.size_mib):.0%} of the files) per read; "
           f"medians of {args.rounds} alternated rounds")  # fmt: skip
     for label, figures in results.items():
+        rounds = "  ".join(f"{b:.0f}/{f:.0f}" for b, f in zip(figures["bare"], figures["fastmon"],
+                                                             strict=True))  # fmt: skip
+        print(f"{label:8} rounds (bare/fastmon MiB/s): {rounds}")
         bare, fastmon = statistics.median(figures["bare"]), statistics.median(figures["fastmon"])
         print(
             f"{label:8} bare client {bare:8.0f} MiB/s   fastmon {fastmon:8.0f} MiB/s, "
