@@ -353,3 +353,38 @@ def test_the_openapi_schema_and_its_ui_are_served(anonymous) -> None:
     assert schema["openapi"].startswith("3.")
     assert "/fastmon-files/" in schema["paths"]
     assert anonymous.get(f"{API}/docs/").status_code == 200
+
+
+# -- hardening (#22) ----------------------------------------------------------------------------
+
+
+def test_a_cursor_paginated_list_takes_limit_too(anonymous) -> None:
+    sampled_run(stfs=5)
+    rows = anonymous.get(f"{API}/stf-files/", {"limit": 2}).json()["results"]
+    assert len(rows) == 2
+    assert anonymous.get(f"{API}/stf-files/", {"limit": 0}).status_code == 400
+
+
+def test_routes_answer_without_their_trailing_slash(anonymous) -> None:
+    answer = anonymous.get(f"{API}/events", {"since": 0})
+    assert answer.status_code == 200 and isinstance(answer.json(), list)
+
+
+def test_a_delete_asking_for_csv_has_no_body(token_client) -> None:
+    created = token_client.post(f"{API}/subscribers/", {
+        "name": "gone", "destination": "/queue/fastmon.gone"}, format="json")  # fmt: skip
+    assert created.status_code == 201, created.content
+    answer = token_client.delete(f"{API}/subscribers/{created.json()['id']}/",
+                                 HTTP_ACCEPT="text/csv")  # fmt: skip
+    assert answer.status_code == 204 and answer.content == b""
+
+
+def test_csv_cells_a_spreadsheet_would_run_are_defused(anonymous) -> None:
+    for name in ("=HYPERLINK(1)", "@SUM(A1)", "-2+3", "+1"):
+        ingest_message(json.dumps(example("stf_gen", filename=name)))
+    text = anonymous.get(f"{API}/stf-files/", {"format": "csv"}).content.decode()
+    names = {row["stf_filename"] for row in csv.DictReader(io.StringIO(text))}
+    assert names == {"'=HYPERLINK(1)", "'@SUM(A1)", "'-2+3", "'+1"}
+    # JSON keeps the values as they are.
+    assert {r["stf_filename"] for r in anonymous.get(f"{API}/stf-files/").json()["results"]} == {
+        "=HYPERLINK(1)", "@SUM(A1)", "-2+3", "+1"}  # fmt: skip

@@ -4,7 +4,17 @@ from rest_framework.routers import DefaultRouter
 
 from fastmon.api import views
 
-router = DefaultRouter()
+
+class OptionalSlashRouter(DefaultRouter):
+    """Every route with or without its trailing slash: ``api/events?since=0`` answers (a 301
+    would drop a POST's body and costs a client a round trip)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trailing_slash = "/?"
+
+
+router = OptionalSlashRouter()
 router.register("fastmon-files", views.FastMonFileViewSet, basename="fastmon-file")
 router.register("runs", views.RunViewSet, basename="run")
 router.register("stf-files", views.StfFileViewSet, basename="stf-file")

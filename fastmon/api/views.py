@@ -50,8 +50,11 @@ class ListCSVRenderer(CSVRenderer):
         self, data: Any, media_type: str | None = None, renderer_context: Any = None
     ) -> bytes:
         renderer_context = renderer_context or {}
+        if data is None:  # 204 No Content and the like: no body at all
+            return b""
         if isinstance(data, dict) and "results" in data:
             data = data["results"]
+        data = _defused(data)
         view = renderer_context.get("view")
         if not data and view is not None and hasattr(view, "get_serializer"):
             # An empty list still says which columns it has.
@@ -59,13 +62,37 @@ class ListCSVRenderer(CSVRenderer):
         return super().render(data, media_type, renderer_context)
 
 
+def _defused(data: Any) -> Any:
+    """Cells a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``, tab, CR first)
+    get a leading quote (OWASP's CSV injection advice): message fields come from the wire."""
+    if isinstance(data, list):
+        return [_defused(item) for item in data]
+    if isinstance(data, dict):
+        return {key: _defused(value) for key, value in data.items()}
+    if isinstance(data, str) and data.startswith(("=", "+", "-", "@", "\t", "\r")):
+        return "'" + data
+    return data
+
+
 class NewestFirst(CursorPagination):
-    """Large lists: cursor pages, stable under inserts and cheap at any depth."""
+    """Large lists: cursor pages, stable under inserts and cheap at any depth. ``?limit=``
+    (what the rest of the API takes) sets the page size too."""
 
     ordering = "-id"
     page_size = 100
     page_size_query_param = "page_size"
     max_page_size = 1000
+
+    def get_page_size(self, request: Request) -> int:
+        if "limit" in request.query_params and "page_size" not in request.query_params:
+            try:
+                limit = int(request.query_params["limit"])
+            except ValueError:
+                raise ValidationError("limit must be a whole number") from None
+            if limit < 1:
+                raise ValidationError("limit must be at least 1")
+            return min(limit, self.max_page_size)
+        return super().get_page_size(request)
 
 
 class UnpaginatedUnlessLimit(LimitOffsetPagination):

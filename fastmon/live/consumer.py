@@ -32,14 +32,18 @@ REPLAY_PAGE = 500
 class LiveEventsConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         # The login rule reads the session: only worth a trip to the database when it applies.
+        # A refusal is a close code after the handshake: closed before it, a browser sees only
+        # an HTTP 403 (1006), and cannot tell a bad query from a login needed.
         if fastmon_settings.PAGES_REQUIRE_LOGIN and not await database_sync_to_async(
             selectors.may_read
         )(self.scope.get("user")):
+            await self.accept()
             await self.close(code=FORBIDDEN)
             return
         try:
             since, self.run_number, self.kinds = _parse_query(self.scope["query_string"])
         except ValueError:
+            await self.accept()
             await self.close(code=BAD_REQUEST)
             return
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(

@@ -14,14 +14,16 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from websockets.exceptions import InvalidStatus, WebSocketException
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
 from fastmon.retry import backoff_delay
 from fastmon.tail.views import PAGE, Frame, View, first_line
 
-# Answers that waiting will not change: a wrong address or token.
+# Answers that waiting will not change: a wrong address or token; the websocket's refusals
+# (4403: a login is needed, 4400: a bad query).
 FATAL_STATUSES = {401, 403, 404}
+REFUSED_CLOSE_CODES = {4400, 4403}
 
 
 class Site:
@@ -74,6 +76,11 @@ def follow_remote(
                     view.status(f"{site.url}: reconnected after sequence {shown.last}")
                 attempt = 0
                 _listen(websocket, shown, interval, stop)
+        except ConnectionClosed as exc:
+            if exc.rcvd is not None and exc.rcvd.code in REFUSED_CLOSE_CODES:
+                raise SystemExit(f"fastmon-tail: {site.url} refused the websocket: "
+                                 f"close code {exc.rcvd.code}") from None  # fmt: skip
+            attempt = _wait(attempt, site, exc, view, stop)
         except (urllib.error.HTTPError, InvalidStatus) as exc:
             code = exc.code if isinstance(exc, urllib.error.HTTPError) else exc.response.status_code
             if code in FATAL_STATUSES:

@@ -46,6 +46,10 @@ export function connectLive({ run = null, kinds = [], onEvents }) {
     };
     socket.onclose = (event) => {
       status.dataset.state = "disconnected";
+      if (event.code === 4400) {
+        status.textContent = "refused: bad query";
+        return;
+      }
       if (event.code === 4403) {
         status.textContent = "login needed";
         return;
