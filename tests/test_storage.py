@@ -77,5 +77,8 @@ def test_files_are_read_only_under_the_data_roots(tmp_path: Path) -> None:
     for url, words in refused.items():
         with pytest.raises(Unreachable, match=words):
             local_path(url, "x.stf", roots)
+    with pytest.raises(Unreachable) as caught:
+        local_path(f"file://{root}/link.stf", "link.stf", roots)
+    assert str(outside) not in str(caught.value), "the reason must not reveal a link's target"
     with pytest.raises(Unreachable, match="no data roots"):
         local_path(f"file://{inside}", "a.stf", [])

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -21,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    model_validator,
 )
 
 STF_FILENAME_RE = re.compile(r"^swf\.(?P<run>\d+)\.(?P<seq>\d+)\.stf$")
@@ -104,6 +106,17 @@ class RunMessage(Message):
     workflow_params: dict[str, Any] | None = None
 
 
+def _plain_filename(name: str) -> str:
+    """A file name, not a path: TF sample names are made from it and published downstream, so
+    no path separator, no ``..``, no control or bidirectional formatting characters (a
+    right-to-left override would show another name than the one stored)."""
+    if "/" in name or "\\" in name or name in (".", ".."):
+        raise ValueError("must be a file name, without / or \\")
+    if any(unicodedata.category(c) in ("Cc", "Cf") for c in name):
+        raise ValueError("must not hold control or formatting characters")
+    return name
+
+
 class StfMessage(Message):
     """STF announcements: ``stf_gen`` (DAQ or runner) and ``stf_ready`` (data agent)."""
 
@@ -111,7 +124,7 @@ class StfMessage(Message):
 
     msg_type: Literal["stf_gen", "stf_ready"]
     # TF sample names add "_tf_NNN.tf" to it and must fit in 255 characters too.
-    filename: str = Field(min_length=1, max_length=240)
+    filename: Annotated[str, Field(min_length=1, max_length=240), AfterValidator(_plain_filename)]
     run_id: RunNumber | None = None
     execution_id: Annotated[str, Field(max_length=200)] | None = None
     sequence: Count | None = None
@@ -127,6 +140,16 @@ class StfMessage(Message):
     file_url: str | None = None
     tf_count: Count | None = None
     run_conditions: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _numbers_from_the_name_fit(self) -> StfMessage:
+        """Run and sequence taken from the file name get the bounds the fields get."""
+        limits = (("run", self.run_id, 2**63 - 1), ("sequence", self.sequence, 2**31 - 1))
+        for (part, announced, limit), group in zip(limits, ("run", "seq"), strict=True):
+            from_name = self._from_filename(group) if announced is None else None
+            if from_name is not None and from_name > limit:
+                raise ValueError(f"the {part} number in the file name is too large")
+        return self
 
     @property
     def file_size(self) -> int | None:

@@ -42,10 +42,12 @@ def local_path(file_url: str, stf_filename: str, data_roots: Sequence[str]) -> P
         raise Unreachable(f"{parsed.scheme}:// files are not read locally")
     path = Path(raw).resolve()
     roots = [Path(root).resolve() for root in data_roots]
+    # The reasons name the file as announced, never the resolved path (a link's target, a
+    # /proc path): they are public, in the samples' metadata.
     if not any(path.is_relative_to(root) for root in roots):
-        raise Unreachable(f"{path} is outside the data roots")
+        raise Unreachable(f"{file_url} is outside the data roots")
     if not path.is_file():
-        raise Unreachable(f"{path} does not exist")
+        raise Unreachable(f"{file_url} does not exist")
     return path
 
 
