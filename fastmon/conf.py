@@ -54,6 +54,10 @@ DEFAULTS: dict[str, Any | Callable[[], Any]] = {
     "DEFAULT_TF_COUNT": 1000,
     # Bodies larger than this are dead-lettered unparsed.
     "MAX_BODY_BYTES": 1024 * 1024,
+    # A dead letter keeps at most this much of its body, with the whole body's size and SHA-256:
+    # a flood of huge bodies must not fill the database or make reading the letters expensive.
+    # A letter kept in part cannot be replayed.
+    "DEAD_LETTER_BODY_BYTES": 64 * 1024,
     # The broker connection class (dotted path), as DRF names its classes.
     "TRANSPORT": "fastmon.transport.stomp.StompTransport",
     # Broker: a list of (host, port) pairs, tried in order.

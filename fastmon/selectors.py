@@ -15,6 +15,7 @@ from django.db.models import (
     QuerySet,
     Sum,
 )
+from django.db.models.functions import Substr
 
 from fastmon.conf import fastmon_settings
 from fastmon.db import duration_percentiles
@@ -32,6 +33,12 @@ def runs_with_counts() -> QuerySet[Run]:
 
 def pending_dead_letters() -> QuerySet[DeadLetter]:
     return DeadLetter.objects.filter(status=DeadLetter.Status.PENDING).order_by("-received_at")
+
+
+def pending_dead_letters_to_show() -> QuerySet[DeadLetter]:
+    """Pending letters with only the start of each body (``body_start``): a page of them stays
+    small whatever arrived."""
+    return pending_dead_letters().defer("body").annotate(body_start=Substr("body", 1, 200))
 
 
 def tf_samples() -> QuerySet[TfSample]:

@@ -67,9 +67,8 @@ def stf_detail(request: HttpRequest, stf_filename: str) -> HttpResponse:
 
 @readable
 def dead_letters(request: HttpRequest) -> HttpResponse:
-    return _render(
-        request, "dead_letters.html", lambda: {"letters": selectors.pending_dead_letters()[:200]}
-    )
+    letters = selectors.pending_dead_letters_to_show()
+    return _render(request, "dead_letters.html", lambda: {"letters": letters[:200]})
 
 
 @readable

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 
@@ -287,6 +288,28 @@ def test_dead_letters_can_be_replayed_once_the_cause_is_fixed_or_discarded(token
     assert token_client.post(f"{API}/dead-letters/{still_bad}/discard/").status_code == 409
     pending = token_client.get(f"{API}/dead-letters/", {"status": "pending"}).json()
     assert pending["results"] == []
+
+
+def test_huge_bodies_are_kept_in_part_and_left_out_of_lists(anonymous, token_client) -> None:
+    bodies = [bytes([ord("a") + n]) * (5 * 1024 * 1024) for n in range(3)]
+    ids = [ingest_message(body).dead_letter_id for body in bodies]
+
+    letter = DeadLetter.objects.get(pk=ids[0])
+    assert letter.reason_code == "too_large" and letter.body_truncated
+    assert letter.body_size == 5 * 1024 * 1024
+    assert letter.body_sha256 == hashlib.sha256(bodies[0]).hexdigest()
+    assert len(letter.body) == 64 * 1024
+
+    listed = anonymous.get(f"{API}/dead-letters/")
+    assert len(listed.content) < 10_000
+    assert {"body", "body_encoding"}.isdisjoint(listed.json()["results"][0])
+    one = anonymous.get(f"{API}/dead-letters/{ids[0]}/").json()
+    assert (len(one["body"]), one["body_truncated"]) == (64 * 1024, True)
+    page = anonymous.get("/fastmon/dead-letters/")
+    assert len(page.content) < 30_000 and "5.0\xa0MB in all" in page.content.decode()
+
+    refused = token_client.post(f"{API}/dead-letters/{ids[0]}/replay/")
+    assert refused.status_code == 409 and "only the start" in refused.json()["detail"]
 
 
 def test_run_statistics_answer_what_shift_crews_ask(anonymous) -> None:

@@ -209,7 +209,8 @@ def test_each_bad_input_class_becomes_a_dead_letter(body: bytes, code: str, word
     letter = DeadLetter.objects.get(pk=result.dead_letter_id)
     assert letter.reason_code == code
     assert words in letter.reason
-    assert letter.raw_body() == body
+    assert letter.raw_body() == body[: 64 * 1024]  # a huge body is kept in part
+    assert (letter.body_size, letter.body_truncated) == (len(body), len(body) > 64 * 1024)
     assert letter.destination == "/topic/epictopic"
     assert letter.headers == HEADERS
     assert letter.status == DeadLetter.Status.PENDING

@@ -159,15 +159,24 @@ class SliceSerializer(ModelSerializer):
         ]  # fmt: skip
 
 
-@component("DeadLetter")
-class DeadLetterSerializer(ModelSerializer):
+@component("DeadLetterSummary")
+class DeadLetterSummarySerializer(ModelSerializer):
+    """A letter in a list: everything but the body, so a page of letters stays small whatever
+    arrived; the body is in the letter's own answer."""
+
     class Meta:
         model = DeadLetter
         fields = [
             "id", "received_at", "last_received_at", "occurrences", "destination", "msg_type",
-            "reason_code", "reason", "headers", "body", "body_encoding", "body_size", "status",
-            "resolved_at", "resolved_by",
+            "reason_code", "reason", "headers", "body_size", "body_sha256", "body_truncated",
+            "status", "resolved_at", "resolved_by",
         ]  # fmt: skip
+
+
+@component("DeadLetter")
+class DeadLetterSerializer(DeadLetterSummarySerializer):
+    class Meta(DeadLetterSummarySerializer.Meta):
+        fields = [*DeadLetterSummarySerializer.Meta.fields, "body", "body_encoding"]
 
 
 @component("LiveEvent")

@@ -25,6 +25,7 @@ from fastmon import selectors
 from fastmon.api import filters
 from fastmon.api.serializers import (
     DeadLetterSerializer,
+    DeadLetterSummarySerializer,
     FastMonFileSerializer,
     LiveEventSerializer,
     RunSerializer,
@@ -34,7 +35,7 @@ from fastmon.api.serializers import (
     SubscriberSerializer,
 )
 from fastmon.conf import fastmon_settings
-from fastmon.dead_letters.replay import NotPending, discard_dead_letter, replay_dead_letter
+from fastmon.dead_letters.replay import Refused, discard_dead_letter, replay_dead_letter
 from fastmon.ingest.messages import Outcome
 from fastmon.models import DeadLetter, Run, SamplingPolicy, Slice, StfFile, Subscriber
 from fastmon.processing.stats import processing_summary
@@ -237,13 +238,20 @@ class DeadLetterViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Fastmo
     serializer_class = DeadLetterSerializer
     filterset_class = filters.DeadLetterFilter
 
+    def get_queryset(self) -> QuerySet[DeadLetter]:
+        letters = super().get_queryset()
+        return letters.defer("body") if self.action == "list" else letters
+
+    def get_serializer_class(self) -> type[serializers.Serializer]:
+        return DeadLetterSummarySerializer if self.action == "list" else DeadLetterSerializer
+
     @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["post"])
     def replay(self, request: Request, pk: str) -> Response:
         letter = self.get_object()
         try:
             result = replay_dead_letter(letter.pk, by=self.user_name())
-        except NotPending as exc:
+        except Refused as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         stored = result.outcome is not Outcome.DEAD_LETTERED
         return Response(
@@ -256,7 +264,7 @@ class DeadLetterViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Fastmo
     def discard(self, request: Request, pk: str) -> Response:
         try:
             discard_dead_letter(self.get_object().pk, by=self.user_name())
-        except NotPending as exc:
+        except Refused as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response({"outcome": DeadLetter.Status.DISCARDED})
 

@@ -11,8 +11,9 @@ from fastmon.ingest.pipeline import ingest_batch
 from fastmon.models import DeadLetter
 
 
-class NotPending(Exception):
-    """The dead letter was already replayed or discarded."""
+class Refused(Exception):
+    """The letter was already replayed or discarded, or (replay) only the start of its body was
+    kept."""
 
 
 def replay_dead_letter(letter_id: int, by: str) -> MessageResult:
@@ -20,6 +21,10 @@ def replay_dead_letter(letter_id: int, by: str) -> MessageResult:
     occurrence more, and the result says why."""
     with transaction.atomic():
         letter = _pending_letter(letter_id)
+        if letter.body_truncated:
+            raise Refused(
+                f"dead letter {letter_id} kept only the start of its {letter.body_size}-byte body"
+            )
         result = ingest_batch([InboundMessage(letter.raw_body(), letter.headers)]).results[0]
         if result.outcome is not Outcome.DEAD_LETTERED:
             _resolve(letter, DeadLetter.Status.REPLAYED, by)
@@ -34,7 +39,7 @@ def discard_dead_letter(letter_id: int, by: str) -> None:
 def _pending_letter(letter_id: int) -> DeadLetter:
     letter = DeadLetter.objects.select_for_update().get(pk=letter_id)
     if letter.status != DeadLetter.Status.PENDING:
-        raise NotPending(f"dead letter {letter_id} was already {letter.status}")
+        raise Refused(f"dead letter {letter_id} was already {letter.status}")
     return letter
 
 

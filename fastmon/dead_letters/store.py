@@ -1,5 +1,6 @@
-"""Keeping a message that cannot be used: its raw body, headers, destination and the reason,
-one row per distinct body while it is pending."""
+"""Keeping a message that cannot be used: its raw body (a bounded start of a huge one, with the
+whole body's size and SHA-256), headers, destination and the reason, one row per distinct body
+while it is pending."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import logging
 from django.db.models import F
 from django.utils import timezone
 
+from fastmon.conf import fastmon_settings
 from fastmon.ingest.messages import InboundMessage, MessageResult, Outcome
 from fastmon.live.events import record_live_events
 from fastmon.live.frames import dead_letter_event
@@ -36,13 +38,15 @@ def dead_letter(message: InboundMessage, code: str, reason: str, msg_type: str) 
         )
         logger.warning("dead letter %d arrived again (%s): %s", pending.pk, code, reason)
         return MessageResult(Outcome.DEAD_LETTERED, msg_type, reason, pending.pk)
-    body, encoding = storable_body(raw)
+    kept = raw[: fastmon_settings.DEAD_LETTER_BODY_BYTES]
+    body, encoding = storable_body(kept)
     headers = {str(k): str(v).replace("\x00", "\ufffd") for k, v in message.headers.items()}
     letter = DeadLetter.objects.create(
         body=body,
         body_encoding=encoding,
         body_size=len(raw),
         body_sha256=digest,
+        body_truncated=len(kept) < len(raw),
         headers=headers,
         destination=destination,
         msg_type=msg_type.replace("\x00", "\ufffd")[:100],

@@ -10,7 +10,8 @@ from django.utils import timezone
 
 
 class DeadLetter(models.Model):
-    """A message fastmon could not use, kept whole with the reason, to browse or replay."""
+    """A message fastmon could not use, kept with the reason (whole unless it is huge), to browse
+    or replay."""
 
     class Reason(models.TextChoices):
         TOO_LARGE = "too_large", "body over the size limit"
@@ -35,6 +36,9 @@ class DeadLetter(models.Model):
     body_encoding = models.CharField(max_length=10, choices=Encoding.choices, default="utf-8")
     body_size = models.PositiveBigIntegerField(help_text="Size of the raw body in bytes.")
     body_sha256 = models.CharField(max_length=64, help_text="Identifies repeats of one body.")
+    body_truncated = models.BooleanField(
+        default=False, help_text="Only the start of the body was kept; it cannot be replayed."
+    )
     headers = models.JSONField(default=dict, blank=True)
     destination = models.CharField(max_length=255, blank=True, default="")
     msg_type = models.CharField(max_length=100, blank=True, default="")
