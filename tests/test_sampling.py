@@ -118,6 +118,12 @@ def test_fixed_fraction_policy_without_gaussian_takes_exact_blocks() -> None:
         ({"partitions": 7.5}, "partitions must be an integer"),
         ({"min_size_bytes": "10"}, "min_size_bytes must be an integer or null"),
         ({"always_first_of_run": 1}, "always_first_of_run must be true or false"),
+        ({"size_sigma": 1e308}, "size_sigma must be between 0 and 10"),
+        ({"size_sigma": float("nan")}, "size_sigma must be between"),
+        ({"partitions": 10**8}, "partitions must be between 1 and 1000"),
+        ({"every_nth_stf": 0}, "every_nth_stf must be between"),
+        ({"seed": -1}, "seed must be between"),
+        ({"seed": 10**5000}, "seed must be between"),
     ],
 )
 def test_bad_parameters_are_refused_with_a_reason(params: dict, words: str) -> None:

@@ -173,6 +173,21 @@ def test_bad_policy_parameters_are_refused_when_saved() -> None:
         save_policy_version(SamplingPolicy(name="typo", params={"fractoin": 0.2}))
 
 
+def test_an_stf_that_cannot_be_planned_does_not_fail_its_neighbours(monkeypatch) -> None:
+    names = [announce(number) for number in (1, 2, 3)]
+    plan = service.sample
+
+    def overflows_on_the_second(policy, facts):
+        if facts.stf_filename == names[1]:
+            raise OverflowError("cannot convert float infinity to integer")
+        return plan(policy, facts)
+
+    monkeypatch.setattr("fastmon.sampling.service.sample", overflows_on_the_second)
+    report = sample_stfs(names)
+    assert (report.sampled, report.samples) == (2, 14)
+    assert StfFile.objects.get(stf_filename=names[1]).status == "ready"  # tried again later
+
+
 def test_an_stf_that_cannot_be_registered_does_not_fail_its_neighbours(monkeypatch) -> None:
     names = [announce(number) for number in (1, 2, 3)]
     register = service.record_tf_samples

@@ -53,6 +53,10 @@ class StfFacts:
     first_of_run: bool = False
 
 
+MAX_PARTITIONS = 1000
+MAX_SIZE_SIGMA = 10.0
+
+
 @dataclass(frozen=True)
 class Policy:
     """A sampling policy's parameters (``SamplingPolicy.params`` holds them as JSON)."""
@@ -77,14 +81,20 @@ class Policy:
         ]
         if problems:
             raise ValueError("; ".join(problems))
+        # Chained comparisons also refuse NaN. The upper bounds keep one STF's plan small
+        # (partitions) and its arithmetic finite (size_sigma); the testbed uses 7 and 0.1.
         if not 0 <= self.stf_rate <= 1:
             problems.append("stf_rate must be between 0 and 1")
         if not 0 < self.fraction <= 1:
             problems.append("fraction must be above 0 and at most 1")
-        if self.partitions < 1 or self.every_nth_stf < 1:
-            problems.append("partitions and every_nth_stf must be at least 1")
-        if self.size_sigma < 0:
-            problems.append("size_sigma must not be negative")
+        if not 1 <= self.partitions <= MAX_PARTITIONS:
+            problems.append(f"partitions must be between 1 and {MAX_PARTITIONS}")
+        if not 1 <= self.every_nth_stf <= 2**31 - 1:
+            problems.append("every_nth_stf must be between 1 and 2^31-1")
+        if not 0 <= self.size_sigma <= MAX_SIZE_SIGMA:
+            problems.append(f"size_sigma must be between 0 and {MAX_SIZE_SIGMA}")
+        if not 0 <= self.seed <= 2**63 - 1:
+            problems.append("seed must be between 0 and 2^63-1")
         if problems:
             raise ValueError("; ".join(problems))
 

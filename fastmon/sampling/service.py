@@ -132,33 +132,54 @@ def _plan_samples(stfs: list[StfFile]) -> tuple[list[SamplePlan], list[int], int
     policies: dict[tuple[str, str], tuple[SamplingPolicy, Policy] | None] = {}
     plans, skipped, bytes_read = [], [], 0
     for stf in stfs:
-        namespace = (stf.run.namespace if stf.run else "") or fastmon_settings.NAMESPACE or ""
-        run_type = str(stf.run.run_conditions.get("run_type", "")) if stf.run else ""
-        if (namespace, run_type) not in policies:
-            row = current_policy(namespace, run_type)
-            policies[namespace, run_type] = (row, row.policy()) if row else None
-        chosen = policies[namespace, run_type]
-        overrides = policy_overrides(stf.run) if chosen else {}
-        if overrides:
-            chosen = (chosen[0], replace(chosen[1], **overrides))
-        tf_count = stf.tf_count or fastmon_settings.DEFAULT_TF_COUNT
-        facts = StfFacts(
-            stf_filename=stf.stf_filename,
-            run_number=stf.run.run_number if stf.run else None,
-            sequence=stf.sequence,
-            tf_count=tf_count,
-            size_bytes=stf.size_bytes,
-            first_of_run=stf.sequence is not None
-            and stf.sequence == first_sequences.get(stf.run_id),
-        )
-        ranges = sample(chosen[1], facts) if chosen else []
-        if not ranges:
+        try:
+            plan = _plan_one(stf, first_sequences.get(stf.run_id), policies)
+        except Exception as exc:
+            if is_outage(exc):
+                raise
+            # One STF must not fail its neighbours: it stays unsampled (its attempts count
+            # towards giving up) and the log says why.
+            logger.exception("could not plan the samples of %s", stf.stf_filename)
+            continue
+        if plan is None:
             skipped.append(stf.pk)
             continue
-        measured, report = _measure(stf, ranges, tf_count)
-        plans.append(SamplePlan(stf, measured, chosen[0], overrides, report))
-        bytes_read += report.bytes_read if report else 0
+        plans.append(plan)
+        bytes_read += plan.read.bytes_read if plan.read else 0
     return plans, skipped, bytes_read
+
+
+def _plan_one(
+    stf: StfFile,
+    first_sequence: int | None,
+    policies: dict[tuple[str, str], tuple[SamplingPolicy, Policy] | None],
+) -> SamplePlan | None:
+    """One STF's samples, measured; None when its policy does not sample it. ``policies``
+    caches each (namespace, run type)'s current policy for the round."""
+    namespace = (stf.run.namespace if stf.run else "") or fastmon_settings.NAMESPACE or ""
+    run_type = str(stf.run.run_conditions.get("run_type", "")) if stf.run else ""
+    if (namespace, run_type) not in policies:
+        row = current_policy(namespace, run_type)
+        policies[namespace, run_type] = (row, row.policy()) if row else None
+    chosen = policies[namespace, run_type]
+    if chosen is None:
+        return None
+    overrides = policy_overrides(stf.run)
+    policy = replace(chosen[1], **overrides) if overrides else chosen[1]
+    tf_count = stf.tf_count or fastmon_settings.DEFAULT_TF_COUNT
+    facts = StfFacts(
+        stf_filename=stf.stf_filename,
+        run_number=stf.run.run_number if stf.run else None,
+        sequence=stf.sequence,
+        tf_count=tf_count,
+        size_bytes=stf.size_bytes,
+        first_of_run=stf.sequence is not None and stf.sequence == first_sequence,
+    )
+    ranges = sample(policy, facts)
+    if not ranges:
+        return None
+    measured, report = _measure(stf, ranges, tf_count)
+    return SamplePlan(stf, measured, chosen[0], overrides, report)
 
 
 def _measure(
