@@ -43,9 +43,12 @@ def fastmon(**changes: Any) -> override_settings:
 def connect() -> Any:
     """Open websockets on the test site's ASGI application (as a host site routes them)."""
 
-    async def open_socket(query: str = "", user: User | None = None) -> WebsocketCommunicator:
+    async def open_socket(
+        query: str = "", user: User | None = None, headers: dict[str, str] | None = None
+    ) -> WebsocketCommunicator:
         path = f"/{settings.FASTMON.get('WEBSOCKET_PATH', 'fastmon/ws/live/')}?{query}"
-        communicator = WebsocketCommunicator(application, path)
+        encoded = [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
+        communicator = WebsocketCommunicator(application, path, headers=encoded)
         if user is not None:
             communicator.scope["user"] = user
         return communicator
@@ -188,6 +191,33 @@ async def test_the_login_rule_of_the_pages_holds_for_the_websocket(connect) -> N
         connected, _ = await logged_in.connect()
         assert connected
         await logged_in.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("headers", "allowed"),
+    [
+        ({"host": "monitor.example:8443", "origin": "https://monitor.example:8443"}, True),
+        ({"host": "monitor.example:8443", "origin": "https://evil.example"}, False),
+        ({"host": "monitor.example:8443", "origin": "null"}, False),
+        ({"host": "127.0.0.1:8002", "origin": "https://pages.trusted.example"}, True),
+        ({"host": "127.0.0.1:8002", "origin": "https://a.wild.example"}, True),
+        ({"host": "127.0.0.1:8002", "origin": "http://a.wild.example"}, False),
+        ({"host": "127.0.0.1:8002"}, True),  # no Origin: not a browser, e.g. fastmon-tail
+    ],
+)
+async def test_a_browser_handshake_is_accepted_only_from_the_site_itself(
+    connect, headers: dict[str, str], allowed: bool
+) -> None:
+    trusted = ["https://pages.trusted.example", "https://*.wild.example"]
+    with override_settings(CSRF_TRUSTED_ORIGINS=trusted):
+        communicator = await connect(headers=headers)
+        connected, _ = await communicator.connect()
+        assert connected  # accepted, then closed when refused: a browser sees the code
+        if allowed:
+            assert (await communicator.receive_json_from(timeout=5))["type"] == "live"
+            await communicator.disconnect()
+        else:
+            assert await communicator.receive_output() == {"type": "websocket.close", "code": 4403}
 
 
 async def test_too_much_missed_is_skipped_with_a_notice(connect) -> None:

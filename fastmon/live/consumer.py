@@ -20,6 +20,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from fastmon import metrics, selectors
 from fastmon.conf import fastmon_settings
+from fastmon.live.auth import origin_allowed
 from fastmon.live.frames import event_frame
 from fastmon.live.push import GROUP
 from fastmon.models import LiveEvent
@@ -34,9 +35,10 @@ class LiveEventsConsumer(AsyncJsonWebsocketConsumer):
         # The login rule reads the session: only worth a trip to the database when it applies.
         # A refusal is a close code after the handshake: closed before it, a browser sees only
         # an HTTP 403 (1006), and cannot tell a bad query from a login needed.
-        if fastmon_settings.PAGES_REQUIRE_LOGIN and not await database_sync_to_async(
-            selectors.may_read
-        )(self.scope.get("user")):
+        if not origin_allowed(self.scope) or (
+            fastmon_settings.PAGES_REQUIRE_LOGIN
+            and not await database_sync_to_async(selectors.may_read)(self.scope.get("user"))
+        ):
             await self.accept()
             await self.close(code=FORBIDDEN)
             return
