@@ -22,7 +22,7 @@ import django
 from django.core.management import call_command
 from django.db import OperationalError
 
-from demo import PREFIX, backends
+from demo import PREFIX, backends, say
 from fastmon.simulator.player import SimulationOptions
 from fastmon.simulator.sending import byte_size
 
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         listener = socket.create_server(("127.0.0.1", args.port))
     except OSError as exc:
-        print(f"{PREFIX} cannot listen on 127.0.0.1:{args.port}: {exc}", file=sys.stderr)
+        say(f"{PREFIX} cannot listen on 127.0.0.1:{args.port}: {exc}", stream=sys.stderr)
         return 1
     os.environ["DJANGO_SETTINGS_MODULE"] = "demo.settings"  # the demo is this site, always
     try:
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return asyncio.run(run(args, listener))
     except OperationalError as exc:
-        print(f"{PREFIX} database unreachable: {exc}", file=sys.stderr)
+        say(f"{PREFIX} database unreachable: {exc}", stream=sys.stderr)
         return 5
     except KeyboardInterrupt:  # before the demo took over the signals
         return 130

@@ -29,7 +29,7 @@ from django.conf import settings
 from django.db import DatabaseError, connections
 from django.utils.module_loading import import_string
 
-from demo import PREFIX, backends
+from demo import PREFIX, backends, say
 from demo.asgi import application
 from fastmon.conf import fastmon_settings
 from fastmon.live import push
@@ -75,9 +75,9 @@ async def run(args: argparse.Namespace, listener: socket.socket) -> int:
         return 1
     options = replace(args.simulation, namespace=fastmon_settings.NAMESPACE,
                       data_dir=Path(settings.STF_DIR))  # fmt: skip
-    print(f"{PREFIX} http://127.0.0.1:{listener.getsockname()[1]}/fastmon/")
+    say(f"{PREFIX} http://127.0.0.1:{listener.getsockname()[1]}/fastmon/")
     used = backends.describe(args.database_url, args.broker_url, args.redis_url)
-    print(f"{PREFIX} {used}; simulator: {plan(options)}; Ctrl-C stops")
+    say(f"{PREFIX} {used}; simulator: {plan(options)}; Ctrl-C stops")
 
     push.push_on(loop)
     consumer = Consumer()
@@ -100,7 +100,7 @@ async def run(args: argparse.Namespace, listener: socket.socket) -> int:
     server.should_exit = True
     await serving
     await sync_to_async(connections.close_all)()
-    print(f"{PREFIX} stopped cleanly" if code == 0 else f"{PREFIX} stopped, exit code {code}")
+    say(f"{PREFIX} stopped cleanly" if code == 0 else f"{PREFIX} stopped, exit code {code}")
     return code
 
 
@@ -144,14 +144,14 @@ class Simulation:
         with contextlib.suppress(asyncio.CancelledError):
             await self.reporting
         ending = "\n" if sys.stdout.isatty() else ""
-        print(f"{ending}{await self._line()}")
+        say(f"{ending}{await self._line()}")
         return code
 
     async def _play(self, stop: asyncio.Event) -> int:
         try:
             await asyncio.to_thread(self._run)
         except BrokerError as exc:
-            print(f"{PREFIX} simulator: {exc}", file=sys.stderr)
+            say(f"{PREFIX} simulator: {exc}", stream=sys.stderr)
             stop.set()
             return ExitCode.AUTH if isinstance(exc, BrokerAuthFailed) else ExitCode.UNREACHABLE
         return 0
@@ -169,7 +169,7 @@ class Simulation:
         while True:
             await asyncio.sleep(PROGRESS_TTY_S if tty else PROGRESS_LOG_S)
             line = await self._line()
-            print(f"\r{line}\x1b[K", end="", flush=True) if tty else print(line)
+            say(f"\r{line}\x1b[K", end="") if tty else say(line)
 
     async def _line(self) -> str:
         try:

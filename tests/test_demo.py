@@ -127,7 +127,8 @@ def test_a_full_destination_refuses_after_the_timeout_and_a_disconnected_one_ref
 class Demo:
     """``python -m demo`` in a session of its own, its output in a file."""
 
-    def __init__(self, tmp_path: Path, args: list[str]) -> None:
+    def __init__(self, tmp_path: Path, args: list[str], stdout: int | None = None) -> None:
+        """``stdout``: subprocess.PIPE to read the standard output from a pipe, not the log."""
         self.log_path = tmp_path / "demo.log"
         env = {
             key: value
@@ -141,7 +142,8 @@ class Demo:
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "demo", "--port", "0", *args], cwd=ROOT, env=env,
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                stdout=stdout or log, stderr=log if stdout else subprocess.STDOUT,
+                start_new_session=True,
             )  # fmt: skip
 
     def output(self) -> str:
@@ -168,8 +170,8 @@ class Demo:
 def start_demo(tmp_path: Path) -> Iterator[Any]:
     started: list[Demo] = []
 
-    def start(*args: str) -> Demo:
-        started.append(Demo(tmp_path, list(args)))
+    def start(*args: str, stdout: int | None = None) -> Demo:
+        started.append(Demo(tmp_path, list(args), stdout))
         return started[-1]
 
     yield start
@@ -238,6 +240,17 @@ def test_the_demo_runs_the_pipeline_on_its_embedded_default_and_stops_on_sigint(
     assert_stopped_cleanly(demo)
     assert "SQLite, in-process broker, in-memory channel layer" in demo.output()
     assert list((tmp_path / "demo" / "stf").glob("swf.*.run/swf.*.stf")), "no STF files written"
+
+
+def test_the_demo_still_stops_when_its_output_pipe_has_closed(start_demo: Any) -> None:
+    """``python -m demo | tee log``, and tee killed: Ctrl-C must still stop the demo."""
+    demo = start_demo("--runs", "0", stdout=subprocess.PIPE)
+    lines = iter(demo.process.stdout.readline, b"")
+    assert any(URL_LINE.search(line.decode()) for line in lines), demo.output()
+    demo.process.stdout.close()
+    time.sleep(6)  # a progress line (one each 5 s on a pipe) meets the closed pipe
+    assert demo.stop() == 0, demo.output()
+    assert "Traceback" not in demo.output(), demo.output()
 
 
 def test_the_demo_runs_on_real_services_with_one_flag_each(
