@@ -16,6 +16,7 @@ from django.db.models import (
     Sum,
 )
 from django.db.models.functions import Substr
+from django.utils import timezone
 
 from fastmon.conf import fastmon_settings
 from fastmon.db import duration_percentiles
@@ -129,6 +130,8 @@ def dashboard() -> dict[str, Any]:
         "tf_samples": samples,
         "pending_dead_letters": pending_dead_letters().count(),
         "chart_data": {
+            # The server's clock: event times are the server's, the browser's clock may differ.
+            "now": timezone.now().timestamp(),
             "stf_received": [when.timestamp() for when in received],
             "samples": chart_samples,
         },

@@ -9,6 +9,7 @@ import json
 import socket
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,19 @@ def test_the_dashboard_fills_live_and_catches_up_after_a_disconnect(browser, sit
     assert page.evaluate("window.fastmonLive.reconnects") >= 1
     assert len(set(sample_rows(page))) == 21  # nothing twice
     shot(page, "dashboard-after-reconnect")
+
+
+def test_the_stf_rate_card_counts_on_the_servers_clock(browser, site) -> None:
+    """A shifter's clock a minute ahead: the card still shows what the chart shows (the mean of
+    its last two complete 5-s bins), not an empty window of the future."""
+    page = browser.new_page()
+    page.clock.set_system_time(datetime.now(UTC) + timedelta(seconds=60))
+    page.goto(site["url"])
+    page.wait_for_selector("#fastmon-live-status[data-state=live]", timeout=10_000)
+    site["announce"](*[f"swf.{RUN}.{n:06d}.stf" for n in range(1, 11)])
+    # 10 STFs within a second or two: 2 /s over one 5-s bin, 1.0 /s over the card's two.
+    page.wait_for_function("document.getElementById('stf-rate').textContent === '1.0'",
+                           timeout=15_000)  # fmt: skip
 
 
 def test_a_hostile_file_name_renders_as_text(browser, site) -> None:

@@ -3,10 +3,14 @@ import { cell, connectLive, formatBytes, link } from "./live.js";
 
 const WINDOW_S = 600;
 const BIN_S = 5;
+const CARD_BINS = 2; // the rate card: the mean of the chart's last complete bins
 const MAX_ROWS = 100;
 const MAX_POINTS = 2000;
 
 const initial = JSON.parse(document.getElementById("chart-data").textContent);
+// Event times are the server's: a browser clock ahead or behind would empty the last bins.
+const clockOffset = initial.now - Date.now() / 1000;
+const serverNow = () => Date.now() / 1000 + clockOffset;
 const stfTimes = initial.stf_received.slice().sort((a, b) => a - b);
 const samples = initial.samples.slice();
 const table = document.querySelector("#tf-samples tbody");
@@ -35,7 +39,7 @@ function makeChart(id, label, data, points) {
 
 const sampleSeries = (key, scale) => [samples.map((s) => s.at), samples.map((s) => (s[key] === null ? null : s[key] / scale))];
 const charts = {
-  rate: makeChart("chart-stf-rate", "STF/s", rateSeries(Date.now() / 1000), false),
+  rate: makeChart("chart-stf-rate", "STF/s", rateSeries(serverNow()), false),
   sizes: makeChart("chart-tf-sizes", "MB", sampleSeries("bytes", 1e6), true),
   latency: makeChart("chart-latency", "s", sampleSeries("latency", 1), true),
 };
@@ -49,10 +53,11 @@ function scheduleRedraw() {
   redrawPending = true;
   requestAnimationFrame(() => {
     redrawPending = false;
-    const now = Date.now() / 1000;
-    const recent = stfTimes.filter((t) => t > now - 10).length;
-    document.getElementById("stf-rate").textContent = (recent / 10).toFixed(1);
-    charts.rate?.setData(rateSeries(now));
+    const rates = rateSeries(serverNow());
+    const complete = rates[1].slice(-1 - CARD_BINS, -1); // the last bin is still filling
+    const rate = complete.reduce((sum, value) => sum + value, 0) / CARD_BINS;
+    document.getElementById("stf-rate").textContent = rate.toFixed(1);
+    charts.rate?.setData(rates);
     charts.sizes?.setData(sampleSeries("bytes", 1e6));
     charts.latency?.setData(sampleSeries("latency", 1));
   });
@@ -126,7 +131,7 @@ connectLive({
         document.getElementById("alarms").appendChild(item);
       }
     }
-    const cutoff = Date.now() / 1000 - WINDOW_S;
+    const cutoff = serverNow() - WINDOW_S;
     while (stfTimes.length && stfTimes[0] < cutoff) stfTimes.shift();
     scheduleRedraw();
   },
