@@ -42,33 +42,35 @@ def load(samples: int) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             """INSERT INTO fastmon_run (run_number, namespace, execution_id, state, substate,
-                   run_conditions, created_at, updated_at)
-               SELECT %s + r, 'epic-fastmon', 'bench', 'run', 'physics', '{}', now(), now()
+                   run_conditions, fast_processing, created_at, updated_at)
+               SELECT %s + r, 'epic-fastmon', 'bench', 'run', 'physics', '{}', '{}', now(), now()
                FROM generate_series(0, %s - 1) AS r""",
             [FIRST_RUN, RUNS],
         )
         cursor.execute(
             """INSERT INTO fastmon_stffile (stf_filename, run_id, sequence, size_bytes, checksum,
                    file_url, tf_count, state, substate, status, metadata, received_at,
-                   committed_at, sampled_at, updated_at, sampling_attempts)
+                   committed_at, sampled_at, updated_at, sampling_attempts, read_protocol)
                SELECT format('swf.%%s.%%s.stf', run.run_number, lpad(s::text, 6, '0')), run.id,
                    s, 2147483648, '', '', 1000, 'run',
                    CASE WHEN s %% 10 = 0 THEN 'standby' ELSE 'physics' END, 'sampled', '{}',
                    now() - (s || ' seconds')::interval, now() - (s || ' seconds')::interval,
-                   now() - (s || ' seconds')::interval + interval '1 second', now(), 1
+                   now() - (s || ' seconds')::interval + interval '1 second', now(), 1, ''
                FROM fastmon_run AS run, generate_series(1, %s) AS s""",
             [per_run],
         )
         cursor.execute(
             """INSERT INTO fastmon_tfsample (tf_file_id, tf_filename, stf_id, run_id, tf_first,
                    tf_last, tf_count, file_size_bytes, checksum, status, metadata,
-                   size_estimated, created_at, updated_at)
+                   size_estimated, monitor_state, policy_overrides, created_at, published_at,
+                   updated_at)
                SELECT gen_random_uuid(),
                    format('%%s_tf_%%s.tf', left(stf.stf_filename, -4), lpad(k::text, 3, '0')),
                    stf.id, stf.run_id, k * 140, k * 140 + 20, 21, 45097156, '',
                    (ARRAY['registered','processing','processed','done','failed'])[1 + k %% 5],
-                   '{"state": "run", "substate": "physics"}', false,
-                   stf.received_at + interval '1 second', now()
+                   '{"state": "run", "substate": "physics"}', false, '', '{}',
+                   stf.received_at + interval '1 second',
+                   stf.received_at + interval '1.05 seconds', now()
                FROM fastmon_stffile AS stf, generate_series(0, 6) AS k""",
             [],
         )
