@@ -181,6 +181,12 @@ amq_up() {
 
 amq_down() { pkill -u activemq -f "activemq.base=$AMQ_BASE" 2>/dev/null || true; }
 
+amq_restart() {  # what a broker restart does to the clients: the tests' and benchmarks' fault
+  amq_down
+  for _ in $(seq 300); do pgrep -u activemq -f "activemq.base=$AMQ_BASE" >/dev/null || break; sleep 0.1; done
+  amq_up
+}
+
 # --- the data directory the remote-read servers share -----------------------
 data_dir() { as_root mkdir -p "$DATA_DIR" && as_root chmod 1777 "$DATA_DIR"; }
 
@@ -275,7 +281,9 @@ status() {
 
 case "${1:-}" in
   up) install_missing; postgres_up; redis_up; amq_up; xrd_up; http_up ;;
+  restart-broker) amq_restart ;;
+  restart-db) read -r version cluster <<<"$(pg_cluster)"; as_root pg_ctlcluster "$version" "$cluster" restart -m fast; wait_for PostgreSQL "/var/log/postgresql/postgresql-$version-$cluster.log" pg_ready ;;
   down) http_down; xrd_down; amq_down; redis_down; postgres_down; say "stopped" ;;
   status) status ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|restart-broker|restart-db" >&2; exit 2 ;;
 esac

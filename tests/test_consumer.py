@@ -237,13 +237,7 @@ def ingest_waits_on_a_lock() -> bool:
 
 
 def restart_broker() -> None:
-    subprocess.run(["pkill", "-u", "activemq", "-f", "fastmon-activemq"], check=False)
-    wait_until(
-        lambda: subprocess.run(["pgrep", "-u", "activemq", "-f", "fastmon-activemq"],
-                               capture_output=True).returncode != 0,
-        30, "the broker to stop",
-    )  # fmt: skip
-    subprocess.run([str(ROOT / "scripts" / "services.sh"), "up"], check=True,
+    subprocess.run([str(ROOT / "scripts" / "services.sh"), "restart-broker"], check=True,
                    capture_output=True, timeout=120)  # fmt: skip
 
 

@@ -235,6 +235,16 @@ def test_bodies_postgresql_cannot_hold_as_text_are_kept_in_base64() -> None:
     assert letter.raw_body() == body
 
 
+def test_a_nul_in_what_a_letter_names_is_stored_as_a_replacement_character() -> None:
+    """Found by benchmarks/reliability.py's fuzzer: the reason quotes the msg_type."""
+    body = b'{"msg_type": "\\u0000", "sender": -1, "run_id": 101993}'
+    result = ingest_message(body, {"destination": "/topic/a\x00b", "x\x00": "y\x00"})
+    letter = DeadLetter.objects.get(pk=result.dead_letter_id)
+    assert (letter.msg_type, letter.destination) == ("\ufffd", "/topic/a\ufffdb")
+    assert letter.reason.startswith("\ufffd: sender") and letter.headers["x\ufffd"] == "y\ufffd"
+    assert letter.raw_body() == body
+
+
 def test_a_message_the_database_refuses_is_dead_lettered_alone() -> None:
     """jsonb cannot hold \\u0000: only the database finds out, and only that message fails."""
     bad = json.dumps(example("stf_gen", filename="swf.101993.000003.stf", note="a\u0000b"))

@@ -24,7 +24,7 @@ def dead_letter(message: InboundMessage, code: str, reason: str, msg_type: str) 
     """Store the message as a dead letter (in the caller's transaction) and say so."""
     raw = message.raw_body
     digest = hashlib.sha256(raw).hexdigest()
-    destination = message.destination[:255]
+    destination = _text(message.destination)[:255]
     # The same body again while its letter is pending (a redelivery, a flood) is counted,
     # not stored again: ingest stays idempotent and the table bounded.
     pending = (
@@ -40,7 +40,7 @@ def dead_letter(message: InboundMessage, code: str, reason: str, msg_type: str) 
         return MessageResult(Outcome.DEAD_LETTERED, msg_type, reason, pending.pk)
     kept = raw[: fastmon_settings.DEAD_LETTER_BODY_BYTES]
     body, encoding = storable_body(kept)
-    headers = {str(k): str(v).replace("\x00", "\ufffd") for k, v in message.headers.items()}
+    headers = {_text(k): _text(v) for k, v in message.headers.items()}
     letter = DeadLetter.objects.create(
         body=body,
         body_encoding=encoding,
@@ -49,13 +49,18 @@ def dead_letter(message: InboundMessage, code: str, reason: str, msg_type: str) 
         body_truncated=len(kept) < len(raw),
         headers=headers,
         destination=destination,
-        msg_type=msg_type.replace("\x00", "\ufffd")[:100],
+        msg_type=_text(msg_type)[:100],
         reason_code=code,
-        reason=reason,
+        reason=_text(reason),
     )
     record_live_events([dead_letter_event(letter)])
     logger.warning("dead-lettered message %d (%s): %s", letter.pk, code, reason)
     return MessageResult(Outcome.DEAD_LETTERED, msg_type, reason, letter.pk)
+
+
+def _text(value: object) -> str:
+    """Text PostgreSQL stores (no NUL), whatever the message carried."""
+    return str(value).replace("\x00", "\ufffd")
 
 
 def storable_body(raw: bytes) -> tuple[str, str]:
