@@ -76,15 +76,24 @@ class RunFastmon:
                         "AGENT_NAME": f"fastmon-reliability-{uuid.uuid4().hex[:6]}",
                         "RETRY_MIN_S": 0.1, "RETRY_MAX_S": 1.0}  # fmt: skip
         self.log = Path(f"/tmp/fastmon-reliability-{uuid.uuid4().hex[:6]}.log")
+        self.log.touch()
         self.process: subprocess.Popen[bytes] | None = None
         self.crashed = 0
 
     def start(self) -> None:
+        """Start it and return once it has subscribed: a SIGTERM before its signal handlers
+        are set would look like a crash."""
         env = {**os.environ, "FASTMON_TEST_SETTINGS": json.dumps(self.changes)}
+        subscribed = self._subscriptions()
         with self.log.open("ab") as log:
             self.process = subprocess.Popen([sys.executable, "manage.py", "run_fastmon"],
                                             cwd=ROOT, env=env, stdout=log,
                                             stderr=subprocess.STDOUT)  # fmt: skip
+        while self._subscriptions() == subscribed and self.process.poll() is None:
+            time.sleep(0.01)
+
+    def _subscriptions(self) -> int:
+        return self.log.read_text(errors="replace").count("subscribed to")
 
     def check(self) -> None:
         """A run_fastmon that exited without being asked to is a crash: counted, restarted."""
@@ -126,7 +135,10 @@ def drain(name: str, count: int, faults: Callable[[RunFastmon, int], None]) -> F
     names = fill_queue(destination, count)
     run = int(names[0].split(".")[1])
     letters = query(DeadLetter.objects.count)
-    stored = lambda: query(StfFile.objects.filter(run__run_number=run).count)  # noqa: E731
+
+    def stored() -> int:
+        return query(StfFile.objects.filter(run__run_number=run).count)
+
     consumer = RunFastmon(destination)
     begin = time.perf_counter()
     consumer.start()
