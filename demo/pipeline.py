@@ -27,7 +27,6 @@ import uvicorn
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import DatabaseError, connections
-from django.utils.module_loading import import_string
 
 from demo import PREFIX, backends, say
 from demo.asgi import application
@@ -37,11 +36,15 @@ from fastmon.models import StfFile, TfSample
 from fastmon.runtime.consumer import Consumer, ExitCode
 from fastmon.simulator.downstream import DownstreamOptions
 from fastmon.simulator.player import SimulationOptions, Simulator
-from fastmon.simulator.sending import FastPathOnBroker, ReceiptBatches, progress_line
+from fastmon.simulator.sending import (
+    FastPathOnBroker,
+    ReceiptBatches,
+    agent_transport,
+    progress_line,
+)
 from fastmon.subscribers.rules import parse_subscription
 from fastmon.subscribers.service import save_subscriber
 from fastmon.transport.base import BrokerAuthFailed, BrokerError
-from fastmon.transport.stomp import StompTransport
 
 PROGRESS_TTY_S = 1.0  # a terminal: the progress line redrawn in place
 PROGRESS_LOG_S = 5.0  # a pipe or a file: one line this often
@@ -126,11 +129,7 @@ class Simulation:
     class as a DAQ agent sends through the broker, and the progress line beside it."""
 
     def __init__(self, options: SimulationOptions, stop: asyncio.Event) -> None:
-        self.transport = import_string(fastmon_settings.TRANSPORT)()
-        if isinstance(self.transport, StompTransport):
-            # A connection that is not durable takes the client-id AGENT_NAME.<host>.<pid>,
-            # which the consumer's may hold: the simulator, another agent, gets one of its own.
-            self.transport.client_id += ".simulator"
+        self.transport = agent_transport("simulator")
         sender = ReceiptBatches(self.transport, SEND_BATCH)
         self.simulator = Simulator(options, sender.send, sender.flush)
         self.playing = asyncio.ensure_future(self._play(stop))

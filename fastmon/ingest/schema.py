@@ -143,12 +143,12 @@ class StfMessage(Message):
 
     @model_validator(mode="after")
     def _numbers_from_the_name_fit(self) -> StfMessage:
-        """Run and sequence taken from the file name get the bounds the fields get."""
-        limits = (("run", self.run_id, 2**63 - 1), ("sequence", self.sequence, 2**31 - 1))
-        for (part, announced, limit), group in zip(limits, ("run", "seq"), strict=True):
-            from_name = self._from_filename(group) if announced is None else None
-            if from_name is not None and from_name > limit:
-                raise ValueError(f"the {part} number in the file name is too large")
+        """Run and sequence taken from the file name get the bounds the fields get (announced
+        ones already have them)."""
+        if (self.run_number or 0) > 2**63 - 1:
+            raise ValueError("the run number in the file name is too large")
+        if (self.sequence_number or 0) > 2**31 - 1:
+            raise ValueError("the sequence number in the file name is too large")
         return self
 
     @property

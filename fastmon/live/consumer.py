@@ -33,20 +33,16 @@ REPLAY_PAGE = 500
 class LiveEventsConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         # The login rule reads the session: only worth a trip to the database when it applies.
-        # A refusal is a close code after the handshake: closed before it, a browser sees only
-        # an HTTP 403 (1006), and cannot tell a bad query from a login needed.
         if not origin_allowed(self.scope) or (
             fastmon_settings.PAGES_REQUIRE_LOGIN
             and not await database_sync_to_async(selectors.may_read)(self.scope.get("user"))
         ):
-            await self.accept()
-            await self.close(code=FORBIDDEN)
+            await self._refuse(FORBIDDEN)
             return
         try:
             since, self.run_number, self.kinds = _parse_query(self.scope["query_string"])
         except ValueError:
-            await self.accept()
-            await self.close(code=BAD_REQUEST)
+            await self._refuse(BAD_REQUEST)
             return
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(
             fastmon_settings.LIVE_CLIENT_QUEUE
@@ -61,6 +57,12 @@ class LiveEventsConsumer(AsyncJsonWebsocketConsumer):
         self.last_seen, skipped, replay = await database_sync_to_async(_opening)(since)
         self.sender = asyncio.create_task(self._send_loop(skipped, replay))
         metrics.WEBSOCKET_CLIENTS.inc()  # paired with the dec in disconnect, as the sender is
+
+    async def _refuse(self, code: int) -> None:
+        """A close code after the handshake: closed before it, a browser sees only an HTTP 403
+        (1006), and cannot tell a bad query from a login needed."""
+        await self.accept()
+        await self.close(code=code)
 
     async def disconnect(self, code: int) -> None:
         await self.channel_layer.group_discard(GROUP, self.channel_name)

@@ -74,7 +74,7 @@ def relay_to_monitor(limit: int) -> int:
                     count_attempt([row], str(exc))
                     unreachable = exc
                     break
-                _retry_later(row, str(exc), now)
+                _retry_later(row, str(exc), now, waiting=isinstance(exc, Waiting))
                 continue
             if refusal:
                 logger.warning("swf-monitor refused %s: %s", row.subject, refusal)
@@ -163,11 +163,12 @@ def _refused(row: OutboxMessage, refusal: str) -> None:
         )
 
 
-def _retry_later(row: OutboxMessage, error: str, now: datetime) -> None:
+def _retry_later(row: OutboxMessage, error: str, now: datetime, waiting: bool) -> None:
+    """Try the row again after a backoff; ``waiting``: swf-monitor does not know its STF yet."""
     delay = backoff_delay(row.attempts, cap=fastmon_settings.OUTBOX_RETRY_MAX_S)
     logger.warning("swf-monitor: %s retried in %.0fs: %s", row.subject, delay, error)
     count_attempt([row], error, next_attempt_at=now + timedelta(seconds=delay))
-    if error.startswith("swf-monitor does not know the STF"):
+    if waiting:
         TfSample.objects.filter(tf_filename=row.subject).update(
             monitor_state=TfSample.InMonitor.WAITING
         )

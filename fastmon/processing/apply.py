@@ -41,10 +41,15 @@ def sample_name(slice_name: str) -> str:
 
 
 def _slice(name: str, run_number: int) -> tuple[Slice, bool]:
-    run, _ = Run.objects.get_or_create(run_number=run_number)
+    """The slice's row, locked; its run and sample are looked up (callable defaults) only when
+    the row is new: a slice's later messages, the bulk of them, skip both queries."""
     sample = TfSample.objects.filter(tf_filename=sample_name(name)).values_list("pk", flat=True)
     return Slice.objects.select_for_update().get_or_create(
-        tf_filename=name, defaults={"run": run, "sample_id": sample.first()}
+        tf_filename=name,
+        defaults={
+            "run": lambda: Run.objects.get_or_create(run_number=run_number)[0],
+            "sample_id": sample.first,
+        },
     )
 
 

@@ -16,7 +16,7 @@ import os
 import queue
 import threading
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.utils import timezone
@@ -126,25 +126,19 @@ def _forget_parents_handoff() -> None:
 os.register_at_fork(after_in_child=_forget_parents_handoff)
 
 
-def due_for_sampling(limit: int) -> list[str]:
-    """The oldest STFs waiting for sampling, for run_fastmon's sampler."""
-    return list(
-        StfFile.objects.filter(sampled_at__isnull=True, status__in=samplable_statuses())
-        .order_by("id")
-        .values_list("stf_filename", flat=True)[:limit]
-    )
+def due_for_sampling(limit: int, received_before: datetime | None = None) -> list[str]:
+    """The oldest STFs waiting for sampling (received before a time, if given), for run_fastmon's
+    sampler and the sweep."""
+    waiting = StfFile.objects.filter(sampled_at__isnull=True, status__in=samplable_statuses())
+    if received_before is not None:
+        waiting = waiting.filter(received_at__lt=received_before)
+    return list(waiting.order_by("id").values_list("stf_filename", flat=True)[:limit])
 
 
 def sweep_unsampled() -> int:
     """Enqueue STFs that should have been sampled by now and were not (lost enqueue, lost
     task); the periodic task calls it. Returns how many were enqueued."""
     cutoff = timezone.now() - timedelta(seconds=fastmon_settings.SAMPLING_SWEEP_AFTER_S)
-    names = list(
-        StfFile.objects.filter(
-            sampled_at__isnull=True, status__in=samplable_statuses(), received_at__lt=cutoff
-        )
-        .order_by("id")
-        .values_list("stf_filename", flat=True)[: fastmon_settings.SAMPLING_SWEEP_LIMIT]
-    )
+    names = due_for_sampling(fastmon_settings.SAMPLING_SWEEP_LIMIT, received_before=cutoff)
     enqueue_sampling(names)
     return len(names)

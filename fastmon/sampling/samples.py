@@ -63,7 +63,8 @@ def record_tf_samples(plans: Sequence[SamplePlan]) -> list[TfSample]:
         for plan in plans
         for number, tf_range in enumerate(plan.ranges, 1)
     ]
-    seeds = {plan.policy.pk: plan.policy.policy().seed for plan in plans if plan.policy}
+    policies = {plan.policy.pk: plan.policy for plan in plans if plan.policy}
+    seeds = {pk: policy.policy().seed for pk, policy in policies.items()}  # parsed once each
     feed = feeding_monitor()
     with transaction.atomic():
         known = set(

@@ -111,17 +111,7 @@ class FastProcessing:
             result_message(run_id, name, number, done, worker, seconds),
         )
         if not done:  # the agent queues a failed slice again
-            with self._changed:
-                heapq.heappush(
-                    self._due,
-                    (
-                        time.monotonic() + seconds,
-                        next(self._order),
-                        "",
-                        {"retry": (run_id, sample, number, first, last)},
-                    ),
-                )
-                self._changed.notify()
+            self._later(seconds, "", {"retry": (run_id, sample, number, first, last)})
 
     def _later(self, seconds: float, destination: str, body: Body) -> None:
         with self._changed:

@@ -217,9 +217,9 @@ class Simulator:
             return stf
         path = run_dir / stf.filename
         checksum = write_stf_file(path, options.stf_size, options.sparse, options.seed)
-        if options.url_prefix:
-            relative = path.relative_to(options.data_dir.resolve()).as_posix()
-            return replace(stf, checksum=checksum, file_url=f"{options.url_prefix}{relative}")
+        if options.url_prefix:  # run_dir is a directory of data_dir's
+            url = f"{options.url_prefix}{run_dir.name}/{stf.filename}"
+            return replace(stf, checksum=checksum, file_url=url)
         return replace(stf, checksum=checksum, file_url=path.as_uri())
 
     def _announce(self, run: Run, stf: Stf) -> None:

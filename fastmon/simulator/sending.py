@@ -11,6 +11,7 @@ import threading
 import time
 from argparse import ArgumentTypeError
 from collections.abc import Callable
+from typing import Any
 
 from django.core.management.base import OutputWrapper
 from django.utils.module_loading import import_string
@@ -127,6 +128,16 @@ def _periodic(out: OutputWrapper, runs: int | None) -> Callable[[Progress], None
     return show
 
 
+def agent_transport(role: str, **options: Any) -> StompTransport:
+    """A connection of the configured class for an agent played beside fastmon's consumer. A
+    STOMP connection that is not durable takes the client-id AGENT_NAME.<host>.<pid>, which the
+    consumer's may hold: each played agent gets one of its own."""
+    connection = import_string(fastmon_settings.TRANSPORT)(**options)
+    if isinstance(connection, StompTransport):
+        connection.client_id += f".{role}"
+    return connection
+
+
 class FastPathOnBroker:
     """The fast-processing stage played (``downstream.FastProcessing``) on a broker: it hears
     of samples on ``listen`` and sends slices and results through a connection of its own.
@@ -135,12 +146,8 @@ class FastPathOnBroker:
     def __init__(self, listen: str, options: DownstreamOptions) -> None:
         self.listen = listen
         self.play = FastProcessing(options, self._send)
-        transport = import_string(fastmon_settings.TRANSPORT)
-        self.incoming = transport(on_delivery=self._receive)
-        self.outgoing = transport()
-        for connection, role in ((self.incoming, "in"), (self.outgoing, "out")):
-            if isinstance(connection, StompTransport):
-                connection.client_id += f".fast-path-{role}"  # agents of their own
+        self.incoming = agent_transport("fast-path-in", on_delivery=self._receive)
+        self.outgoing = agent_transport("fast-path-out")
 
     def run(self) -> None:
         self.outgoing.connect()

@@ -27,7 +27,6 @@ DAQSIM_RUN_CONDITIONS = {
 # Waits shorter than this are skipped, the STFs sent at once: at thousands per second one wait
 # covers a batch, and the schedule (absolute, not cumulative) absorbs each wait's overshoot.
 MIN_WAIT_S = 0.002
-_PATTERN_BYTES = 1024 * 1024
 _RUN_EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
 
 
