@@ -5,7 +5,9 @@
 Needs the services (`scripts/services.sh up`). Loads runs, STFs (7 samples each) and TF samples
 into its own database, fastmon_bench, server-side (generate_series), then times whole API
 requests (URL routing, filters, queries, serialisation; in process, no network) and prints
-p50/p95 beside the issue's target: p95 <= 30 ms for a filtered page.
+p50/p95 beside the issues' target: p95 <= 30 ms for a filtered page and for a run's
+statistics (its counters are made as the migration makes them, and the time that takes is
+printed).
 """
 
 from __future__ import annotations
@@ -74,8 +76,15 @@ def load(samples: int) -> None:
                FROM fastmon_stffile AS stf, generate_series(0, 6) AS k""",
             [],
         )
-        cursor.execute("VACUUM ANALYZE")  # the steady state autovacuum keeps
     print(f"loaded in {time.perf_counter() - begin:.0f} s", flush=True)
+    # Rows loaded behind fastmon's back: its counters are made as the migration makes them.
+    from fastmon.statistics.counters import recount
+
+    begin = time.perf_counter()
+    written = recount()
+    print(f"counted in {time.perf_counter() - begin:.1f} s ({written} run counters)", flush=True)
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE")  # the steady state autovacuum keeps
 
 
 def timed(client, url: str, params: dict, requests: int) -> tuple[float, float]:
@@ -119,9 +128,9 @@ def main() -> None:
     ]  # fmt: skip
     print(f"{args.requests} requests each, in process (no network)")
     for name, url, params in cases:
-        requests = args.requests if "statistics" not in url else max(5, args.requests // 20)
-        p50, p95 = timed(client, url, params, requests)
-        verdict = f"  {p95 / TARGET_MS:.2f} of the 30 ms target" if "page" in name else ""
+        p50, p95 = timed(client, url, params, args.requests)
+        targeted = "page" in name or "statistics" in name
+        verdict = f"  {p95 / TARGET_MS:.2f} of the 30 ms target" if targeted else ""
         print(f"{name:48s} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms{verdict}", flush=True)
 
 

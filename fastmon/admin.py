@@ -6,6 +6,7 @@ from django.http import HttpRequest
 
 from fastmon.models import DeadLetter, Run, SamplingPolicy, StfFile, Subscriber, TfSample
 from fastmon.sampling.policies import save_policy_version
+from fastmon.sampling.samples import change_sample
 from fastmon.subscribers.rules import RequestError, Subscription, parse_subscription
 from fastmon.subscribers.service import save_subscriber
 
@@ -34,8 +35,23 @@ class TfSampleAdmin(admin.ModelAdmin):
     list_display = ["tf_filename", "tf_first", "tf_last", "tf_count", "file_size_bytes", "status"]
     list_filter = ["status"]
     search_fields = ["tf_filename", "=tf_file_id"]
-    raw_id_fields = ["stf"]
     date_hierarchy = "created_at"
+    # A sample is a record: status and metadata change as the API's PATCH changes them (counted,
+    # and sent to swf-monitor); the rest is what was sampled, and samples are never deleted.
+    fields = ["tf_filename", "stf", "run", "tf_first", "tf_last", "tf_count", "file_size_bytes",
+              "checksum", "size_estimated", "policy", "seed", "status", "metadata",
+              "published_at", "monitor_state"]  # fmt: skip
+    readonly_fields = [name for name in fields if name not in ("status", "metadata")]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: TfSample, form: Any, change: bool) -> None:
+        stored = TfSample.objects.get(pk=obj.pk)
+        change_sample(stored, {name: form.cleaned_data[name] for name in form.changed_data})
 
 
 @admin.register(DeadLetter)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-from collections import Counter
 from typing import Any
 
 from django.db.models import (
@@ -13,15 +11,14 @@ from django.db.models import (
     Prefetch,
     Q,
     QuerySet,
-    Sum,
 )
 from django.db.models.functions import Substr
 from django.utils import timezone
 
 from fastmon.conf import fastmon_settings
-from fastmon.db import duration_percentiles
 from fastmon.models import DeadLetter, LiveEvent, Run, StfFile, TfSample
 from fastmon.processing.stats import processing_summary
+from fastmon.statistics.read import achieved_fraction, run_statistics
 
 
 def runs_with_counts() -> QuerySet[Run]:
@@ -87,26 +84,6 @@ def may_read(user: Any) -> bool:
     return bool(user is not None and user.is_authenticated)
 
 
-# Latency stages: (name, later stamp, earlier stamp), on STF files.
-STF_STAGES = [
-    ("daq_to_broker", "broker_at", "ended_at"),
-    ("broker_to_received", "received_at", "broker_at"),
-    ("received_to_committed", "committed_at", "received_at"),
-    ("committed_to_sampled", "sampled_at", "committed_at"),
-    ("daq_to_sampled", "sampled_at", "ended_at"),
-]
-
-
-def achieved_fraction(run: Run, sampled_tfs: int | None = None) -> float | None:
-    """TFs sampled over the TFs of the run's sampled STFs (None before any was sampled)."""
-    if sampled_tfs is None:
-        sampled_tfs = TfSample.objects.filter(run=run).aggregate(n=Sum("tf_count"))["n"] or 0
-    default_tf_count = fastmon_settings.DEFAULT_TF_COUNT
-    sampled_stfs = StfFile.objects.filter(run=run, status=StfFile.Status.SAMPLED)
-    total = sum(tf or default_tf_count for tf in sampled_stfs.values_list("tf_count", flat=True))
-    return sampled_tfs / total if total else None
-
-
 def dashboard() -> dict[str, Any]:
     """The dashboard as first drawn; live events take it from there."""
     runs = list(runs_with_counts()[:10])
@@ -156,51 +133,3 @@ def run_page(run: Run) -> dict[str, Any]:
         "statistics": run_statistics(run),
         "processing": processing_summary(run),
     }
-
-
-def run_statistics(run: Run) -> dict[str, Any]:
-    """What shift crews ask of a run: samples, achieved fraction, sizes, latencies by stage,
-    samples by machine state, completeness of the STF sequence."""
-    stfs = StfFile.objects.filter(run=run)
-    samples = TfSample.objects.filter(run=run)
-    totals = samples.aggregate(
-        count=Count("id"), tfs=Sum("tf_count"), bytes=Sum("file_size_bytes"),
-        estimated=Count("id", filter=Q(size_estimated=True)),
-    )  # fmt: skip
-    sequences = list(stfs.exclude(sequence=None).values_list("sequence", flat=True))
-    seen = Counter(sequences)
-    gaps = _gaps(sorted(seen))
-    return {
-        "run_number": run.run_number,
-        "stf_files": stfs.count(),
-        "stf_status_counts": dict(stfs.values_list("status").annotate(n=Count("id"))),
-        "total_stf_files_announced": run.total_stf_files,
-        "tf_samples": totals["count"],
-        "tf_samples_estimated": totals["estimated"],
-        "tf_sample_status_counts": dict(samples.values_list("status").annotate(n=Count("id"))),
-        "achieved_fraction": achieved_fraction(run, totals["tfs"] or 0),
-        "average_tf_sample_bytes": totals["bytes"] / totals["count"] if totals["bytes"] else None,
-        "average_bytes_per_tf": totals["bytes"] / totals["tfs"] if totals["bytes"] else None,
-        "tf_samples_by_state": [
-            {"state": state, "substate": substate, "tf_samples": n}
-            for state, substate, n in samples.values_list("stf__state", "stf__substate")
-            .annotate(n=Count("id"))
-            .order_by("stf__state", "stf__substate")
-        ],
-        "latency_seconds": {
-            name: duration_percentiles(stfs, later, earlier) for name, later, earlier in STF_STAGES
-        }
-        | {"sampled_to_published": duration_percentiles(samples, "published_at", "created_at")},
-        "sequence": {
-            "first": min(seen) if seen else None,
-            "last": max(seen) if seen else None,
-            "missing": gaps,
-            "duplicated": sorted(number for number, n in seen.items() if n > 1),
-        },
-    }
-
-
-def _gaps(ordered: list[int], limit: int = 1000) -> list[list[int]]:
-    """Missing stretches ``[first, last]`` between the sequence numbers seen."""
-    missing = [[a + 1, b - 1] for a, b in itertools.pairwise(ordered) if b - a > 1]
-    return missing[:limit]

@@ -130,6 +130,21 @@ def wait_until(
         time.sleep(0.1)
 
 
+def assert_counters_agree() -> None:
+    """Every run's statistics counters, kept as samples were written, equal a count made afresh
+    from the samples themselves."""
+    from fastmon.models import RunCounter
+    from fastmon.statistics.counters import recount
+
+    def kept() -> dict:
+        rows = RunCounter.objects.exclude(value=0).values_list("run_id", "name", "value")
+        return {(run, name): value for run, name, value in rows}
+
+    before = kept()
+    recount()
+    assert before == kept()
+
+
 def holds_for(condition: Callable[[], Any], seconds: float, what: str) -> None:
     """Check ``condition()`` again and again for ``seconds``; fail as soon as it is false. For
     "nothing more happens": a violation shows the moment it happens, not after a fixed sleep."""

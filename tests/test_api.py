@@ -53,11 +53,14 @@ def fastmon(**changes):
     return override_settings(FASTMON={**settings.FASTMON, **changes})
 
 
-def sampled_run(stfs: int = 3, run: int = 101993, state: str = "physics") -> list[str]:
-    """A run whose STFs were announced ready and sampled (metadata-only)."""
+def sampled_run(
+    stfs: int = 3, run: int = 101993, state: str = "physics", missing: tuple[int, ...] = ()
+) -> list[str]:
+    """A run whose STFs were announced ready and sampled (metadata-only), but for the sequence
+    numbers ``missing``."""
     ingest_message(example_body("run_imminent").replace("101993", str(run)))
     names = []
-    for n in range(1, stfs + 1):
+    for n in (n for n in range(1, stfs + 1) if n not in missing):
         name = f"swf.{run}.{n:06d}.stf"
         ingest_message(
             json.dumps(example("stf_ready", run_id=run, filename=name, sequence=n, substate=state))
@@ -313,8 +316,7 @@ def test_huge_bodies_are_kept_in_part_and_left_out_of_lists(anonymous, token_cli
 
 
 def test_run_statistics_answer_what_shift_crews_ask(anonymous) -> None:
-    sampled_run(4)
-    StfFile.objects.filter(sequence=3).delete()  # a gap
+    sampled_run(4, missing=(3,))
     stats = anonymous.get(f"{API}/runs/101993/statistics/").json()
     assert stats["tf_samples"] == 21
     assert stats["stf_status_counts"] == {"sampled": 3}

@@ -22,10 +22,11 @@ from fastmon.outbox.feed import relay_to_monitor, sync_from_monitor
 from fastmon.sampling.policy import TfRange
 from fastmon.sampling.samples import SamplePlan, change_sample, record_tf_samples
 from fastmon.simulator.files import write_stf_file
+from fastmon.statistics.read import run_statistics
 from fastmon.testing.broker import Collector
 from fastmon.testing.messages import example
 from fastmon.testing.swf_monitor import TF_SLICES_PATH, SwfMonitorStandIn
-from tests.conftest import ServiceProcess, broker_login, wait_until
+from tests.conftest import ServiceProcess, assert_counters_agree, broker_login, wait_until
 from tests.test_consumer import consumer_settings, publish, stf_gen
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -126,6 +127,7 @@ def test_a_slice_posted_at_once_is_never_refused_across_a_sigkill(
     for name, row in monitor.fastmon_files.items():
         assert agent.seen[name] == row["tf_file_id"] == str(samples[name].monitor_file_id)
         assert row["checksum"] == samples[name].checksum and row["checksum"].startswith("ad:")
+    assert_counters_agree()  # a SIGKILL mid-stream left no sample counted twice or not at all
     assert not OutboxMessage.objects.filter(sent_at=None).exists()
 
 
@@ -154,6 +156,10 @@ def test_status_changes_flow_both_ways() -> None:
             second.refresh_from_db()
             assert second.status == "processed"
             assert sync_from_monitor() == 0  # nothing new
+            assert_counters_agree()
+            assert run_statistics(first.run)["tf_sample_status_counts"] == {
+                "processing": 1, "processed": 1,
+            }  # fmt: skip
     finally:
         monitor.stop()
     patches = [body for path, _, body in monitor.received if path.endswith(

@@ -16,6 +16,7 @@ from fastmon.models import OutboxMessage, StfFile, TfSample
 from fastmon.outbox.relay import RELAY_LOCK, outbox_lag, relay_outbox
 from fastmon.sampling.policy import TfRange
 from fastmon.sampling.samples import SamplePlan, record_tf_samples
+from fastmon.statistics.read import run_statistics
 from fastmon.testing.broker import subscribed
 from fastmon.testing.messages import example, example_body
 from fastmon.transport.stomp import StompTransport
@@ -90,6 +91,10 @@ def test_tf_file_registered_on_the_wire_matches_the_spec_field_by_field(listen, 
     assert OutboxMessage.objects.get().sent_at is not None
     sample.refresh_from_db()
     assert sample.published_at == OutboxMessage.objects.get().sent_at
+    published = run_statistics(sample.run)["latency_seconds"]["sampled_to_published"]
+    assert published["count"] == 1
+    exact = (sample.published_at - sample.created_at).total_seconds()
+    assert published["p50"] == pytest.approx(exact, rel=0.045)
 
 
 def test_nothing_is_published_for_a_rolled_back_transaction(listen, stf) -> None:

@@ -30,6 +30,7 @@ from fastmon.outbox import swf_monitor
 from fastmon.outbox.relay import count_attempt
 from fastmon.processing.parameters import fetch_missing_parameters
 from fastmon.retry import backoff_delay
+from fastmon.statistics.counters import count_status_moves
 
 logger = logging.getLogger("fastmon.outbox")
 
@@ -197,13 +198,16 @@ def sync_from_monitor(limit: int = SYNC_STFS) -> int:
             for row in swf_monitor.fastmon_files(stf_filename=stf)
         }
         with transaction.atomic():
+            moves = []
             for sample in open_samples.filter(stf__stf_filename=stf).select_for_update():
                 status = theirs.get(sample.tf_filename)
                 if status in known and status != sample.status:
+                    moves.append((sample.run_id, sample.status, status))
                     sample.status = status
-                    changed += 1
                 sample.monitor_checked_at = timezone.now()
                 sample.save(update_fields=["status", "monitor_checked_at", "updated_at"])
+            count_status_moves(moves)
+            changed += len(moves)
     return changed
 
 

@@ -29,6 +29,7 @@ from fastmon import metrics
 from fastmon.conf import fastmon_settings
 from fastmon.models import OutboxMessage, Subscriber, TfSample
 from fastmon.retry import backoff_delay
+from fastmon.statistics.counters import count_published
 from fastmon.subscribers.service import drop_subscriber_backlog
 from fastmon.transport.base import BatchAnswer, Outgoing
 
@@ -158,7 +159,11 @@ def _mark_sent(rows: list[OutboxMessage], now: datetime) -> None:
         if row.subscriber_id is None and row.msg_type == "tf_file_registered"
     ]
     if published:
-        TfSample.objects.filter(tf_filename__in=published).update(published_at=now)
+        with transaction.atomic():  # the first departure is the stamp (a resend is not)
+            first = TfSample.objects.filter(tf_filename__in=published, published_at=None)
+            stamped = list(first.select_for_update().values_list("pk", "run_id", "created_at"))
+            TfSample.objects.filter(pk__in=[pk for pk, _, _ in stamped]).update(published_at=now)
+            count_published((run, created, now) for _, run, created in stamped)
 
 
 def prune_outbox() -> int:

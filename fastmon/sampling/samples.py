@@ -24,6 +24,7 @@ from fastmon.outbox.bodies import (
 from fastmon.outbox.swf_monitor import FASTMON_FILES_PATH
 from fastmon.sampling.policy import TfRange
 from fastmon.sampling.reading import ReadReport
+from fastmon.statistics.counters import count_new_samples, count_status_moves
 from fastmon.subscribers.rules import SampleFacts, selects
 from fastmon.subscribers.service import routable_subscribers
 
@@ -93,6 +94,7 @@ def record_tf_samples(plans: Sequence[SamplePlan]) -> list[TfSample]:
             if name not in known
         ]
         bulk_insert(TfSample, samples)  # sets created_at on each
+        count_new_samples(samples)
         insert_rows(OutboxMessage, _outgoing_for(samples, feed))
         by_stf: dict[int, list[TfSample]] = {}
         for sample in samples:
@@ -158,9 +160,11 @@ def change_sample(sample: TfSample, values: dict[str, Any]) -> TfSample:
     """A sample's status or metadata changed here (the API's PATCH): saved, and with the feed
     on, sent to its row in swf-monitor too (after its registration, through the outbox)."""
     with transaction.atomic():
+        moved = (sample.run_id, sample.status, values.get("status", sample.status))
         for name, value in values.items():
             setattr(sample, name, value)
         sample.save(update_fields=[*values, "updated_at"])
+        count_status_moves([moved])
         if feeding_monitor() and sample.monitor_state != TfSample.InMonitor.NONE:
             OutboxMessage.objects.create(
                 transport=OutboxMessage.Transport.SWF_MONITOR,
