@@ -231,6 +231,29 @@ DEFAULTS: dict[str, Any | Callable[[], Any]] = {
     "HEALTH_MAX_OUTBOX_PENDING": 10000,
     "HEALTH_MAX_DEAD_LETTERS": 100,
     "HEALTH_DEAD_LETTER_WINDOW_S": 300.0,
+    # Data quality (fastmon.quality). Checks run on what fastmon stores, per STF batch, per
+    # tick and at end of run; each entry is {"class": dotted path, "name": optional, and the
+    # class's parameters}. [] turns checks off.
+    "CHECKS": [
+        {"class": "fastmon.quality.builtin.StfSequence"},
+        {"class": "fastmon.quality.builtin.EndRunTotal"},
+        {"class": "fastmon.quality.builtin.StfAbsence"},
+        {"class": "fastmon.quality.builtin.StfRateDrop"},
+        {"class": "fastmon.quality.builtin.StfSizeOutlier"},
+        {"class": "fastmon.quality.builtin.SampleLatency"},
+        {"class": "fastmon.quality.builtin.DeadLetterRate"},
+    ],
+    # Seconds between run_fastmon's time-window evaluation (absence, rate, dead letters).
+    "CHECK_INTERVAL_S": 5.0,
+    # Checks fire only while a run's state is one of these and its substate none of those, and
+    # not within CHECK_GRACE_S of a state change (a transition is not a fault).
+    "CHECK_RUNNING_STATES": ["run"],
+    "CHECK_QUIET_SUBSTATES": ["standby", "paused", "not_ready"],
+    "CHECK_GRACE_S": 10.0,
+    # Alarms: raised when a check turns this bad or worse ("bad" or "medium"), cleared when it
+    # recovers; published through the outbox as msg_type fastmon_alarm.
+    "ALARM_LEVEL": "bad",
+    "ALARM_DESTINATION": "/topic/fastmon.alarms",
 }
 
 

@@ -52,6 +52,9 @@ READ_BYTES = Counter(
 WEBSOCKET_CLIENTS = Gauge(
     "fastmon_websocket_clients", "Live pages connected.", multiprocess_mode="livesum"
 )
+ALARMS = Counter(
+    "fastmon_quality_alarms", "Quality alarms raised and cleared, by check.", ["check", "action"]
+)
 LIVE_EVENTS_OVERFLOWED = Counter(
     "fastmon_live_events_overflowed",
     "Live events that found a client's queue full (read back from the database later).",

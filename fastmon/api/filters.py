@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet, Subquery
 from django_filters.fields import IsoDateTimeField
 
-from fastmon.models import DeadLetter, Run, Slice, StfFile, TfSample
+from fastmon.models import Alarm, DeadLetter, Run, Slice, StfFile, TfSample
 
 
 class UtcDateTimeField(IsoDateTimeField):
@@ -81,3 +81,13 @@ class DeadLetterFilter(filters.FilterSet):
     class Meta:
         model = DeadLetter
         fields = ["status", "reason_code", "msg_type", "destination"]
+
+
+class AlarmFilter(filters.FilterSet):
+    run_number = filters.NumberFilter(field_name="run__run_number")
+    check = filters.CharFilter(field_name="check_name")
+    active = filters.BooleanFilter(field_name="cleared_at", lookup_expr="isnull")
+
+    class Meta:
+        model = Alarm
+        fields = ["run_number", "check", "quality", "active"]

@@ -12,6 +12,7 @@ from rest_framework import serializers
 from fastmon.api.schema import ModelSerializer, component
 from fastmon.live.frames import event_frame
 from fastmon.models import (
+    Alarm,
     DeadLetter,
     LiveEvent,
     Run,
@@ -192,3 +193,16 @@ class LiveEventSerializer(ModelSerializer):
 
     def to_representation(self, instance: LiveEvent) -> dict[str, Any]:
         return event_frame(instance)
+
+
+@component("Alarm")
+class AlarmSerializer(ModelSerializer):
+    run_number = serializers.IntegerField(source="run.run_number", read_only=True)
+    check = serializers.CharField(source="check_name", read_only=True)
+
+    class Meta:
+        model = Alarm
+        fields = [
+            "id", "run_number", "check", "quality", "reason", "raised_at", "cleared_at",
+            "clear_reason",
+        ]  # fmt: skip

@@ -22,6 +22,7 @@ router.register("sampling-policies", views.SamplingPolicyViewSet, basename="samp
 router.register("subscribers", views.SubscriberViewSet, basename="subscriber")
 router.register("dead-letters", views.DeadLetterViewSet, basename="dead-letter")
 router.register("slices", views.SliceViewSet, basename="slice")
+router.register("alarms", views.AlarmViewSet, basename="alarm")
 router.register("events", views.EventViewSet, basename="event")
 
 urlpatterns = [

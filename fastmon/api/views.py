@@ -24,6 +24,7 @@ from rest_framework_csv.renderers import CSVRenderer
 from fastmon import selectors
 from fastmon.api import filters
 from fastmon.api.serializers import (
+    AlarmSerializer,
     DeadLetterSerializer,
     DeadLetterSummarySerializer,
     FastMonFileSerializer,
@@ -37,8 +38,9 @@ from fastmon.api.serializers import (
 from fastmon.conf import fastmon_settings
 from fastmon.dead_letters.replay import Refused, discard_dead_letter, replay_dead_letter
 from fastmon.ingest.messages import Outcome
-from fastmon.models import DeadLetter, Run, SamplingPolicy, Slice, StfFile, Subscriber
+from fastmon.models import Alarm, DeadLetter, Run, SamplingPolicy, Slice, StfFile, Subscriber
 from fastmon.processing.stats import processing_summary
+from fastmon.quality.flags import run_quality
 from fastmon.sampling.policies import save_policy_version
 from fastmon.sampling.samples import change_sample
 from fastmon.subscribers.service import remove_subscriber, save_subscriber
@@ -167,11 +169,28 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, FastmonViewSe
         return Response(selectors.run_statistics(self.get_object()))
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
+    @action(detail=True)
+    def quality(self, request: Request, run_number: str) -> Response:
+        """The run's overall quality (the worst any check gave any part of it), its quality
+        now, and its quality flags over time; ``?format=csv``: the flags."""
+        found = run_quality(self.get_object())
+        csv = request.accepted_renderer.format == "csv"
+        return Response(found["flags"] if csv else found)
+
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     @action(detail=True, renderer_classes=[JSONRenderer, BrowsableAPIRenderer])
     def processing(self, request: Request, run_number: str) -> Response:
         """The run's fast processing: slices by status, success rate, processing time per
         slice, retries, workers seen and targeted, latency from STF to result."""
         return Response(processing_summary(self.get_object()))
+
+
+class AlarmViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, FastmonViewSet):
+    """Quality alarms, newest first, with their history (``?active=true``: open ones)."""
+
+    queryset = Alarm.objects.select_related("run")
+    serializer_class = AlarmSerializer
+    filterset_class = filters.AlarmFilter
 
 
 class SliceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, FastmonViewSet):

@@ -17,6 +17,8 @@ from fastmon.ingest.values import aware, set_changed
 from fastmon.live.events import record_live_events
 from fastmon.live.frames import run_event, stf_events
 from fastmon.models import Run, StfFile
+from fastmon.quality import evaluate as quality
+from fastmon.quality.framework import StfSeen
 
 # STF columns filled from an announcement; everything else it carries goes to metadata.
 _STF_COLUMNS = {
@@ -43,11 +45,21 @@ def upsert_stf_files(announcements: list[tuple[InboundMessage, StfMessage]]) -> 
     changed: dict[str, StfFile] = {}
     changed_fields: set[str] = set()
     touched: list[StfMessage] = []  # created or changed: what the live pages hear of
+    seen: dict[int, list[StfSeen]] = {}  # what the quality checks are given, by run
     details = []
     now = timezone.now()
     for inbound, message in announcements:
         values, status, extras = _stf_values(message, runs)
         stf, row = stored.get(message.filename), new.get(message.filename)
+        known = stf.metadata if stf is not None else row["metadata"] if row is not None else {}
+        run_id = stf.run_id if stf is not None and stf.run_id else values.get("run_id")
+        if run_id is not None:
+            seen.setdefault(run_id, []).append(StfSeen(
+                message.filename, values.get("sequence"), values.get("size_bytes"),
+                inbound.received_at or now, new=stf is None and row is None,
+                # The same announcement again, and not the broker redelivering it.
+                repeated=message.msg_type in known and inbound.headers.get("redelivered") != "true",
+            ))  # fmt: skip
         if stf is None and row is None:
             new[message.filename] = {
                 "stf_filename": message.filename,
@@ -81,6 +93,7 @@ def upsert_stf_files(announcements: list[tuple[InboundMessage, StfMessage]]) -> 
             stf.updated_at = now
         StfFile.objects.bulk_update(changed.values(), [*changed_fields, "updated_at"])
     record_live_events(stf_events(touched))
+    quality.on_announcements(seen)
     return details
 
 

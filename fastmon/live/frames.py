@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastmon.conf import fastmon_settings
 from fastmon.ingest.schema import SliceResultMessage
-from fastmon.models import DeadLetter, LiveEvent, TfSample
+from fastmon.models import Alarm, DeadLetter, LiveEvent, TfSample
 
 if TYPE_CHECKING:
     from fastmon.ingest.schema import ProcessingReading, StfMessage
@@ -110,4 +110,27 @@ def alarm_event(run_number: int | None, stf_filename: str, message: str) -> Live
         kind=LiveEvent.Kind.ALARM,
         run_number=run_number,
         payload={"severity": "error", "stf_filename": stf_filename, "message": message},
+    )
+
+
+def quality_alarm_event(run_number: int, alarm: Alarm, action: str) -> LiveEvent:
+    """A quality alarm raised or cleared (``action``), shown beside the other alarms."""
+    message = alarm.reason if action == "raise" else f"cleared: {alarm.clear_reason}"
+    return LiveEvent(
+        kind=LiveEvent.Kind.ALARM,
+        run_number=run_number,
+        payload={"severity": "error" if alarm.quality == "bad" else "warning",
+                 "action": action, "check": alarm.check_name, "alarm_id": alarm.pk,
+                 "message": f"{alarm.check_name}: {message}"},
+    )  # fmt: skip
+
+
+def quality_event(
+    run_number: int, current: str, check: str, quality: str, reason: str
+) -> LiveEvent:
+    """A check's verdict on a run changed: pages show the run's quality now (``current``)."""
+    return LiveEvent(
+        kind=LiveEvent.Kind.QUALITY,
+        run_number=run_number,
+        payload={"current": current, "check": check, "quality": quality, "reason": reason},
     )

@@ -16,6 +16,7 @@ class LiveEvent(models.Model):
         DEAD_LETTER = "dead_letter"
         ALARM = "alarm"
         PROCESSING = "processing", "fast processing of a run moved on"
+        QUALITY = "quality", "a run's quality changed"
 
     kind = models.CharField(max_length=20, choices=Kind.choices)
     run_number = models.BigIntegerField(null=True, blank=True)

@@ -1,4 +1,5 @@
-"""Every body fastmon sends: to the broker (``tf_file_registered``, control replies), to
+"""Every body fastmon sends: to the broker (``tf_file_registered``, ``fastmon_alarm``, control
+replies), to
 swf-monitor (its fastmon-files rows, agent heartbeats). ``docs/wire-formats.md`` describes them.
 """
 
@@ -11,7 +12,7 @@ from typing import Any
 from django.utils import timezone
 
 from fastmon.conf import fastmon_settings
-from fastmon.models import StfFile, TfSample
+from fastmon.models import Alarm, Run, StfFile, TfSample
 
 
 def tf_file_registered_bodies() -> Callable[[StfFile, TfSample], dict[str, Any]]:
@@ -95,4 +96,25 @@ def heartbeat_payload(
         "hostname": hostname,
         "operational_state": state,
         "namespace": namespace,
+    }
+
+
+def alarm_body(run: Run, alarm: Alarm, action: str) -> dict[str, Any]:
+    """``fastmon_alarm``: a quality alarm raised or cleared, for shifters' tools and an
+    Alertmanager bridge."""
+    agent = fastmon_settings.AGENT_NAME
+    return {
+        "msg_type": "fastmon_alarm",
+        "action": action,
+        "alarm_id": alarm.pk,
+        "namespace": fastmon_settings.NAMESPACE or run.namespace or None,
+        "run_id": run.run_number,
+        "check": alarm.check_name,
+        "quality": alarm.quality,
+        "reason": alarm.reason,
+        "raised_at": alarm.raised_at.isoformat(),
+        "cleared_at": alarm.cleared_at.isoformat() if alarm.cleared_at else None,
+        "clear_reason": alarm.clear_reason or None,
+        "sender": agent,
+        "timestamp": timezone.now().isoformat(),
     }

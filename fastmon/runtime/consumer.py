@@ -27,6 +27,7 @@ from fastmon.conf import fastmon_settings
 from fastmon.models import Run
 from fastmon.outbox.feed import MonitorFeed
 from fastmon.outbox.relay import outbox_lag, relay_outbox
+from fastmon.quality.ticker import QualityTicker
 from fastmon.retry import backoff_delay
 from fastmon.runtime.connections import TRANSIENT_DB_ERRORS, refresh_db_connections
 from fastmon.runtime.heartbeat import StatusReporter
@@ -101,6 +102,7 @@ class Consumer:
         self.last_message_at: datetime | None = None
         self.status = StatusReporter(self)
         self.feed = MonitorFeed()
+        self.quality = QualityTicker()
         self.sampling = "off"
         self.sampler = Sampler()
 
@@ -157,6 +159,8 @@ class Consumer:
             self.status.stop()
             return failure
         self.started.set()
+        if self.destinations:
+            self.quality.start()
         if self.relay:
             self.feed.start()
         if self.sampling == dispatch.RUN_FASTMON:
@@ -407,6 +411,7 @@ class Consumer:
             self._relay()
         self.transport.disconnect()
         self.feed.stop()
+        self.quality.stop()
         self.sampler.stop(fastmon_settings.STOP_TIMEOUT_S)
         self.status.stop()
         logger.info("run_fastmon: stopped")

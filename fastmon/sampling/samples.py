@@ -22,6 +22,8 @@ from fastmon.outbox.bodies import (
     tf_file_registered_bodies,
 )
 from fastmon.outbox.swf_monitor import FASTMON_FILES_PATH
+from fastmon.quality import evaluate as quality
+from fastmon.quality.framework import SampleSeen
 from fastmon.sampling.policy import TfRange
 from fastmon.sampling.reading import ReadReport
 from fastmon.statistics.counters import count_new_samples, count_status_moves
@@ -95,12 +97,25 @@ def record_tf_samples(plans: Sequence[SamplePlan]) -> list[TfSample]:
         ]
         bulk_insert(TfSample, samples)  # sets created_at on each
         count_new_samples(samples)
+        quality.on_samples(_seen_by_run(samples))
         insert_rows(OutboxMessage, _outgoing_for(samples, feed))
         by_stf: dict[int, list[TfSample]] = {}
         for sample in samples:
             by_stf.setdefault(sample.stf_id, []).append(sample)
         record_live_events([tf_samples_event(group) for group in by_stf.values()])
     return samples
+
+
+def _seen_by_run(samples: list[TfSample]) -> dict[int, list[SampleSeen]]:
+    """What the quality checks are given: each sample with its STF's announcement-to-sample
+    latency."""
+    seen: dict[int, list[SampleSeen]] = {}
+    for sample in samples:
+        if sample.run_id is not None:
+            received = sample.stf.received_at
+            latency = (sample.created_at - received).total_seconds() if received else None
+            seen.setdefault(sample.run_id, []).append(SampleSeen(sample.tf_filename, latency))
+    return seen
 
 
 def feeding_monitor() -> bool:

@@ -1,0 +1,200 @@
+"""The checks fastmon ships. Each keeps a bounded memory of the run, so evaluating a batch costs
+what the batch adds. Parameters are class attributes, overridable in ``FASTMON["CHECKS"]``."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from fastmon.quality.framework import Check, RunFacts, SampleSeen, StfSeen, Window
+from fastmon.quality.verdicts import Quality, Verdict, good
+
+MISSING_KEPT = 10_000  # missing sequence numbers remembered one by one (the count goes on)
+
+
+class StfSequence(Check):
+    """STF sequence numbers: gaps (bad), duplicates (bad), late arrivals that fill a gap
+    (medium). A number is missing as soon as a later one arrives; it stops being missing if it
+    turns up late."""
+
+    first = 1  # the run's first sequence number
+    max_missing = 0
+    max_duplicates = 0
+
+    def on_stfs(self, memory: dict, run: RunFacts, stfs: Sequence[StfSeen]) -> Verdict | None:
+        missing = set(memory.get("missing", []))
+        last = memory.get("last", self.first - 1)
+        counts = {key: memory.get(key, 0) for key in ("missing_total", "duplicates", "late")}
+        for stf in stfs:
+            number = stf.sequence
+            if stf.repeated:
+                counts["duplicates"] += 1
+            if not stf.new or number is None:
+                continue
+            if number > last:
+                skipped = range(last + 1, number)
+                missing.update(skipped[: max(0, MISSING_KEPT - len(missing))])
+                counts["missing_total"] += len(skipped)
+                last = number
+            elif number in missing:
+                missing.discard(number)
+                counts["missing_total"] -= 1
+                counts["late"] += 1
+            else:
+                counts["duplicates"] += 1
+        memory.update(counts, last=last, missing=sorted(missing))
+        return self._verdict(memory)
+
+    def _verdict(self, memory: dict) -> Verdict:
+        total, duplicates, late = (memory[k] for k in ("missing_total", "duplicates", "late"))
+        shown = ", ".join(str(n) for n in memory["missing"][:10])
+        parts = [
+            f"{total} missing ({shown}{', ...' if total > 10 else ''})" if total else "",
+            f"{duplicates} duplicated" if duplicates else "",
+            f"{late} late" if late else "",
+        ]
+        reason = "STF sequence: " + ("; ".join(p for p in parts if p) or "complete")
+        if total > self.max_missing or duplicates > self.max_duplicates:
+            return Verdict(Quality.BAD, reason)
+        return Verdict(Quality.MEDIUM, reason) if late else good(reason)
+
+
+class EndRunTotal(Check):
+    """``end_run``'s STF total against the STFs fastmon saw."""
+
+    def on_stfs(self, memory: dict, run: RunFacts, stfs: Sequence[StfSeen]) -> Verdict | None:
+        memory["seen"] = memory.get("seen", 0) + sum(stf.new for stf in stfs)
+        return None
+
+    def on_end(self, memory: dict, run: RunFacts) -> Verdict | None:
+        seen = memory.get("seen", 0)
+        if run.total_stf_files is None:
+            return Verdict(Quality.NULL, f"end_run gave no STF total; {seen} seen")
+        if run.total_stf_files != seen:
+            return self.says(f"end_run says {run.total_stf_files} STFs, {seen} seen")
+        return good(f"end_run says {seen} STFs, all seen")
+
+
+class StfAbsence(Check):
+    """No STF for ``max_silence_s`` while running (counted from the last STF or the last
+    state change, whichever is later)."""
+
+    max_silence_s = 30.0
+
+    def on_stfs(self, memory: dict, run: RunFacts, stfs: Sequence[StfSeen]) -> Verdict | None:
+        latest = max(stf.at for stf in stfs).isoformat()
+        memory["last_at"] = max(memory.get("last_at", latest), latest)
+        return good("STFs arriving")
+
+    def on_tick(self, memory: dict, run: RunFacts, now: datetime, window: Window) -> Verdict | None:
+        since = [datetime.fromisoformat(memory["last_at"])] if "last_at" in memory else []
+        since += [run.state_changed_at] if run.state_changed_at else []
+        if not since:
+            return None
+        silence = (now - max(since)).total_seconds()
+        if silence > self.max_silence_s:
+            return self.says(f"no STF for {silence:.0f} s while running")
+        return good("STFs arriving")
+
+
+class StfRateDrop(Check):
+    """The STF rate of the last complete window against the median of the run's own earlier
+    windows (those with STFs): below ``drop_below`` of it is a drop."""
+
+    quality = Quality.MEDIUM
+    window_s = 30.0
+    history = 10  # earlier windows compared with
+    min_history = 3
+    drop_below = 0.5
+
+    def on_stfs(self, memory: dict, run: RunFacts, stfs: Sequence[StfSeen]) -> Verdict | None:
+        bins = memory.setdefault("bins", {})
+        for stf in stfs:
+            if stf.new:
+                key = str(int(stf.at.timestamp() // self.window_s))
+                bins[key] = bins.get(key, 0) + 1
+        newest = max(int(key) for key in bins) if bins else 0
+        memory["bins"] = {k: n for k, n in bins.items() if int(k) > newest - self.history - 2}
+        return None
+
+    def on_tick(self, memory: dict, run: RunFacts, now: datetime, window: Window) -> Verdict | None:
+        bins = memory.get("bins", {})
+        last = int(now.timestamp() // self.window_s) - 1  # the last complete window
+        if run.state_changed_at and run.state_changed_at.timestamp() > last * self.window_s:
+            return None  # the window straddles a state change: not comparable
+        earlier = [bins[str(k)] for k in range(last - self.history, last) if str(k) in bins]
+        if len(earlier) < self.min_history:
+            return None
+        usual, now_count = statistics.median(earlier), bins.get(str(last), 0)
+        rate = f"{now_count / self.window_s:.2f}/s, usually {usual / self.window_s:.2f}/s"
+        if now_count < self.drop_below * usual:
+            return self.says(f"STF rate dropped: {rate}")
+        return good(f"STF rate {rate}")
+
+
+class StfSizeOutlier(Check):
+    """STF sizes far from the run's recent ones, by median and MAD (robust to the outliers
+    themselves): over ``max_deviations`` scaled MADs, or ``min_relative`` of the median when
+    the sizes barely vary."""
+
+    quality = Quality.MEDIUM
+    max_deviations = 6.0
+    min_relative = 0.05
+    kept = 200  # recent sizes remembered
+    min_count = 20
+
+    def on_stfs(self, memory: dict, run: RunFacts, stfs: Sequence[StfSeen]) -> Verdict | None:
+        sizes: list[int] = memory.get("sizes", [])
+        odd = []
+        for stf in stfs:
+            if not stf.new or stf.size_bytes is None:
+                continue
+            if len(sizes) >= self.min_count:
+                median = statistics.median(sizes)
+                spread = statistics.median(abs(s - median) for s in sizes) * 1.4826
+                allowed = max(self.max_deviations * spread, self.min_relative * median)
+                if abs(stf.size_bytes - median) > allowed:
+                    odd.append(f"{stf.filename} {stf.size_bytes:,} B (usually {median:,.0f} B)")
+            sizes.append(stf.size_bytes)
+        memory["sizes"] = sizes[-self.kept :]
+        if odd:
+            return self.says(f"STF size outlier: {'; '.join(odd[:3])}")
+        return good("STF sizes as usual") if len(sizes) >= self.min_count else None
+
+
+class SampleLatency(Check):
+    """STF announcement to TF sample: the p95 of the recent samples over ``budget_s``."""
+
+    quality = Quality.MEDIUM
+    budget_s = 10.0  # the testbed's goal: statistics within O(10 s)
+    kept = 100
+
+    def on_samples(
+        self, memory: dict, run: RunFacts, samples: Sequence[SampleSeen]
+    ) -> Verdict | None:
+        recent = memory.get("latencies", []) + [
+            round(s.latency_s, 3) for s in samples if s.latency_s is not None
+        ]
+        memory["latencies"] = recent = recent[-self.kept :]
+        if not recent:
+            return None
+        p95 = statistics.quantiles(recent + recent[-1:], n=20, method="inclusive")[-1]
+        if p95 > self.budget_s:
+            budget = f"over the {self.budget_s:g} s budget"
+            return self.says(f"STF to TF sample p95 {p95:.1f} s, {budget}")
+        return good(f"STF to TF sample p95 {p95:.1f} s")
+
+
+class DeadLetterRate(Check):
+    """Dead letters (unusable messages) in the last ``window_s``: over ``max_count`` says the
+    stream is damaged. Dead letters belong to no run: every running run hears of them."""
+
+    window_s = 60.0
+    max_count = 10
+
+    def on_tick(self, memory: dict, run: RunFacts, now: datetime, window: Window) -> Verdict | None:
+        count = window.dead_letters_since(now - timedelta(seconds=self.window_s))
+        if count > self.max_count:
+            return self.says(f"{count} dead letters in the last {self.window_s:g} s")
+        return good(f"{count} dead letters in the last {self.window_s:g} s")

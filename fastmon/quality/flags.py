@@ -1,0 +1,76 @@
+"""Verdicts kept as quality flags over time ranges, with ALICE's Run Condition Table semantics:
+a check's flag holds from the verdict that set its quality until the next that changes it
+(adjacent equal flags merge), null is shown as Unknown, and time no flag covers is Unknown."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from django.db.models import F
+
+from fastmon.models import CheckState, QualityFlag, Run
+from fastmon.quality.verdicts import Quality, Verdict, worst
+
+
+def move(state: CheckState, verdict: Verdict, at: datetime, start: datetime | None = None) -> bool:
+    """Apply a verdict to a check's state; a new quality closes the open flag at ``at`` and
+    opens one (from ``start``, else ``at``). Returns whether the quality changed."""
+    if verdict.quality == state.quality and state.since is not None:
+        if verdict.reason != state.reason:
+            state.reason = verdict.reason
+            _open(state).update(reason=verdict.reason)
+        return False
+    _open(state).update(end=at)
+    QualityFlag.objects.create(
+        run_id=state.run_id, check_name=state.check_name, quality=verdict.quality,
+        start=start or at, reason=verdict.reason,
+    )  # fmt: skip
+    state.quality, state.reason, state.since = verdict.quality, verdict.reason, at
+    return True
+
+
+def run_start(run: Run) -> datetime:
+    """Where a whole-run flag starts: the run's first flag, else when fastmon heard of it."""
+    first = QualityFlag.objects.filter(run=run).order_by("start").values_list("start", flat=True)
+    return first.first() or run.created_at
+
+
+def close_all(run: Run, at: datetime) -> None:
+    """The run ended: every open flag ends with it."""
+    QualityFlag.objects.filter(run=run, end=None).update(end=at)
+
+
+def _open(state: CheckState) -> Any:
+    return QualityFlag.objects.filter(run_id=state.run_id, check_name=state.check_name, end=None)
+
+
+def current_quality(run: Run) -> Quality:
+    """The worst of the checks' qualities now (null: no check has an opinion)."""
+    return worst(CheckState.objects.filter(run=run).values_list("quality", flat=True))
+
+
+def run_quality(run: Run) -> dict[str, Any]:
+    """``api/runs/<n>/quality/``: the run's overall quality (the worst any check gave it for
+    any part of the run), its quality now, and its flags in time order."""
+    flags = list(
+        QualityFlag.objects.filter(run=run)
+        .order_by("check_name", "start", "id")
+        .values("quality", "start", "end", "reason", check=F("check_name"))
+    )
+    merged: list[dict[str, Any]] = []
+    for flag in flags:
+        last = merged[-1] if merged else None
+        if last and (last["check"], last["quality"], last["end"]) == (
+            flag["check"], flag["quality"], flag["start"],
+        ):  # fmt: skip
+            last.update(end=flag["end"], reason=flag["reason"])
+        else:
+            merged.append(dict(flag))
+    merged.sort(key=lambda flag: (flag["start"], flag["check"]))
+    return {
+        "run_number": run.run_number,
+        "overall": worst(flag["quality"] for flag in merged),
+        "current": current_quality(run),
+        "flags": merged,
+    }

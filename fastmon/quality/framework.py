@@ -1,0 +1,129 @@
+"""What a check is and what it is given.
+
+A check is a small class named by dotted path in ``FASTMON["CHECKS"]`` with its parameters. It
+keeps what it needs of a run in ``memory`` (a dict stored as JSON between evaluations), so a new
+batch costs what it adds, never a rescan of the run. Each hook returns a ``Verdict``, or None
+to keep the current one:
+
+- ``on_stfs``: STF announcements just stored (per ingest batch);
+- ``on_samples``: TF samples just stored;
+- ``on_tick``: a time window went by (``CHECK_INTERVAL_S``), for what absence reveals;
+- ``on_end``: the run ended.
+
+Hooks must be cheap and deterministic: they run inside the transaction that stores what they
+look at, and a retried transaction runs them again from the stored memory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+from django.utils.module_loading import import_string
+
+from fastmon.conf import fastmon_settings
+from fastmon.quality.verdicts import Quality, Verdict
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """A run as checks see it."""
+
+    number: int
+    state: str
+    substate: str
+    state_changed_at: datetime | None
+    total_stf_files: int | None
+
+
+@dataclass(frozen=True)
+class StfSeen:
+    """One STF announcement just stored: ``new`` on the STF's first, ``repeated`` when the
+    same kind of announcement of the same STF came before (the broker's redeliveries aside)."""
+
+    filename: str
+    sequence: int | None
+    size_bytes: int | None
+    at: datetime
+    new: bool
+    repeated: bool = False
+
+
+@dataclass(frozen=True)
+class SampleSeen:
+    """One TF sample just stored, with its STF's latency from announcement to sample."""
+
+    tf_filename: str
+    latency_s: float | None
+
+
+@dataclass(frozen=True)
+class Window:
+    """What a tick gives beyond the time: counts the database answers for a recent window."""
+
+    dead_letters_since: Callable[[datetime], int]
+
+
+class Check:
+    """A data-quality check. Subclasses declare their parameters as class attributes with
+    defaults; ``FASTMON["CHECKS"]`` may override any of them and nothing else."""
+
+    name: ClassVar[str] = ""
+    quality: str = Quality.BAD  # what the check says when its condition is met
+
+    def __init__(self, name: str | None = None, **params: Any) -> None:
+        for key, value in params.items():
+            if (
+                key.startswith("_")
+                or not hasattr(type(self), key)
+                or callable(getattr(type(self), key))
+            ):
+                raise ValueError(f"{type(self).__name__} has no parameter {key!r}")
+            setattr(self, key, value)
+        self.name = name or self.name or type(self).__name__
+        Quality(self.quality)  # a typo fails at start-up, not at the first fault
+
+    def on_stfs(self, memory: dict, run: RunFacts, stfs: Sequence[StfSeen]) -> Verdict | None:
+        return None
+
+    def on_samples(
+        self, memory: dict, run: RunFacts, samples: Sequence[SampleSeen]
+    ) -> Verdict | None:
+        return None
+
+    def on_tick(self, memory: dict, run: RunFacts, now: datetime, window: Window) -> Verdict | None:
+        return None
+
+    def on_end(self, memory: dict, run: RunFacts) -> Verdict | None:
+        return None
+
+    def says(self, reason: str) -> Verdict:
+        """The check's quality when its condition is met."""
+        return Verdict(Quality(self.quality), reason)
+
+
+def configured_checks(entries: Sequence[Mapping[str, Any]] | None = None) -> list[Check]:
+    """The checks ``FASTMON["CHECKS"]`` names, made once per distinct setting."""
+    entries = fastmon_settings.CHECKS if entries is None else entries
+    key = repr(entries)
+    if key not in _made:
+        _made[key] = _make(entries)
+    return list(_made[key])
+
+
+_made: dict[str, tuple[Check, ...]] = {}
+
+
+def _make(entries: Sequence[Mapping[str, Any]]) -> tuple[Check, ...]:
+    checks = []
+    for entry in entries:
+        params = dict(entry)
+        path = params.pop("class", None)
+        if not path:
+            raise ValueError(f"a CHECKS entry needs a 'class': {entry!r}")
+        checks.append(import_string(path)(**params))
+    names = [check.name for check in checks]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two CHECKS have the same name: {names}")
+    return tuple(checks)
