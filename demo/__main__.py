@@ -23,6 +23,7 @@ from django.core.management import call_command
 from django.db import OperationalError
 
 from demo import PREFIX, backends, say
+from fastmon.simulator.faults import parse_fault
 from fastmon.simulator.player import SimulationOptions
 from fastmon.simulator.sending import byte_size
 
@@ -63,6 +64,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="a standby of 5 s after every N STFs of a run (default %(default)s)",
     )
     parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="KIND@N[:VALUE]",
+        help="inject a fault in every run, repeatable: gap@N, duplicate@N, stall@N:SECONDS, "
+        "slow@N:FACTOR, oversize@N:FACTOR (e.g. --fault gap@12 --fault stall@25:40)",
+    )
+    parser.add_argument(
         "--stf-url-prefix",
         help="announce the STF files as URLs under this prefix (root://..., http://...), read "
         "remotely: a server of the demo's STF directory (FASTMON_DEMO_DIR/stf/)",
@@ -87,6 +96,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             runs=args.runs or None, stfs_per_run=args.stfs, rate=args.rate,
             destination=args.destination, stf_size=args.stf_size,
             pause_after=args.pause_after or None,
+            faults=tuple(parse_fault(text) for text in args.fault),
             # Checked here; the data directory is the demo settings' own.
             url_prefix=args.stf_url_prefix, data_dir=Path() if args.stf_url_prefix else None,
         )  # fmt: skip

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from fastmon.simulator.faults import Fault, Faults
 from fastmon.simulator.files import write_stf_file
 from fastmon.simulator.shapes import (
     DEFAULT_TF_COUNT,
@@ -65,6 +66,7 @@ class SimulationOptions:
     pause_for: float = 5.0
     first_run: int | None = None
     seed: int = 0
+    faults: tuple[Fault, ...] = ()  # injected in every run (``faults``)
 
     def __post_init__(self) -> None:
         checks = [
@@ -115,6 +117,7 @@ class Simulator:
         self.shape: MessageShape = (
             RunnerShape(options.namespace) if options.shape == "runner" else DaqsimShape()
         )
+        self.faults = Faults(options.faults)
         self._stopping = threading.Event()
         self._messages = self._stfs = self._runs_started = 0
         self._run: int | None = None
@@ -169,10 +172,11 @@ class Simulator:
             standby = options.pause_after and sequence and sequence % options.pause_after == 0
             if standby and not self._pause(run, tick):
                 break
-            if not self._wait_for_next_stf():
+            if not self._wait_for_next_stf() or not self._fault_waits(sequence + 1):
                 break
             sequence += 1
-            self._announce(run, self._take_stf(run, sequence, tick(), run_dir))
+            if not self.faults.skipped(sequence):  # a gap: the DAQ counts it, none announces it
+                self._announce(run, self._take_stf(run, sequence, tick(), run_dir))
         self._emit(shape.end_run(run, datetime.now(), tick(), sequence))
 
     def _pause(self, run: Run, tick: Callable[[], float]) -> bool:
@@ -185,6 +189,19 @@ class Simulator:
             return False
         self._emit(self.shape.resume_run(run, datetime.now(), tick()))
         self._epoch, self._paced = time.monotonic(), 0
+        return True
+
+    def _fault_waits(self, sequence: int) -> bool:
+        """A stall, or a slower rate, before this STF (the run still running); the schedule
+        starts again after it. False when stopped meanwhile."""
+        rate = self.options.rate
+        extra = self.faults.stall_before(sequence)
+        extra += 1 / (rate * self.faults.rate_factor(sequence)) - 1 / rate
+        if extra <= 0:
+            return True
+        if self._wait(extra):
+            return False
+        self._epoch, self._paced = time.monotonic(), 1
         return True
 
     def _wait_for_next_stf(self) -> bool:
@@ -213,6 +230,8 @@ class Simulator:
         start = datetime.now()
         end = start + timedelta(seconds=(options.tf_count or DEFAULT_TF_COUNT) * TF_SECONDS)
         stf = Stf(run.number, sequence, start, end, tick, options.stf_size)
+        if (factor := self.faults.size_factor(sequence)) != 1:  # announced so; file unchanged
+            stf = replace(stf, size=round(options.stf_size * factor))
         if run_dir is None:
             return stf
         path = run_dir / stf.filename
@@ -225,6 +244,8 @@ class Simulator:
     def _announce(self, run: Run, stf: Stf) -> None:
         options = self.options
         self._emit(self.shape.stf_gen(run, stf))
+        if self.faults.repeated(stf.sequence):
+            self._emit(self.shape.stf_gen(run, stf))
         if options.stf_ready:
             run_id = self.shape.run_id(run.number)
             self._emit(stf_ready(run_id, stf, options.namespace, tf_count=options.tf_count))

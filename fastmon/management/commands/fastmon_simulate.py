@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from fastmon.conf import fastmon_settings
+from fastmon.simulator.faults import parse_fault
 from fastmon.simulator.player import SimulationOptions, Simulator
 from fastmon.simulator.sending import (
     ReceiptBatches,
@@ -90,6 +91,14 @@ class Command(BaseCommand):
             help="pause (standby) after every N STFs of a run",
         )
         parser.add_argument(
+            "--fault",
+            action="append",
+            default=[],
+            metavar="KIND@N[:VALUE]",
+            help="inject a fault in every run, repeatable: gap@N, duplicate@N, "
+            "stall@N:SECONDS, slow@N:FACTOR, oversize@N:FACTOR",
+        )
+        parser.add_argument(
             "--pause-for",
             type=float,
             default=defaults.pause_for,
@@ -154,6 +163,7 @@ class Command(BaseCommand):
                 tf_count=options["tf_count"], pause_after=options["pause_after"],
                 pause_for=options["pause_for"], first_run=options["first_run"],
                 seed=options["seed"],
+                faults=tuple(parse_fault(text) for text in options["fault"]),
             )  # fmt: skip
         except ValueError as exc:
             raise CommandError(str(exc)) from None
