@@ -18,6 +18,7 @@ from django.utils import timezone
 from fastmon.conf import fastmon_settings
 from fastmon.models import DeadLetter, LiveEvent, Run, StfFile, TfSample
 from fastmon.processing.stats import processing_summary
+from fastmon.quality.flags import current_quality, run_quality
 from fastmon.statistics.read import achieved_fraction, run_statistics
 
 
@@ -104,6 +105,7 @@ def dashboard() -> dict[str, Any]:
         "current_run": current,
         "achieved_fraction": achieved_fraction(current) if current else None,
         "processing": processing_summary(current) if current else None,
+        "quality": current_quality(current) if current else "null",
         "tf_samples": samples,
         "pending_dead_letters": pending_dead_letters().count(),
         "chart_data": {
@@ -131,5 +133,6 @@ def run_page(run: Run) -> dict[str, Any]:
         "run": run,
         "stfs": stfs,
         "statistics": run_statistics(run),
+        "quality": run_quality(run)["overall"],
         "processing": processing_summary(run),
     }

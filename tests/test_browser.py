@@ -87,6 +87,16 @@ def site(start_process: StartProcess, unique_topic: str, stomp_address) -> Itera
            "server": server, "restart_server": restart_server}  # fmt: skip
 
 
+def serve(start_process: StartProcess) -> int:
+    """The test site under uvicorn; returns its port."""
+    port = free_port()
+    server = start_process({}, command="uvicorn", argv=[
+        "-m", "uvicorn", "tests.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+    ])  # fmt: skip
+    server.wait_for_log("Uvicorn running")
+    return port
+
+
 def shot(page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
@@ -189,27 +199,13 @@ def test_the_run_page_follows_fast_processing_live(
     from tests.test_processing import RUN as PROCESSING_RUN
     from tests.test_processing import result_body, slice_body
 
-    port = free_port()
-    server = start_process(
-        {},
-        command="uvicorn",
-        argv=[
-            "-m",
-            "uvicorn",
-            "tests.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-    )
+    port = serve(start_process)
     copy = "/topic/fastmon.copy.panda.results.fastprocessing"
     slices = f"{unique_topic}.slices"
     consumer = start_process({
         "SUBSCRIBE_DESTINATIONS": [unique_topic], "FAST_PROCESSING_DESTINATIONS": [slices, copy],
         "DURABLE_SUBSCRIPTION": False, "AGENT_NAME": f"fastmon-agent-test-{uuid.uuid4().hex[:8]}",
     })  # fmt: skip
-    server.wait_for_log("Uvicorn running")
     consumer.wait_for_log(f"subscribed to {copy}")
     publish(stomp_address, broker_login(), slices, [slice_body(n) for n in range(6)])
     wait_until(lambda: Run.objects.filter(run_number=PROCESSING_RUN).exists(), 20, "the run")
@@ -234,3 +230,44 @@ def test_the_run_page_follows_fast_processing_live(
     dashboard.wait_for_function("document.getElementById('slices-done').textContent === '5'",
                                 timeout=10_000)  # fmt: skip
     assert dashboard.locator("#slices-total").inner_text() == "6"
+
+
+def test_run_quality_goes_bad_live_and_the_run_page_draws_its_flags(
+    browser, start_process: StartProcess, unique_topic: str, stomp_address
+) -> None:
+    """A gap in the STF sequence turns the dashboard's quality card bad without a reload; the
+    run page draws each check's flags as a timeline."""
+    run = 100510
+    port = serve(start_process)
+    consumer = start_process({
+        "SUBSCRIBE_DESTINATIONS": [unique_topic], "SAMPLING_ENABLED": False,
+        "AGENT_NAME": f"fastmon-agent-test-{uuid.uuid4().hex[:8]}",
+    })  # fmt: skip
+    consumer.wait_for_log("subscribed to")
+
+    def announce(*bodies: dict) -> None:
+        publish(stomp_address, broker_login(), unique_topic, [json.dumps(b) for b in bodies])
+
+    def stf(n: int) -> dict:
+        return example("stf_gen", run_id=run, sequence=n, filename=f"swf.{run}.{n:06d}.stf")
+
+    announce(example("run_imminent", run_id=run), example("start_run", run_id=run), stf(1), stf(2))
+    wait_until(lambda: StfFile.objects.filter(run__run_number=run).count() == 2, 20, "2 STFs")
+    page = browser.new_page()
+    page.goto(f"http://127.0.0.1:{port}/fastmon/")
+    page.wait_for_selector("#fastmon-live-status[data-state=live]", timeout=10_000)
+    assert page.locator("#run-quality").inner_text() == "good"
+
+    announce(stf(4))  # 3 never comes
+    page.wait_for_function("document.getElementById('run-quality').textContent === 'bad'",
+                           timeout=15_000)  # fmt: skip
+    assert "StfSequence" in page.locator("#alarms").inner_text()
+
+    runs = browser.new_page()
+    runs.goto(f"http://127.0.0.1:{port}/fastmon/runs/{run}/")
+    runs.wait_for_selector("#quality tr[data-check=StfSequence] rect.fastmon-q-bad")
+    assert runs.locator("#run-quality").inner_text() == "bad"
+    good_then_bad = runs.locator("#quality tr[data-check=StfSequence] rect")
+    assert [good_then_bad.nth(i).get_attribute("class") for i in range(2)] == [
+        "fastmon-q-good", "fastmon-q-bad"]  # fmt: skip
+    shot(runs, "run-quality")

@@ -1,5 +1,5 @@
 // The dashboard: cards, the live TF sample table and three charts (uPlot), fed by live events.
-import { cell, connectLive, formatBytes, link } from "./live.js";
+import { cell, connectLive, formatBytes, link, showQuality, throttled } from "./live.js";
 
 const WINDOW_S = 600;
 const BIN_S = 5;
@@ -86,25 +86,22 @@ function addSampleRows(event) {
 // The current run's fast processing, asked of the API again (at most once a second) when its
 // slices move on.
 const processing = document.getElementById("processing");
-let refreshing = null;
-function refreshProcessing(run) {
-  if (refreshing) return;
-  refreshing = setTimeout(async () => {
-    refreshing = null;
-    const response = await fetch(processing.dataset.api.replace("/0/", `/${run}/`));
-    if (!response.ok) return;
-    const figures = await response.json();
-    for (const status of ["done", "total", "failed"]) {
-      document.getElementById(`slices-${status}`).textContent = String(figures.slices[status]);
-    }
-  }, 1000);
-}
+const refreshProcessing = throttled(async (run) => {
+  const response = await fetch(processing.dataset.api.replace("/0/", `/${run}/`));
+  if (!response.ok) return;
+  const figures = await response.json();
+  for (const status of ["done", "total", "failed"]) {
+    document.getElementById(`slices-${status}`).textContent = String(figures.slices[status]);
+  }
+});
 
 function currentRun() {
   return Number(document.getElementById("current-run").textContent);
 }
 
 function showRun(event) {
+  // A new run: no check has judged it yet.
+  if (event.run_number !== currentRun()) showQuality(document.getElementById("run-quality"), "null");
   const current = document.getElementById("current-run");
   current.replaceChildren(link("run-link", "0", event.run_number, String(event.run_number)));
   document.getElementById("daq-state").textContent = `${event.payload.state || "—"} / ${event.payload.substate || "—"}`;
@@ -121,6 +118,9 @@ connectLive({
       } else if (event.kind === "run") showRun(event);
       else if (event.kind === "processing" && event.run_number === currentRun()) {
         refreshProcessing(event.run_number);
+      }
+      else if (event.kind === "quality" && event.run_number === currentRun()) {
+        showQuality(document.getElementById("run-quality"), event.payload.current);
       }
       else if (event.kind === "dead_letter") {
         const count = document.getElementById("dead-letters");

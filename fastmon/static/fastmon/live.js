@@ -116,3 +116,24 @@ export function formatBytes(bytes) {
   }
   return unit ? `${value.toFixed(1)} ${units[unit]}` : `${value} bytes`;
 }
+
+// fn(...args) at most once per `ms`: the last call's arguments win. For figures the database
+// computes, asked of the API again when events say they moved.
+export function throttled(fn, ms = 1000) {
+  let timer = null;
+  let latest = [];
+  return (...args) => {
+    latest = args;
+    if (timer) return;
+    timer = setTimeout(() => {
+      timer = null;
+      fn(...latest);
+    }, ms);
+  };
+}
+
+// A quality as the pages show it: null is "unknown" (ALICE's Unknown).
+export function showQuality(element, quality) {
+  element.textContent = quality === "null" ? "unknown" : quality;
+  element.className = `fastmon-quality fastmon-q-${quality}`;
+}

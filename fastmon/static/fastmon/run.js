@@ -1,6 +1,7 @@
 // A run's page: new STFs join the table, samples are drawn over their STF as they arrive,
 // fast-processing figures follow the slices' results.
-import { addRange, cell, connectLive, drawRanges, formatBytes, link } from "./live.js";
+import { addRange, cell, connectLive, drawRanges, formatBytes, link, throttled } from "./live.js";
+import { drawQuality } from "./quality.js";
 
 const table = document.getElementById("stfs");
 const runNumber = Number(table.dataset.runNumber);
@@ -31,7 +32,6 @@ function addStf(stf) {
 // Fast processing: the figures are the database's (percentiles, distinct workers), so a
 // "processing" event makes the page ask the API again, at most once a second.
 const processing = document.getElementById("processing");
-let refreshing = null;
 
 function text(id, value) {
   document.getElementById(id).textContent = value;
@@ -41,22 +41,23 @@ function seconds(value) {
   return value === null || value === undefined ? "—" : `${value.toFixed(1)} s`;
 }
 
-function refreshProcessing() {
-  if (refreshing) return;
-  refreshing = setTimeout(async () => {
-    refreshing = null;
-    const response = await fetch(processing.dataset.api, { headers: { Accept: "application/json" } });
-    if (!response.ok) return;
-    const figures = await response.json();
-    for (const status of ["total", "queued", "done", "failed"]) text(`slices-${status}`, figures.slices[status]);
-    const time = figures.processing_seconds;
-    text("slices-seconds", time.count ? `${seconds(time.p50)} / ${seconds(time.p95)}` : "—");
-    text("slices-retries", figures.retries);
-    text("slices-workers", `${figures.workers.seen} / ${figures.workers.targeted ?? "—"}`);
-    const latency = figures.latency_seconds.stf_to_result;
-    text("slices-latency", latency.count ? seconds(latency.p50) : "—");
-  }, 1000);
-}
+const refreshProcessing = throttled(async () => {
+  const response = await fetch(processing.dataset.api, { headers: { Accept: "application/json" } });
+  if (!response.ok) return;
+  const figures = await response.json();
+  for (const status of ["total", "queued", "done", "failed"]) text(`slices-${status}`, figures.slices[status]);
+  const time = figures.processing_seconds;
+  text("slices-seconds", time.count ? `${seconds(time.p50)} / ${seconds(time.p95)}` : "—");
+  text("slices-retries", figures.retries);
+  text("slices-workers", `${figures.workers.seen} / ${figures.workers.targeted ?? "—"}`);
+  const latency = figures.latency_seconds.stf_to_result;
+  text("slices-latency", latency.count ? seconds(latency.p50) : "—");
+});
+
+// Quality: drawn from the API, again when a check's verdict on this run changes.
+const quality = document.getElementById("quality");
+const refreshQuality = throttled(() => drawQuality(quality), 500);
+drawQuality(quality);
 
 drawRanges();
 connectLive({
@@ -65,7 +66,9 @@ connectLive({
     for (const event of events) {
       if (event.kind === "stf") event.payload.stfs.forEach(addStf);
       else if (event.kind === "processing") refreshProcessing();
+      else if (event.kind === "quality") refreshQuality();
       else if (event.kind === "run") {
+        refreshQuality(); // an end closes the flags
         document.getElementById("run-state").textContent = `${event.payload.state || "—"} / ${event.payload.substate || "—"}`;
       } else if (event.kind === "tf_samples") {
         const row = rowOf(event.payload.stf_filename);
