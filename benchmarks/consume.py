@@ -147,9 +147,11 @@ class Stalled(Exception):
     pass
 
 
-def run_fastmon_rate(destination: str, names: list[str], warmup: int, batch_size: int) -> float:
-    """run_fastmon from the commit of the ``warmup``-th announcement (or its subscription) until
-    all rows are committed (acks follow each commit).
+def run_fastmon_rate(
+    destination: str, names: list[str], warmup: int, batch_size: int, **settings: object
+) -> float:
+    """run_fastmon (with these FASTMON ``settings``) from the commit of the ``warmup``-th
+    announcement (or its subscription) until all rows are committed (acks follow each commit).
 
     The clock stops when the last announcement's row is there and all are: one indexed lookup
     per poll until then, as a COUNT(*) of a growing table at each poll would take CPU from
@@ -164,7 +166,7 @@ def run_fastmon_rate(destination: str, names: list[str], warmup: int, batch_size
         cursor.execute(f"TRUNCATE {StfFile._meta.db_table} CASCADE")
     changes = {"SUBSCRIBE_DESTINATIONS": [destination], "PREFETCH": PREFETCH,
                "BATCH_SIZE": batch_size, "SUMMARY_INTERVAL_S": 3600,
-               "AGENT_NAME": f"fastmon-bench-{uuid.uuid4().hex[:6]}"}  # fmt: skip
+               "AGENT_NAME": f"fastmon-bench-{uuid.uuid4().hex[:6]}", **settings}  # fmt: skip
     env = {**os.environ, "FASTMON_TEST_SETTINGS": json.dumps(changes)}
     log_path = Path(f"/tmp/fastmon-bench-{uuid.uuid4().hex[:6]}.log")
     with log_path.open("wb") as log:

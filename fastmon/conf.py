@@ -167,6 +167,9 @@ DEFAULTS: dict[str, Any | Callable[[], Any]] = {
     # environment (X509_USER_PROXY), as every grid client does.
     "REMOTE_READ_TIMEOUT_S": 30.0,
     "REMOTE_READ_RETRIES": 3,
+    # The fraction of read STFs whose sampled ranges are read a second time, to catch storage
+    # that returns other bytes (the TfChecksum check compares). 0 turns it off.
+    "VERIFY_READ_FRACTION": 0.01,
     "REMOTE_MAX_CONCURRENT_PER_HOST": 4,
     "REMOTE_READ_BATCH_BYTES": 16 * 1024 * 1024,
     # STF size assumed for estimates when neither the file nor the announcement gives one.
@@ -241,6 +244,7 @@ DEFAULTS: dict[str, Any | Callable[[], Any]] = {
         {"class": "fastmon.quality.builtin.StfRateDrop"},
         {"class": "fastmon.quality.builtin.StfSizeOutlier"},
         {"class": "fastmon.quality.builtin.SampleLatency"},
+        {"class": "fastmon.quality.builtin.TfChecksum"},
         {"class": "fastmon.quality.builtin.DeadLetterRate"},
     ],
     # Seconds between run_fastmon's time-window evaluation (absence, rate, dead letters).

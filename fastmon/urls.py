@@ -6,6 +6,7 @@ from django.urls import include, path
 
 from fastmon import health, metrics, views
 from fastmon.processing.stats import ProcessingCollector
+from fastmon.quality.alarms import ActiveAlarms
 
 app_name = "fastmon"
 
@@ -18,5 +19,10 @@ urlpatterns = [
     path("api/", include("fastmon.api.urls")),
     path("health/live/", health.live, name="health-live"),
     path("health/ready/", health.ready, name="health-ready"),
-    path("metrics/", metrics.metrics_view, {"collectors": [ProcessingCollector()]}, name="metrics"),
+    path(
+        "metrics/",
+        metrics.metrics_view,
+        {"collectors": [ProcessingCollector(), ActiveAlarms()]},
+        name="metrics",
+    ),
 ]

@@ -39,6 +39,14 @@ def fastmon(**changes: Any) -> override_settings:
     return override_settings(FASTMON={**settings.FASTMON, **changes})
 
 
+@pytest.fixture(autouse=True)
+def no_checks() -> Any:
+    """The live mechanics alone: quality checks' events would join every stream here
+    (tests/test_quality.py and the browser test follow those)."""
+    with fastmon(CHECKS=[]):
+        yield
+
+
 @pytest.fixture
 def connect() -> Any:
     """Open websockets on the test site's ASGI application (as a host site routes them)."""

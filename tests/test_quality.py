@@ -97,6 +97,14 @@ def test_the_quality_api_and_the_alarm_list(client) -> None:
     assert client.get(f"{API}/alarms/", {"active": "true"}).json()["results"] == []
     assert client.get(f"{API}/runs/999/quality/").status_code == 404
 
+    Alarm.objects.filter(run__run_number=BAD).update(cleared_at=None)  # as while it runs
+    scraped = client.get("/fastmon/metrics/").content.decode()
+    assert (
+        f'fastmon_quality_alarms_active{{check="StfSequence",quality="bad",run="{BAD}"}} 1.0'
+        in scraped
+    )
+    assert 'fastmon_quality_alarms_total{action="raise",check="StfSequence"}' in scraped
+
 
 def now_stamp() -> str:
     return datetime.now().isoformat()  # the runner's naive local time

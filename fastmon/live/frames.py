@@ -125,12 +125,11 @@ def quality_alarm_event(run_number: int, alarm: Alarm, action: str) -> LiveEvent
     )  # fmt: skip
 
 
-def quality_event(
-    run_number: int, current: str, check: str, quality: str, reason: str
-) -> LiveEvent:
-    """A check's verdict on a run changed: pages show the run's quality now (``current``)."""
+def quality_event(run_number: int, current: str, moved: dict[str, dict[str, str]]) -> LiveEvent:
+    """Checks' verdicts on a run changed (``moved``: by check, its quality and reason); pages
+    show the run's quality now (``current``)."""
     return LiveEvent(
         kind=LiveEvent.Kind.QUALITY,
         run_number=run_number,
-        payload={"current": current, "check": check, "quality": quality, "reason": reason},
+        payload={"current": current, "checks": moved},
     )

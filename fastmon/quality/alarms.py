@@ -5,9 +5,11 @@ ends, at most one open per run and check. Each raise and clear goes out through 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import datetime
 
 from django.db import transaction
+from prometheus_client.core import GaugeMetricFamily
 
 from fastmon import metrics
 from fastmon.conf import fastmon_settings
@@ -58,3 +60,21 @@ def _announce(run: Run, alarm: Alarm, action: str) -> None:
     record_live_events([quality_alarm_event(run.run_number, alarm, action)])
     counted = metrics.ALARMS.labels(check=alarm.check_name, action=action)
     transaction.on_commit(counted.inc)
+
+
+class ActiveAlarms:
+    """``fastmon_quality_alarms_active``, read from the database at each scrape: what an
+    Alertmanager rule routes (every process sees the same rows; nothing to add up)."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "fastmon_quality_alarms_active",
+            "Quality alarms open now, by run and check (1 while open).",
+            labels=["run", "check", "quality"],
+        )
+        open_alarms = Alarm.objects.filter(cleared_at=None).values_list(
+            "run__run_number", "check_name", "quality"
+        )
+        for run, check, quality in open_alarms[:1000]:
+            family.add_metric([str(run), check, quality], 1)
+        yield family

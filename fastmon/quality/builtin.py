@@ -186,6 +186,32 @@ class SampleLatency(Check):
         return good(f"STF to TF sample p95 {p95:.1f} s")
 
 
+class TfChecksum(Check):
+    """TF sample checksums against the same range read a second time, or against what the
+    TFs' announced checksums make of the range: bytes that are not what was written. Bad for
+    the rest of the run once over ``max_disagreements``."""
+
+    max_disagreements = 0
+
+    def on_samples(
+        self, memory: dict, run: RunFacts, samples: Sequence[SampleSeen]
+    ) -> Verdict | None:
+        compared = [s for s in samples if s.compared_with]
+        if not compared and not memory.get("compared"):
+            return None
+        wrong = [s.tf_filename for s in compared if set(s.compared_with) != {s.checksum}]
+        memory["compared"] = memory.get("compared", 0) + len(compared)
+        memory["disagreements"] = memory.get("disagreements", 0) + len(wrong)
+        if wrong:
+            memory["last"] = wrong[-1]
+        if memory["disagreements"] > self.max_disagreements:
+            return self.says(
+                f"{memory['disagreements']} of {memory['compared']} TF sample checksums "
+                f"disagree (last {memory['last']})"
+            )
+        return good(f"{memory['compared']} TF sample checksums agree")
+
+
 class DeadLetterRate(Check):
     """Dead letters (unusable messages) in the last ``window_s``: over ``max_count`` says the
     stream is damaged. Dead letters belong to no run: every running run hears of them."""

@@ -2,7 +2,8 @@
 announcements, on stored TF samples, on a tick (``CHECK_INTERVAL_S``, run_fastmon's quality
 thread) and at end of run; always inside the transaction that stores what they judge.
 
-Checks fire only while a run is running (CHECK_RUNNING_STATES, not a CHECK_QUIET_SUBSTATES)
+Checks fire only while a run is running (CHECK_RUNNING_STATES, not a CHECK_QUIET_SUBSTATES,
+or no state known)
 and past CHECK_GRACE_S after a state change: their memory is kept up all the same, and a
 verdict held back is given again at the next evaluation, since checks judge what they keep.
 The end-of-run verdicts are the exception: the run is over, its faults are final."""
@@ -88,6 +89,7 @@ def _evaluate(
     states = _states(runs, [check.name for check in checks])
     events = []
     for rid, run in runs.items():
+        moved: dict[str, dict[str, str]] = {}
         facts = RunFacts(run.run_number, run.state, run.substate, run.state_changed_at,
                          run.total_stf_files)  # fmt: skip
         firing = not gated or _running(run, at)
@@ -100,16 +102,18 @@ def _evaluate(
             first_flag = start if state.since is None else None
             if flags.move(state, verdict, at, first_flag):
                 alarms.follow(run, check.name, before, verdict.quality, verdict.reason, at)
-                current = worst(s.quality for (r, _), s in states.items() if r == rid)
-                events.append(quality_event(run.run_number, current, check.name,
-                                            verdict.quality, verdict.reason))  # fmt: skip
+                moved[check.name] = {"quality": verdict.quality, "reason": verdict.reason}
+        if moved:  # one event per run and evaluation, however many checks moved
+            current = worst(s.quality for (r, _), s in states.items() if r == rid)
+            events.append(quality_event(run.run_number, current, moved))
     CheckState.objects.bulk_update(states.values(), ["memory", "quality", "reason", "since"])
     record_live_events(events)
 
 
 def _running(run: Run, at: datetime) -> bool:
-    """Checks may fire: running, and past the grace period of the last state change."""
-    if run.state not in fastmon_settings.CHECK_RUNNING_STATES:
+    """Checks may fire: running (or in no state fastmon knows of: STFs without a run's
+    lifecycle, as in watch mode), and past the grace period of the last state change."""
+    if run.state and run.state not in fastmon_settings.CHECK_RUNNING_STATES:
         return False
     if run.substate in fastmon_settings.CHECK_QUIET_SUBSTATES:
         return False

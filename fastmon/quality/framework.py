@@ -52,10 +52,13 @@ class StfSeen:
 
 @dataclass(frozen=True)
 class SampleSeen:
-    """One TF sample just stored, with its STF's latency from announcement to sample."""
+    """One TF sample just stored, with its STF's latency from announcement to sample, and the
+    checksums its own is compared with (the range read again, the TFs' announced ones)."""
 
     tf_filename: str
     latency_s: float | None
+    checksum: str = ""
+    compared_with: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

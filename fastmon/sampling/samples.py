@@ -106,6 +106,10 @@ def record_tf_samples(plans: Sequence[SamplePlan]) -> list[TfSample]:
     return samples
 
 
+# Checksums a sample's metadata may hold beside its own (``sampling.service``).
+COMPARED_CHECKSUMS = ("checksum_announced", "checksum_reread")
+
+
 def _seen_by_run(samples: list[TfSample]) -> dict[int, list[SampleSeen]]:
     """What the quality checks are given: each sample with its STF's announcement-to-sample
     latency."""
@@ -114,7 +118,10 @@ def _seen_by_run(samples: list[TfSample]) -> dict[int, list[SampleSeen]]:
         if sample.run_id is not None:
             received = sample.stf.received_at
             latency = (sample.created_at - received).total_seconds() if received else None
-            seen.setdefault(sample.run_id, []).append(SampleSeen(sample.tf_filename, latency))
+            others = (sample.metadata.get(key) for key in COMPARED_CHECKSUMS)
+            seen.setdefault(sample.run_id, []).append(SampleSeen(
+                sample.tf_filename, latency, sample.checksum, tuple(c for c in others if c)
+            ))  # fmt: skip
     return seen
 
 

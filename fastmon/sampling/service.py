@@ -5,6 +5,7 @@ sampled, or being sampled by another worker, are left alone."""
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -19,6 +20,7 @@ from fastmon.live.events import record_live_events
 from fastmon.live.frames import alarm_event
 from fastmon.models import SamplingPolicy, StfFile, TfSample
 from fastmon.processing.parameters import policy_overrides
+from fastmon.sampling.checksums import announced_range_checksums
 from fastmon.sampling.policies import current_policy
 from fastmon.sampling.policy import Policy, StfFacts, TfRange, sample
 from fastmon.sampling.reading import ReadReport, Unreachable, read_stf
@@ -188,12 +190,17 @@ def _measure(
     """Real sizes and Adler-32 from the file, where it lives, when it is reachable; else
     estimated sizes, with the reason."""
     context = {"state": stf.state, "substate": stf.substate}
+    spans = [(r.tf_first, r.tf_last) for r in ranges]
+
+    def read() -> ReadReport:
+        return read_stf(stf.file_url, stf.stf_filename, fastmon_settings.DATA_ROOTS, tf_count,
+                        spans, lambda size: _tf_boundaries(stf, tf_count, size))  # fmt: skip
+
     try:
-        report = read_stf(
-            stf.file_url, stf.stf_filename, fastmon_settings.DATA_ROOTS, tf_count,
-            [(r.tf_first, r.tf_last) for r in ranges],
-            lambda size: _tf_boundaries(stf, tf_count, size),
-        )  # fmt: skip
+        report = read()
+        # A second read of a few STFs: storage that returns other bytes the second time is
+        # caught by the TfChecksum check.
+        again = read() if _verified(stf.stf_filename) else None
     except (Unreachable, OSError, ValueError) as exc:  # ValueError: a URL Python cannot parse
         stf_size = stf.size_bytes or fastmon_settings.ESTIMATED_STF_SIZE_BYTES
         estimated = {**context, "estimated_because": str(exc)}
@@ -208,10 +215,25 @@ def _measure(
         ], None
     metrics.READ_SECONDS.labels(report.protocol).observe(report.seconds)
     metrics.READ_BYTES.labels(report.protocol).inc(report.bytes_read)
-    return [
-        replace(r, file_size_bytes=m.size_bytes, checksum=m.checksum, metadata=context)
-        for r, m in zip(ranges, report.measured, strict=True)
-    ], report
+    announced = announced_range_checksums(
+        stf.metadata.get("stf_ready", {}).get("tf_checksums"), tf_count, spans,
+        _tf_boundaries(stf, tf_count, report.file_size), report.file_size,
+    )  # fmt: skip
+    measured = []
+    for n, (r, m) in enumerate(zip(ranges, report.measured, strict=True)):
+        compared = {"checksum_announced": announced[n]} if announced[n] else {}
+        if again is not None:
+            compared["checksum_reread"] = again.measured[n].checksum
+        metadata = {**context, **compared}
+        measured.append(replace(r, file_size_bytes=m.size_bytes, checksum=m.checksum,
+                                metadata=metadata))  # fmt: skip
+    return measured, report
+
+
+def _verified(stf_filename: str) -> bool:
+    """Whether this STF's ranges are read twice (VERIFY_READ_FRACTION of them, the same ones
+    whichever worker samples)."""
+    return zlib.crc32(stf_filename.encode()) / 2**32 < fastmon_settings.VERIFY_READ_FRACTION
 
 
 def _tf_boundaries(stf: StfFile, tf_count: int, file_size: int) -> list[int] | None:
