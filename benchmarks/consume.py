@@ -64,9 +64,9 @@ def broker() -> stomp.Connection:
     return connection
 
 
-def fill_queue(destination: str, count: int) -> list[str]:
-    """Queue ``count`` persistent announcements; return once the broker has them all, with
-    their file names in order."""
+def fill_queue(destination: str, count: int, sizes: bool = False) -> list[str]:
+    """Queue ``count`` persistent announcements (with STF sizes about 2 GB: ``sizes``); return
+    once the broker has them all, with their file names in order."""
     done = threading.Event()
 
     class Receipt(stomp.ConnectionListener):
@@ -90,6 +90,8 @@ def fill_queue(destination: str, count: int) -> list[str]:
             "state": "run",
             "substate": "physics",
         }
+        if sizes:
+            body["size"] = 2 * 1024**3 + (n % 97) * 4096
         headers = {"persistent": "true"}
         if n == count:
             headers["receipt"] = "last"

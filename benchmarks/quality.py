@@ -3,12 +3,12 @@ with the default checks and with none, beside stomp.py's raw rate, in one run.
 
     .venv/bin/python benchmarks/quality.py [--messages 20000] [--rounds 3]
 
-Needs the services (`scripts/services.sh up`). As benchmarks/consume.py (whose harness it
-uses): persistent stf_gen announcements of one running run, drained by a bare stomp.py client
-(the baseline), by run_fastmon with ``CHECKS=[]`` and by run_fastmon with the default checks
-(every announcement evaluated by every check, per batch, in the batch's transaction), in
-alternated rounds. Prints the rates, each one's ratio to the raw rate, and how much the checks
-lower that ratio, beside #21's targets: >= 2,000 announcements/s evaluated, <= 10 % lower.
+Needs the services (`scripts/services.sh up`). As benchmarks/consume.py, whose harness it uses:
+persistent stf_gen announcements of one running run, with STF sizes, drained by a bare stomp.py
+client (the baseline), by run_fastmon with ``CHECKS=[]`` and by run_fastmon with the default
+checks (every announcement evaluated by every check, per batch, in the batch's transaction),
+in alternated rounds. Prints the rates, each one's ratio to the raw rate, and how much the
+checks lower that ratio, beside #21's targets: >= 2,000 announcements/s evaluated, <= 10 %.
 """
 
 from __future__ import annotations
@@ -17,6 +17,9 @@ import argparse
 import statistics
 import sys
 import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.consume import (
     BATCH_SIZE,
@@ -49,7 +52,7 @@ def main() -> None:
 
     def queued(kind: str) -> tuple[str, list[str]]:
         destination = f"/queue/fastmon.bench.{kind}.{uuid.uuid4().hex[:8]}"
-        return destination, fill_queue(destination, args.warmup + args.messages)
+        return destination, fill_queue(destination, args.warmup + args.messages, sizes=True)
 
     def raw(warmup: int = args.warmup) -> float:
         destination, names = queued("raw")

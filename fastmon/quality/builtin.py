@@ -146,17 +146,18 @@ class StfSizeOutlier(Check):
 
     def on_stfs(self, memory: dict, run: RunFacts, stfs: Sequence[StfSeen]) -> Verdict | None:
         sizes: list[int] = memory.get("sizes", [])
+        new = [stf for stf in stfs if stf.new and stf.size_bytes is not None]
         odd = []
-        for stf in stfs:
-            if not stf.new or stf.size_bytes is None:
-                continue
-            if len(sizes) >= self.min_count:
-                median = statistics.median(sizes)
-                spread = statistics.median(abs(s - median) for s in sizes) * 1.4826
-                allowed = max(self.max_deviations * spread, self.min_relative * median)
-                if abs(stf.size_bytes - median) > allowed:
-                    odd.append(f"{stf.filename} {stf.size_bytes:,} B (usually {median:,.0f} B)")
-            sizes.append(stf.size_bytes)
+        if len(sizes) >= self.min_count:  # judged against the sizes before the batch: one
+            median = statistics.median(sizes)  # median and MAD per batch, not per STF
+            spread = statistics.median(abs(s - median) for s in sizes) * 1.4826
+            allowed = max(self.max_deviations * spread, self.min_relative * median)
+            odd = [
+                f"{stf.filename} {stf.size_bytes:,} B (usually {median:,.0f} B)"
+                for stf in new
+                if abs(stf.size_bytes - median) > allowed
+            ]
+        sizes.extend(stf.size_bytes for stf in new)
         memory["sizes"] = sizes[-self.kept :]
         if odd:
             return self.says(f"STF size outlier: {'; '.join(odd[:3])}")

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from fastmon.conf import fastmon_settings
+from fastmon.db import update_each
 from fastmon.live.events import record_live_events
 from fastmon.live.frames import quality_event
 from fastmon.models import CheckState, DeadLetter, Run
@@ -85,8 +86,8 @@ def _evaluate(
     if not checks or not run_ids:
         return
     at = at or timezone.now()
-    runs = {run.pk: run for run in Run.objects.filter(pk__in=run_ids)}
-    states = _states(runs, [check.name for check in checks])
+    states = _states(run_ids, [check.name for check in checks])
+    runs = {state.run_id: state.run for state in states.values()}
     events = []
     for rid, run in runs.items():
         moved: dict[str, dict[str, str]] = {}
@@ -106,7 +107,8 @@ def _evaluate(
         if moved:  # one event per run and evaluation, however many checks moved
             current = worst(s.quality for (r, _), s in states.items() if r == rid)
             events.append(quality_event(run.run_number, current, moved))
-    CheckState.objects.bulk_update(states.values(), ["memory", "quality", "reason", "since"])
+    kept = {s.pk: [s.memory, s.quality, s.reason, s.since] for s in states.values()}
+    update_each(CheckState, {}, ["memory", "quality", "reason", "since"], kept)
     record_live_events(events)
 
 
@@ -121,12 +123,15 @@ def _running(run: Run, at: datetime) -> bool:
     return run.state_changed_at is None or at - run.state_changed_at >= grace
 
 
-def _states(runs: Mapping[int, Run], names: list[str]) -> dict[tuple[int, str], CheckState]:
-    """Every check's state of these runs, locked (made where missing)."""
-    wanted = [(rid, name) for rid in runs for name in names]
-    found = CheckState.objects.filter(run_id__in=list(runs), check_name__in=names)
-    locked = found.select_for_update().order_by("run_id", "check_name")  # one order: no deadlock
+def _states(run_ids: list[int], names: list[str]) -> dict[tuple[int, str], CheckState]:
+    """Every check's state of these runs, with its run, locked (made where missing)."""
+    found = CheckState.objects.filter(run_id__in=run_ids, check_name__in=names)
+    # One order, no deadlock; the run comes along (one query for both).
+    locked = (
+        found.select_related("run").select_for_update(of=("self",)).order_by("run_id", "check_name")
+    )
     states = {(s.run_id, s.check_name): s for s in locked}
+    wanted = [(rid, name) for rid in dict.fromkeys(run_ids) for name in names]
     if len(states) < len(wanted):
         missing = [CheckState(run_id=r, check_name=n) for r, n in wanted if (r, n) not in states]
         CheckState.objects.bulk_create(missing, ignore_conflicts=True)
