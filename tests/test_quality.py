@@ -15,7 +15,7 @@ from django.conf import settings
 from django.test import override_settings
 
 from fastmon.ingest.pipeline import ingest_message
-from fastmon.models import Alarm, OutboxMessage, QualityFlag, Run
+from fastmon.models import Alarm, CheckState, OutboxMessage, QualityFlag, Run
 from fastmon.quality.evaluate import on_tick
 from fastmon.quality.flags import run_quality
 from fastmon.testing.broker import subscribed
@@ -166,3 +166,33 @@ def test_a_stall_while_running_raises_an_alarm_through_the_broker_in_time(
             stomp_address)  # fmt: skip
         [cleared] = collector.json_bodies(1, timeout=10, settle=0.2)
         assert (cleared["action"], cleared["alarm_id"]) == ("clear", raised["alarm_id"])
+
+
+@pytest.mark.django_db
+def test_an_end_run_judges_the_stfs_of_its_own_batch_and_what_grace_held_back() -> None:
+    from fastmon.ingest.messages import InboundMessage
+    from fastmon.ingest.pipeline import ingest_batch
+
+    run = 100304
+    bodies = run_messages(run, [1, 2, 4], total=4, at=now_stamp())  # all within the grace
+    ingest_batch(InboundMessage(body) for body in bodies)  # one batch: STFs are applied last
+    flags = {f["check"]: f for f in run_quality(Run.objects.get(run_number=run))["flags"]}
+    assert flags["EndRunTotal"]["reason"] == "end_run says 4 STFs, 3 seen"
+    assert "1 missing (3)" in flags["StfSequence"]["reason"]
+    assert flags["StfSequence"]["quality"] == "bad"
+
+
+@pytest.mark.django_db
+def test_an_oversize_stf_is_an_outlier_when_its_stf_ready_gives_the_size() -> None:
+    run = 100305
+    for n in range(1, 27):
+        name = f"swf.{run}.{n:06d}.stf"
+        size = 2_000_000 * (10 if n == 26 else 1)
+        ingest_message(json.dumps(example("stf_gen", run_id=run, sequence=n, filename=name)))
+        ready = json.dumps(example("stf_ready", run_id=run, sequence=n, filename=name,
+                                   size_bytes=size))  # fmt: skip
+        ingest_message(ready)
+        ingest_message(ready, {"redelivered": "true"})  # its size counts once
+    state = CheckState.objects.get(run__run_number=run, check_name="StfSizeOutlier")
+    assert state.quality == "medium" and f"swf.{run}.000026.stf 20,000,000 B" in state.reason
+    assert len(state.memory["sizes"]) == 26

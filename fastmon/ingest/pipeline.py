@@ -35,6 +35,7 @@ from fastmon.live.events import record_live_events
 from fastmon.live.frames import processing_events
 from fastmon.models import DeadLetter
 from fastmon.processing.apply import apply_processing_message
+from fastmon.quality import evaluate as quality
 from fastmon.sampling.dispatch import enqueue_sampling
 from fastmon.subscribers.control import apply_control_request
 
@@ -110,6 +111,15 @@ def ingest_read(batch: ReadBatch) -> BatchResult:
             parsed for index, parsed in processing if results[index].outcome is Outcome.STORED
         ]
         record_live_events(processing_events(stored))
+        # Runs ended by this batch are judged once its STFs are in (they are applied last).
+        ended = {
+            reading.run_id
+            for (_, reading), result in zip(batch, results, strict=True)
+            if isinstance(reading, RunMessage) and reading.msg_type == "end_run"
+            and result is not None and result.outcome is Outcome.STORED
+        }  # fmt: skip
+        if ended:
+            quality.on_runs_end(ended)
     batch_result = BatchResult([result for result in results if result is not None])
     if batch_result.results:
         logger.debug("ingested batch of %d: %s", len(batch_result.results),

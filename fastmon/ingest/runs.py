@@ -10,7 +10,6 @@ from fastmon.live.events import record_live_events
 from fastmon.live.frames import run_event
 from fastmon.models import Run
 from fastmon.processing.parameters import fast_processing_parameters
-from fastmon.quality import evaluate as quality
 
 ENDED = "ended"
 _RUN_STAMPS = {"run_imminent": "imminent_at", "start_run": "started_at", "end_run": "ended_at"}
@@ -51,8 +50,6 @@ def apply_run_message(message: RunMessage) -> str:
     changed = set_changed(run, values)
     if changed:
         run.save(update_fields=[*changed, "updated_at"])
-    if message.msg_type == "end_run" and "state" in changed:
-        quality.on_run_end(run)
     if created or {"state", "substate"} & set(changed):
         record_live_events([run_event(run.run_number, run.state, run.substate, message.msg_type)])
     return f"run {run.run_number} {'created' if created else 'updated'} by {message.msg_type}"

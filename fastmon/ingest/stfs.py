@@ -52,10 +52,12 @@ def upsert_stf_files(announcements: list[tuple[InboundMessage, StfMessage]]) -> 
         values, status, extras = _stf_values(message, runs)
         stf, row = stored.get(message.filename), new.get(message.filename)
         known = stf.metadata if stf is not None else row["metadata"] if row is not None else {}
+        size_known = stf.size_bytes if stf is not None else row.get("size_bytes") if row else None
         run_id = stf.run_id if stf is not None and stf.run_id else values.get("run_id")
         if run_id is not None:
             seen.setdefault(run_id, []).append(StfSeen(
-                message.filename, values.get("sequence"), values.get("size_bytes"),
+                message.filename, values.get("sequence"),
+                values.get("size_bytes") if size_known is None else None,  # its first size
                 inbound.received_at or now, new=stf is None and row is None,
                 # The same announcement again, and not the broker redelivering it.
                 repeated=message.msg_type in known and inbound.headers.get("redelivered") != "true",

@@ -46,6 +46,10 @@ class StfSequence(Check):
         memory.update(counts, last=last, missing=sorted(missing))
         return self._verdict(memory)
 
+    def on_end(self, memory: dict, run: RunFacts) -> Verdict | None:
+        # Final: a gap the grace period held back is judged now.
+        return self._verdict(memory) if "last" in memory else None
+
     def _verdict(self, memory: dict) -> Verdict:
         total, duplicates, late = (memory[k] for k in ("missing_total", "duplicates", "late"))
         shown = ", ".join(str(n) for n in memory["missing"][:10])
@@ -146,7 +150,7 @@ class StfSizeOutlier(Check):
 
     def on_stfs(self, memory: dict, run: RunFacts, stfs: Sequence[StfSeen]) -> Verdict | None:
         sizes: list[int] = memory.get("sizes", [])
-        new = [stf for stf in stfs if stf.new and stf.size_bytes is not None]
+        new = [stf for stf in stfs if stf.size_bytes is not None]  # each STF's first size
         odd = []
         if len(sizes) >= self.min_count:  # judged against the sizes before the batch: one
             median = statistics.median(sizes)  # median and MAD per batch, not per STF

@@ -37,9 +37,13 @@ Hook = Callable[[Check, dict, RunFacts, int], Verdict | None]
 
 
 def on_announcements(seen: Mapping[int, Sequence[StfSeen]]) -> None:
-    """STF announcements just stored, by run id (a run hearing only of STFs it knows, as a
-    redelivery, is left alone)."""
-    news = [rid for rid, stfs in seen.items() if any(stf.new or stf.repeated for stf in stfs)]
+    """STF announcements just stored, by run id (a run hearing nothing new of its STFs, as
+    from a redelivery, is left alone)."""
+    news = [
+        rid
+        for rid, stfs in seen.items()
+        if any(stf.new or stf.repeated or stf.size_bytes is not None for stf in stfs)
+    ]
     _evaluate(news, lambda check, memory, run, rid: check.on_stfs(memory, run, seen[rid]))
 
 
@@ -66,15 +70,17 @@ def on_tick(now: datetime | None = None) -> int:
     return len(runs)
 
 
-def on_run_end(run: Run) -> None:
-    """The run ended: end-of-run verdicts (over the whole run: from when fastmon first heard
-    of it), then every flag closes and every open alarm clears; the run's faults stay in its
-    flags. Flags keep fastmon's clock throughout: the DAQ's may differ."""
+def on_runs_end(run_numbers: Iterable[int]) -> None:
+    """These runs ended: end-of-run verdicts (over the whole run: from when fastmon first
+    heard of it), then every flag closes and every open alarm clears; the runs' faults stay
+    in their flags. Flags keep fastmon's clock throughout: the DAQ's may differ. Again for a
+    redelivered end_run: nothing moves twice."""
     at = timezone.now()
-    _evaluate([run.pk], lambda check, memory, facts, _: check.on_end(memory, facts), at,
-              gated=False, start=flags.run_start(run))  # fmt: skip
-    flags.close_all(run, at)
-    alarms.clear_alarms(run, f"run {run.run_number} ended", at)
+    for run in Run.objects.filter(run_number__in=list(run_numbers)):
+        _evaluate([run.pk], lambda check, memory, facts, _: check.on_end(memory, facts), at,
+                  gated=False, start=flags.run_start(run))  # fmt: skip
+        flags.close_all(run, at)
+        alarms.clear_alarms(run, f"run {run.run_number} ended", at)
 
 
 def _evaluate(

@@ -40,7 +40,9 @@ class RunFacts:
 @dataclass(frozen=True)
 class StfSeen:
     """One STF announcement just stored: ``new`` on the STF's first, ``repeated`` when the
-    same kind of announcement of the same STF came before (the broker's redeliveries aside)."""
+    same kind of announcement of the same STF came before (the broker's redeliveries aside);
+    ``size_bytes`` when it is the first to give the STF's size (an stf_ready after an
+    stf_gen without one)."""
 
     filename: str
     sequence: int | None
