@@ -4,7 +4,16 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
-from fastmon.models import DeadLetter, Run, SamplingPolicy, StfFile, Subscriber, TfSample
+from fastmon.models import (
+    Alarm,
+    DeadLetter,
+    QualityFlag,
+    Run,
+    SamplingPolicy,
+    StfFile,
+    Subscriber,
+    TfSample,
+)
 from fastmon.sampling.policies import save_policy_version
 from fastmon.sampling.samples import change_sample
 from fastmon.subscribers.rules import RequestError, Subscription, parse_subscription
@@ -116,3 +125,31 @@ class SamplingPolicyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # TF samples point at their versions: the ledger must stay whole
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """What the checks wrote: to read, never to edit (the checks own it)."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Alarm)
+class AlarmAdmin(ReadOnlyAdmin):
+    list_display = ["raised_at", "run", "check_name", "quality", "reason", "cleared_at"]
+    list_filter = ["check_name", "quality"]
+    list_select_related = ["run"]
+    date_hierarchy = "raised_at"
+
+
+@admin.register(QualityFlag)
+class QualityFlagAdmin(ReadOnlyAdmin):
+    list_display = ["run", "check_name", "quality", "start", "end", "reason"]
+    list_filter = ["check_name", "quality"]
+    list_select_related = ["run"]

@@ -54,3 +54,18 @@ def test_subscribers_edited_in_the_admin_follow_the_subscription_rules(client) -
         60,
     )
     assert subscriber.expires_at is not None
+
+
+def test_alarms_and_quality_flags_are_listed_read_only(client) -> None:
+    from fastmon.models import Alarm, Run
+
+    client.force_login(User.objects.create_superuser("crew", "crew@example.org", "pw"))
+    run = Run.objects.create(run_number=100330)
+    alarm = Alarm.objects.create(run=run, check_name="StfSequence", quality="bad",
+                                 reason="1 missing", raised_at="2026-12-06T10:00:00Z")  # fmt: skip
+    listed = client.get("/admin/fastmon/alarm/")
+    assert listed.status_code == 200 and "1 missing" in listed.content.decode()
+    assert client.get("/admin/fastmon/qualityflag/").status_code == 200
+    edit = client.post(f"/admin/fastmon/alarm/{alarm.pk}/change/", {"reason": "x"})
+    assert edit.status_code == 403
+    assert client.get("/admin/fastmon/alarm/add/").status_code == 403
