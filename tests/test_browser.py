@@ -240,7 +240,7 @@ def test_run_quality_goes_bad_live_and_the_run_page_draws_its_flags(
     run = 100510
     port = serve(start_process)
     consumer = start_process({
-        "SUBSCRIBE_DESTINATIONS": [unique_topic], "SAMPLING_ENABLED": False,
+        "SUBSCRIBE_DESTINATIONS": [unique_topic], "SAMPLING_ENABLED": False, "CHECK_GRACE_S": 0,
         "AGENT_NAME": f"fastmon-agent-test-{uuid.uuid4().hex[:8]}",
     })  # fmt: skip
     consumer.wait_for_log("subscribed to")

@@ -297,8 +297,8 @@ def test_the_batch_is_one_transaction(monkeypatch) -> None:
 
     apply_announcements = pipeline._apply_announcements
 
-    def then_look(announcements):
-        applied = apply_announcements(announcements)
+    def then_look(announcements, seen):
+        applied = apply_announcements(announcements, seen)
         seen_mid_batch.append(count_from_another_connection())
         return applied
 

@@ -7,17 +7,19 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from django.conf import settings
 from django.test import override_settings
+from django.utils import timezone
 
 from fastmon.ingest.pipeline import ingest_message
 from fastmon.models import Alarm, CheckState, OutboxMessage, QualityFlag, Run
 from fastmon.quality.evaluate import on_tick
 from fastmon.quality.flags import run_quality
+from fastmon.quality.framework import Check
 from fastmon.testing.broker import subscribed
 from fastmon.testing.messages import example
 from tests.conftest import broker_login, holds_for, wait_until
@@ -196,3 +198,37 @@ def test_an_oversize_stf_is_an_outlier_when_its_stf_ready_gives_the_size() -> No
     state = CheckState.objects.get(run__run_number=run, check_name="StfSizeOutlier")
     assert state.quality == "medium" and f"swf.{run}.000026.stf 20,000,000 B" in state.reason
     assert len(state.memory["sizes"]) == 26
+
+
+class Broken(Check):
+    """A site's check with a bug."""
+
+    def on_stfs(self, memory: dict, run: Any, stfs: Any) -> None:
+        memory["touched"] = True
+        raise RuntimeError("a bug")
+
+
+@pytest.mark.django_db
+def test_a_failing_check_is_logged_and_stops_neither_ingest_nor_the_others(caplog) -> None:
+    checks = [{"class": "tests.test_quality.Broken"},
+              {"class": "fastmon.quality.builtin.StfSequence"}]  # fmt: skip
+    with override_settings(FASTMON={**settings.FASTMON, "CHECKS": checks}):
+        for body in run_messages(100306, [1, 3], total=2):
+            assert ingest_message(body).outcome == "stored"
+    assert "quality check Broken failed on run 100306" in caplog.text
+    assert CheckState.objects.get(check_name="Broken").memory == {}  # left as it was
+    assert CheckState.objects.get(check_name="StfSequence").quality == "bad"
+
+
+@pytest.mark.django_db
+@override_settings(FASTMON={**settings.FASTMON, "CHECK_GRACE_S": 5})
+def test_the_grace_period_runs_on_fastmons_clock_not_the_daqs() -> None:
+    """A runner east of UTC stamps its naive local time, read as UTC: hours ahead."""
+    run = 100307
+    ahead = (datetime.now() + timedelta(hours=5)).isoformat()
+    ingest_message(json.dumps(example("start_run", run_id=run, timestamp=ahead)))
+    Run.objects.filter(run_number=run).update(state_seen_at=timezone.now() - timedelta(seconds=6))
+    for n in (1, 3):
+        ingest_message(json.dumps(example("stf_gen", run_id=run, sequence=n,
+                                          filename=f"swf.{run}.{n:06d}.stf")))  # fmt: skip
+    assert CheckState.objects.get(run__run_number=run, check_name="StfSequence").quality == "bad"

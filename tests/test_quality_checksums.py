@@ -83,3 +83,12 @@ def test_checksums_agree_until_an_stf_is_not_what_was_announced(tmp_path: Path) 
     state.refresh_from_db()
     assert state.quality == "bad" and "disagree" in state.reason
     assert Alarm.objects.get(check_name="TfChecksum").cleared_at is None
+
+
+def test_a_second_read_that_fails_leaves_the_first_as_it_was() -> None:
+    from fastmon.sampling.service import _read_again
+
+    def unreadable() -> None:
+        raise OSError("the disk went away")
+
+    assert _read_again(unreadable, "swf.100320.000001.stf") is None

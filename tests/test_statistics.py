@@ -136,3 +136,9 @@ def test_writers_counting_the_same_run_at_once_never_deadlock_nor_lose_counts() 
         thread.join()
     assert failures == []
     assert set(counters.counters_of(run.pk).values()) == {3 * 40}
+
+
+def test_a_percentile_between_two_far_buckets_interpolates_as_percentile_cont() -> None:
+    found = percentiles({bucket_of(1.0): 1, bucket_of(1024.0): 1})
+    assert found["p50"] == pytest.approx((1.0 + 1024.0) / 2, rel=BOUND)
+    assert found["p99"] == pytest.approx(1.0 + 0.99 * 1023.0, rel=BOUND)

@@ -30,7 +30,7 @@ from fastmon.ingest.schema import (
     decode_body,
     validate_message,
 )
-from fastmon.ingest.stfs import upsert_stf_files
+from fastmon.ingest.stfs import Seen, upsert_stf_files
 from fastmon.live.events import record_live_events
 from fastmon.live.frames import processing_events
 from fastmon.models import DeadLetter
@@ -82,6 +82,7 @@ def ingest_read(batch: ReadBatch) -> BatchResult:
     with transaction.atomic():
         results: list[MessageResult | None] = []
         announcements: list[tuple[int, InboundMessage, StfMessage]] = []
+        seen: Seen = {}  # what the quality checks are given
         processing: list[tuple[int, ProcessingReading]] = []
         for index, (message, reading) in enumerate(batch):
             if reading is None:
@@ -92,13 +93,13 @@ def ingest_read(batch: ReadBatch) -> BatchResult:
                 announcements.append((index, message, reading))
                 results.append(None)
             elif isinstance(reading, RunMessage | ProcessingReading):
-                results.append(_apply_alone(message, reading))
+                results.append(_apply_alone(message, reading, seen))
                 if isinstance(reading, ProcessingReading):
                     processing.append((index, reading))
             else:
                 results.append(reading)
         if announcements:
-            for index, result in _apply_announcements(announcements):
+            for index, result in _apply_announcements(announcements, seen):
                 results[index] = result
             samplable = [
                 parsed.filename
@@ -111,15 +112,15 @@ def ingest_read(batch: ReadBatch) -> BatchResult:
             parsed for index, parsed in processing if results[index].outcome is Outcome.STORED
         ]
         record_live_events(processing_events(stored))
-        # Runs ended by this batch are judged once its STFs are in (they are applied last).
+        # The batch's STFs, then the runs it ended (its STFs are applied last), judged once.
         ended = {
             reading.run_id
             for (_, reading), result in zip(batch, results, strict=True)
             if isinstance(reading, RunMessage) and reading.msg_type == "end_run"
             and result is not None and result.outcome is Outcome.STORED
         }  # fmt: skip
-        if ended:
-            quality.on_runs_end(ended)
+        if seen or ended:
+            quality.on_batch(seen, ended)
     batch_result = BatchResult([result for result in results if result is not None])
     if batch_result.results:
         logger.debug("ingested batch of %d: %s", len(batch_result.results),
@@ -148,15 +149,19 @@ def _read(
 
 
 def _apply_announcements(
-    announcements: list[tuple[int, InboundMessage, StfMessage]],
+    announcements: list[tuple[int, InboundMessage, StfMessage]], seen: Seen
 ) -> list[tuple[int, MessageResult]]:
     try:
         with transaction.atomic():
-            details = upsert_stf_files([(message, parsed) for _, message, parsed in announcements])
+            details = upsert_stf_files(
+                [(message, parsed) for _, message, parsed in announcements], seen
+            )
     except Exception as exc:
         if is_outage(exc):
             raise
-        return [(index, _apply_alone(message, parsed)) for index, message, parsed in announcements]
+        return [
+            (index, _apply_alone(message, parsed, seen)) for index, message, parsed in announcements
+        ]
     return [
         (index, MessageResult(Outcome.STORED, parsed.msg_type, detail))
         for (index, _, parsed), detail in zip(announcements, details, strict=True)
@@ -164,7 +169,9 @@ def _apply_announcements(
 
 
 def _apply_alone(
-    message: InboundMessage, parsed: RunMessage | StfMessage | ProcessingReading
+    message: InboundMessage,
+    parsed: RunMessage | StfMessage | ProcessingReading,
+    seen: Seen,
 ) -> MessageResult:
     """Apply one message in its own savepoint: if the database refuses it, dead-letter it.
 
@@ -177,7 +184,7 @@ def _apply_alone(
                 if isinstance(parsed, RunMessage):
                     detail = apply_run_message(parsed)
                 elif isinstance(parsed, StfMessage):
-                    [detail] = upsert_stf_files([(message, parsed)])
+                    [detail] = upsert_stf_files([(message, parsed)], seen)
                 else:
                     detail = apply_processing_message(parsed)
             return MessageResult(Outcome.STORED, parsed.msg_type, detail)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils import timezone
+
 from fastmon.ingest.schema import RunMessage
 from fastmon.ingest.values import aware, set_changed
 from fastmon.live.events import record_live_events
@@ -47,6 +49,8 @@ def apply_run_message(message: RunMessage) -> str:
     if stamped and newer:
         values["state"], values["substate"] = stamped
         values["state_changed_at"] = timestamp or run.state_changed_at
+        if stamped != (run.state, run.substate):
+            values["state_seen_at"] = timezone.now()
     changed = set_changed(run, values)
     if changed:
         run.save(update_fields=[*changed, "updated_at"])

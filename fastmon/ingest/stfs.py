@@ -17,8 +17,10 @@ from fastmon.ingest.values import aware, set_changed
 from fastmon.live.events import record_live_events
 from fastmon.live.frames import run_event, stf_events
 from fastmon.models import Run, StfFile
-from fastmon.quality import evaluate as quality
 from fastmon.quality.framework import StfSeen
+
+# What the quality checks are given of a batch's announcements, by run id.
+Seen = dict[int, list[StfSeen]]
 
 # STF columns filled from an announcement; everything else it carries goes to metadata.
 _STF_COLUMNS = {
@@ -36,8 +38,11 @@ _STF_STATUS_RANK = {
 }
 
 
-def upsert_stf_files(announcements: list[tuple[InboundMessage, StfMessage]]) -> list[str]:
-    """Create or enrich the STF files of these announcements, in order, in a few queries."""
+def upsert_stf_files(
+    announcements: list[tuple[InboundMessage, StfMessage]], seen: Seen
+) -> list[str]:
+    """Create or enrich the STF files of these announcements, in order, in a few queries; what
+    the quality checks are to be given goes into ``seen`` (by run), once it is all stored."""
     messages = [parsed for _, parsed in announcements]
     runs = _run_ids([m for m in messages if m.run_number is not None])
     stored = {stf.stf_filename: stf for stf in _locked_stf_files({m.filename for m in messages})}
@@ -45,7 +50,7 @@ def upsert_stf_files(announcements: list[tuple[InboundMessage, StfMessage]]) -> 
     changed: dict[str, StfFile] = {}
     changed_fields: set[str] = set()
     touched: list[StfMessage] = []  # created or changed: what the live pages hear of
-    seen: dict[int, list[StfSeen]] = {}  # what the quality checks are given, by run
+    these: Seen = {}
     details = []
     now = timezone.now()
     for inbound, message in announcements:
@@ -55,7 +60,7 @@ def upsert_stf_files(announcements: list[tuple[InboundMessage, StfMessage]]) -> 
         size_known = stf.size_bytes if stf is not None else row.get("size_bytes") if row else None
         run_id = stf.run_id if stf is not None and stf.run_id else values.get("run_id")
         if run_id is not None:
-            seen.setdefault(run_id, []).append(StfSeen(
+            these.setdefault(run_id, []).append(StfSeen(
                 message.filename, values.get("sequence"),
                 values.get("size_bytes") if size_known is None else None,  # its first size
                 inbound.received_at or now, new=stf is None and row is None,
@@ -95,7 +100,8 @@ def upsert_stf_files(announcements: list[tuple[InboundMessage, StfMessage]]) -> 
             stf.updated_at = now
         StfFile.objects.bulk_update(changed.values(), [*changed_fields, "updated_at"])
     record_live_events(stf_events(touched))
-    quality.on_announcements(seen)
+    for run_id, stfs in these.items():
+        seen.setdefault(run_id, []).extend(stfs)
     return details
 
 

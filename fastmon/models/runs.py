@@ -18,6 +18,10 @@ class Run(models.Model):
     state_changed_at = models.DateTimeField(
         null=True, blank=True, help_text="Timestamp of the message that set state/substate."
     )
+    state_seen_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When fastmon took the state change, by its own clock (the DAQ's may differ).",
+    )  # fmt: skip
     run_conditions = models.JSONField(default=dict, blank=True)
     imminent_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -93,7 +93,7 @@ class StfAbsence(Check):
 
     def on_tick(self, memory: dict, run: RunFacts, now: datetime, window: Window) -> Verdict | None:
         since = [datetime.fromisoformat(memory["last_at"])] if "last_at" in memory else []
-        since += [run.state_changed_at] if run.state_changed_at else []
+        since += [run.state_since] if run.state_since else []
         if not since:
             return None
         silence = (now - max(since)).total_seconds()
@@ -125,7 +125,7 @@ class StfRateDrop(Check):
     def on_tick(self, memory: dict, run: RunFacts, now: datetime, window: Window) -> Verdict | None:
         bins = memory.get("bins", {})
         last = int(now.timestamp() // self.window_s) - 1  # the last complete window
-        if run.state_changed_at and run.state_changed_at.timestamp() > last * self.window_s:
+        if run.state_since and run.state_since.timestamp() > last * self.window_s:
             return None  # the window straddles a state change: not comparable
         earlier = [bins[str(k)] for k in range(last - self.history, last) if str(k) in bins]
         if len(earlier) < self.min_history:

@@ -14,14 +14,14 @@ from fastmon.quality.verdicts import Quality, Verdict, worst
 
 
 def move(state: CheckState, verdict: Verdict, at: datetime, start: datetime | None = None) -> bool:
-    """Apply a verdict to a check's state; a new quality closes the open flag at ``at`` and
-    opens one (from ``start``, else ``at``). Returns whether the quality changed."""
+    """Apply a verdict to a check's state; a new quality closes the open flag at ``at`` (with
+    the last reason it had) and opens one (from ``start``, else ``at``). Returns whether the
+    quality changed. An open flag's reason is its state's: kept there, not rewritten in the
+    flag at every batch."""
     if verdict.quality == state.quality and state.since is not None:
-        if verdict.reason != state.reason:
-            state.reason = verdict.reason
-            _open(state).update(reason=verdict.reason)
+        state.reason = verdict.reason
         return False
-    _open(state).update(end=at)
+    _open(state).update(end=at, reason=state.reason)
     QualityFlag.objects.create(
         run_id=state.run_id, check_name=state.check_name, quality=verdict.quality,
         start=start or at, reason=verdict.reason,
@@ -37,8 +37,11 @@ def run_start(run: Run) -> datetime:
 
 
 def close_all(run: Run, at: datetime) -> None:
-    """The run ended: every open flag ends with it."""
-    QualityFlag.objects.filter(run=run, end=None).update(end=at)
+    """The run ended: every open flag ends with it, with its check's last reason."""
+    reasons = dict(CheckState.objects.filter(run=run).values_list("check_name", "reason"))
+    for flag in QualityFlag.objects.filter(run=run, end=None):
+        flag.end, flag.reason = at, reasons.get(flag.check_name, flag.reason)
+        flag.save(update_fields=["end", "reason"])
 
 
 def _open(state: CheckState) -> Any:
@@ -58,8 +61,11 @@ def run_quality(run: Run) -> dict[str, Any]:
         .order_by("check_name", "start", "id")
         .values("quality", "start", "end", "reason", check=F("check_name"))
     )
+    reasons = dict(CheckState.objects.filter(run=run).values_list("check_name", "reason"))
     merged: list[dict[str, Any]] = []
     for flag in flags:
+        if flag["end"] is None:  # open: its check's reason now
+            flag["reason"] = reasons.get(flag["check"], flag["reason"])
         last = merged[-1] if merged else None
         if last and (last["check"], last["quality"], last["end"]) == (
             flag["check"], flag["quality"], flag["start"],

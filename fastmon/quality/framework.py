@@ -33,7 +33,7 @@ class RunFacts:
     number: int
     state: str
     substate: str
-    state_changed_at: datetime | None
+    state_since: datetime | None  # when fastmon saw its state change (fastmon's clock)
     total_stf_files: int | None
 
 

@@ -182,11 +182,13 @@ def change_sample(sample: TfSample, values: dict[str, Any]) -> TfSample:
     """A sample's status or metadata changed here (the API's PATCH): saved, and with the feed
     on, sent to its row in swf-monitor too (after its registration, through the outbox)."""
     with transaction.atomic():
-        moved = (sample.run_id, sample.status, values.get("status", sample.status))
+        # The status as stored, locked: the feed's sync may have moved it meanwhile.
+        stored = TfSample.objects.select_for_update().values_list("status", flat=True)
+        before = stored.get(pk=sample.pk)
         for name, value in values.items():
             setattr(sample, name, value)
         sample.save(update_fields=[*values, "updated_at"])
-        count_status_moves([moved])
+        count_status_moves([(sample.run_id, before, values.get("status", before))])
         if feeding_monitor() and sample.monitor_state != TfSample.InMonitor.NONE:
             OutboxMessage.objects.create(
                 transport=OutboxMessage.Transport.SWF_MONITOR,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from django.db import transaction
@@ -198,9 +198,6 @@ def _measure(
 
     try:
         report = read()
-        # A second read of a few STFs: storage that returns other bytes the second time is
-        # caught by the TfChecksum check.
-        again = read() if _verified(stf.stf_filename) else None
     except (Unreachable, OSError, ValueError) as exc:  # ValueError: a URL Python cannot parse
         stf_size = stf.size_bytes or fastmon_settings.ESTIMATED_STF_SIZE_BYTES
         estimated = {**context, "estimated_because": str(exc)}
@@ -215,6 +212,7 @@ def _measure(
         ], None
     metrics.READ_SECONDS.labels(report.protocol).observe(report.seconds)
     metrics.READ_BYTES.labels(report.protocol).inc(report.bytes_read)
+    again = _read_again(read, stf.stf_filename) if _verified(stf.stf_filename) else None
     announced = announced_range_checksums(
         stf.metadata.get("stf_ready", {}).get("tf_checksums"), tf_count, spans,
         _tf_boundaries(stf, tf_count, report.file_size), report.file_size,
@@ -228,6 +226,16 @@ def _measure(
         measured.append(replace(r, file_size_bytes=m.size_bytes, checksum=m.checksum,
                                 metadata=metadata))  # fmt: skip
     return measured, report
+
+
+def _read_again(read: Callable[[], ReadReport], stf_filename: str) -> ReadReport | None:
+    """A second read, to catch storage that returns other bytes the second time (the TfChecksum
+    check compares); one that fails leaves the first read's figures as they are."""
+    try:
+        return read()
+    except (Unreachable, OSError, ValueError) as exc:
+        logger.warning("second read of %s failed: %s", stf_filename, exc)
+        return None
 
 
 def _verified(stf_filename: str) -> bool:

@@ -4,8 +4,9 @@ sample stored (``count_new_samples``), its status moved (``count_status_moves``)
 themselves: for data stored before the counters existed, and to repair them.
 
 Names: ``samples``, ``tfs``, ``bytes``, ``estimated``, ``status:<status>``,
-``state:["<state>", "<substate>"]`` (the STF's DAQ state) and ``published:<bucket>``
-(sampled-to-published latency, ``histogram``)."""
+``state:["<state>", "<substate>"]`` (its STF's DAQ state when sampled; should an announcement
+change an STF's state afterwards, ``fastmon_recount`` brings the counters to the new one) and
+``published:<bucket>`` (sampled-to-published latency, ``histogram``)."""
 
 from __future__ import annotations
 

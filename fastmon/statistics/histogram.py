@@ -1,7 +1,8 @@
 """Latency histograms with exponential buckets, as Prometheus's native histograms keep them:
-bucket ``k`` holds durations in ``[2**(k/16), 2**((k+1)/16))`` seconds, so a percentile read
-from them is within 2**(1/16) - 1 (4.4 %) of the exact one, whatever the spread, with a few
-dozen buckets per run instead of a value per sample."""
+bucket ``k`` holds durations in ``[2**(k/16), 2**((k+1)/16))`` seconds, so each value is
+known within 2**(1/16) - 1 (4.4 %), whatever the spread, with a few dozen buckets per run
+instead of a value per sample; a percentile interpolates between two such values, as
+percentile_cont does between the exact ones."""
 
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ def bucket_of(seconds: float) -> str:
 
 
 def percentiles(buckets: Mapping[str, int]) -> dict[str, float | None]:
-    """Count and p50/p95/p99, as PostgreSQL's percentile_cont ranks them, interpolated
-    geometrically inside the bucket that holds the rank."""
+    """Count and p50/p95/p99 as PostgreSQL's percentile_cont has them: linear interpolation
+    between the two values closest in rank, each value placed geometrically inside its bucket
+    by its rank there."""
     ordered = sorted(
         ((-math.inf if name == ZERO else int(name), n) for name, n in buckets.items() if n > 0)
     )
@@ -33,17 +35,18 @@ def percentiles(buckets: Mapping[str, int]) -> dict[str, float | None]:
     result: dict[str, float | None] = {"count": count}
     for p in (50, 95, 99):
         rank = p / 100 * (count - 1)  # 0-based, as percentile_cont
-        k, within = _bucket_at(ordered, rank)
-        result[f"p{p}"] = 0.0 if k == -math.inf else 2 ** ((k + within) / BUCKETS_PER_DOUBLING)
+        below, above = _value_at(ordered, math.floor(rank)), _value_at(ordered, math.ceil(rank))
+        result[f"p{p}"] = below + (above - below) * (rank - math.floor(rank))
     return result
 
 
-def _bucket_at(ordered: list[tuple[float, int]], rank: float) -> tuple[float, float]:
-    """The bucket holding a rank, and how far into it (0..1) the rank falls."""
-    below = 0
-    for k, n in ordered[:-1]:
-        if rank < below + n:
-            return k, (rank - below + 0.5) / n
-        below += n
-    k, n = ordered[-1]
-    return k, (rank - below + 0.5) / n
+def _value_at(ordered: list[tuple[float, int]], rank: int) -> float:
+    """The estimated value of the ``rank``-th smallest (0-based)."""
+    seen = 0
+    for k, n in ordered:
+        if rank < seen + n:
+            if k == -math.inf:
+                return 0.0
+            return 2 ** ((k + (rank - seen + 0.5) / n) / BUCKETS_PER_DOUBLING)
+        seen += n
+    raise ValueError(f"rank {rank} is past the histogram's {seen} values")

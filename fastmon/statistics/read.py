@@ -26,10 +26,9 @@ STF_STAGES = [
 ]
 
 
-def achieved_fraction(run: Run, sampled_tfs: int | None = None) -> float | None:
+def achieved_fraction(run: Run) -> float | None:
     """TFs sampled over the TFs of the run's sampled STFs (None before any was sampled)."""
-    if sampled_tfs is None:
-        sampled_tfs = counters.counters_of(run.pk).get(counters.TFS, 0)
+    sampled_tfs = counters.counters_of(run.pk).get(counters.TFS, 0)
     stfs = StfFile.objects.filter(run=run).aggregate(n=_tfs_of_sampled_stfs())
     return sampled_tfs / stfs["n"] if stfs["n"] else None
 
