@@ -245,6 +245,7 @@ DEFAULTS: dict[str, Any | Callable[[], Any]] = {
         {"class": "fastmon.quality.builtin.StfSizeOutlier"},
         {"class": "fastmon.quality.builtin.SampleLatency"},
         {"class": "fastmon.quality.builtin.TfChecksum"},
+        {"class": "fastmon.quality.builtin.SliceFailures"},
         {"class": "fastmon.quality.builtin.DeadLetterRate"},
     ],
     # Seconds between run_fastmon's time-window evaluation (absence, rate, dead letters).

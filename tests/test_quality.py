@@ -232,3 +232,20 @@ def test_the_grace_period_runs_on_fastmons_clock_not_the_daqs() -> None:
         ingest_message(json.dumps(example("stf_gen", run_id=run, sequence=n,
                                           filename=f"swf.{run}.{n:06d}.stf")))  # fmt: skip
     assert CheckState.objects.get(run__run_number=run, check_name="StfSequence").quality == "bad"
+
+
+@pytest.mark.django_db
+@override_settings(FASTMON={**settings.FASTMON, "CHECK_GRACE_S": 0, "CHECKS": [
+    {"class": "fastmon.quality.builtin.SliceFailures"}]})  # fmt: skip
+def test_failed_slices_of_a_running_run_raise_an_alarm_on_the_tick() -> None:
+    from fastmon.models import Slice
+
+    run = 100308
+    ingest_message(json.dumps(example("start_run", run_id=run, timestamp=now_stamp())))
+    stored = Run.objects.get(run_number=run)
+    for n in range(6):
+        Slice.objects.create(tf_filename=f"slice-{n}", run=stored, completed_at=timezone.now(),
+                             status="failed" if n < 3 else "done")  # fmt: skip
+    assert on_tick() == 1
+    alarm = Alarm.objects.get(check_name="SliceFailures")
+    assert alarm.reason.startswith("3 of 6 slices failed")

@@ -11,6 +11,7 @@ from fastmon.quality.builtin import (
     DeadLetterRate,
     EndRunTotal,
     SampleLatency,
+    SliceFailures,
     StfAbsence,
     StfRateDrop,
     StfSequence,
@@ -120,3 +121,16 @@ def test_the_framework_refuses_what_it_cannot_run() -> None:
     named = configured_checks([*twice[:1], {**twice[0], "name": "Stall", "max_silence_s": 5}])
     assert [c.name for c in named] == ["StfAbsence", "Stall"]
     assert worst([]) is Quality.NULL and worst(["good", "bad", "medium"]) is Quality.BAD
+
+
+def test_failing_slices_of_fast_processing() -> None:
+    check = SliceFailures(min_results=5, max_failed=0.2)
+
+    def results(done: int, failed: int) -> Window:
+        counts = {"done": done, "failed": failed}
+        return Window(NO_LETTERS.dead_letters_since, lambda run, since: counts)
+
+    assert check.on_tick({}, RUN, T0, results(3, 1)) is None  # too few to judge
+    assert check.on_tick({}, RUN, T0, results(9, 1)).quality is Quality.GOOD
+    failing = check.on_tick({}, RUN, T0, results(6, 4))
+    assert failing.quality is Quality.BAD and "4 of 10 slices failed" in failing.reason

@@ -217,6 +217,23 @@ class TfChecksum(Check):
         return good(f"{memory['compared']} TF sample checksums agree")
 
 
+class SliceFailures(Check):
+    """Fast processing: the share of a run's slice results in the last ``window_s`` that
+    failed, once there are ``min_results`` of them."""
+
+    window_s = 60.0
+    min_results = 5
+    max_failed = 0.2
+
+    def on_tick(self, memory: dict, run: RunFacts, now: datetime, window: Window) -> Verdict | None:
+        results = window.slice_results_since(run.number, now - timedelta(seconds=self.window_s))
+        done, failed = results.get("done", 0), results.get("failed", 0)
+        if done + failed < self.min_results:
+            return None
+        share = f"{failed} of {done + failed} slices failed in the last {self.window_s:g} s"
+        return self.says(share) if failed / (done + failed) > self.max_failed else good(share)
+
+
 class DeadLetterRate(Check):
     """Dead letters (unusable messages) in the last ``window_s``: over ``max_count`` says the
     stream is damaged. Dead letters belong to no run: every running run hears of them."""

@@ -19,13 +19,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.db.models import Count
 from django.utils import timezone
 
 from fastmon.conf import fastmon_settings
 from fastmon.db import update_each
 from fastmon.live.events import record_live_events
 from fastmon.live.frames import quality_event
-from fastmon.models import CheckState, DeadLetter, Run
+from fastmon.models import CheckState, DeadLetter, Run, Slice
 from fastmon.quality import alarms, flags
 from fastmon.quality.framework import (
     Check,
@@ -88,7 +89,11 @@ def on_tick(now: datetime | None = None) -> int:
             counted[since] = DeadLetter.objects.filter(last_received_at__gte=since).count()
         return counted[since]
 
-    window = Window(dead_letters_since=dead_letters_since)
+    def slice_results_since(run_number: int, since: datetime) -> dict[str, int]:
+        done = Slice.objects.filter(run__run_number=run_number, completed_at__gte=since)
+        return dict(done.values_list("status").annotate(n=Count("pk")).order_by())
+
+    window = Window(dead_letters_since, slice_results_since)
     with transaction.atomic():
         states = _states(runs, _implementing("on_tick"), skip_locked=True)
         evaluated = {rid for rid, _ in states}
