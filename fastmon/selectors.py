@@ -18,7 +18,7 @@ from django.utils import timezone
 from fastmon.conf import fastmon_settings
 from fastmon.models import DeadLetter, LiveEvent, Run, StfFile, TfSample
 from fastmon.processing.stats import processing_summary
-from fastmon.quality.flags import current_quality, run_quality
+from fastmon.quality.flags import current_quality, overall_quality, run_quality
 from fastmon.statistics.read import achieved_fraction, run_statistics
 
 
@@ -105,7 +105,8 @@ def dashboard() -> dict[str, Any]:
         "current_run": current,
         "achieved_fraction": achieved_fraction(current) if current else None,
         "processing": processing_summary(current) if current else None,
-        "quality": current_quality(current) if current else "null",
+        "quality": overall_quality(current) if current else "null",
+        "quality_now": current_quality(current) if current else "null",
         "tf_samples": samples,
         "pending_dead_letters": pending_dead_letters().count(),
         "chart_data": {

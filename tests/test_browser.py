@@ -262,12 +262,16 @@ def test_run_quality_goes_bad_live_and_the_run_page_draws_its_flags(
     page.wait_for_function("document.getElementById('run-quality').textContent === 'bad'",
                            timeout=15_000)  # fmt: skip
     assert "StfSequence" in page.locator("#alarms").inner_text()
+    announce(stf(3))  # late: the sequence is whole again, the run was bad for a while
+    page.wait_for_function("document.getElementById('run-quality-now').textContent === 'medium'",
+                           timeout=15_000)  # fmt: skip
+    assert page.locator("#run-quality").inner_text() == "bad"
 
     runs = browser.new_page()
     runs.goto(f"http://127.0.0.1:{port}/fastmon/runs/{run}/")
     runs.wait_for_selector("#quality tr[data-check=StfSequence] rect.fastmon-q-bad")
     assert runs.locator("#run-quality").inner_text() == "bad"
-    good_then_bad = runs.locator("#quality tr[data-check=StfSequence] rect")
-    assert [good_then_bad.nth(i).get_attribute("class") for i in range(2)] == [
-        "fastmon-q-good", "fastmon-q-bad"]  # fmt: skip
+    bars = runs.locator("#quality tr[data-check=StfSequence] rect")
+    assert [bars.nth(i).get_attribute("class") for i in range(3)] == [
+        "fastmon-q-good", "fastmon-q-bad", "fastmon-q-medium"]  # fmt: skip
     shot(runs, "run-quality")

@@ -125,11 +125,13 @@ def quality_alarm_event(run_number: int, alarm: Alarm, action: str) -> LiveEvent
     )  # fmt: skip
 
 
-def quality_event(run_number: int, current: str, moved: dict[str, dict[str, str]]) -> LiveEvent:
+def quality_event(
+    run_number: int, overall: str, current: str, moved: dict[str, dict[str, str]]
+) -> LiveEvent:
     """Checks' verdicts on a run changed (``moved``: by check, its quality and reason); pages
-    show the run's quality now (``current``)."""
+    show the run's overall quality and its quality now."""
     return LiveEvent(
         kind=LiveEvent.Kind.QUALITY,
         run_number=run_number,
-        payload={"current": current, "checks": moved},
+        payload={"overall": overall, "current": current, "checks": moved},
     )

@@ -149,7 +149,8 @@ def _evaluate(
                 alarms.follow(run, check.name, before, verdict.quality, verdict.reason, at)
                 moved[check.name] = {"quality": verdict.quality, "reason": verdict.reason}
         if moved:  # one event per run and evaluation, however many checks moved
-            events.append(quality_event(run.run_number, flags.current_quality(run), moved))
+            overall, current = flags.overall_quality(run), flags.current_quality(run)
+            events.append(quality_event(run.run_number, overall, current, moved))
     kept = {s.pk: [s.memory, s.quality, s.reason, s.since] for s in touched}
     update_each(CheckState, {}, ["memory", "quality", "reason", "since"], kept)
     record_live_events(events)

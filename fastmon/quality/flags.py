@@ -48,6 +48,11 @@ def _open(state: CheckState) -> Any:
     return QualityFlag.objects.filter(run_id=state.run_id, check_name=state.check_name, end=None)
 
 
+def overall_quality(run: Run) -> Quality:
+    """The worst quality any check gave any part of the run (null: none gave one)."""
+    return worst(QualityFlag.objects.filter(run=run).values_list("quality", flat=True).distinct())
+
+
 def current_quality(run: Run) -> Quality:
     """The worst of the checks' qualities now (null: no check has an opinion)."""
     return worst(CheckState.objects.filter(run=run).values_list("quality", flat=True))

@@ -101,7 +101,9 @@ function currentRun() {
 
 function showRun(event) {
   // A new run: no check has judged it yet.
-  if (event.run_number !== currentRun()) showQuality(document.getElementById("run-quality"), "null");
+  if (event.run_number !== currentRun()) {
+    for (const id of ["run-quality", "run-quality-now"]) showQuality(document.getElementById(id), "null");
+  }
   const current = document.getElementById("current-run");
   current.replaceChildren(link("run-link", "0", event.run_number, String(event.run_number)));
   document.getElementById("daq-state").textContent = `${event.payload.state || "—"} / ${event.payload.substate || "—"}`;
@@ -120,7 +122,8 @@ connectLive({
         refreshProcessing(event.run_number);
       }
       else if (event.kind === "quality" && event.run_number === currentRun()) {
-        showQuality(document.getElementById("run-quality"), event.payload.current);
+        showQuality(document.getElementById("run-quality"), event.payload.overall);
+        showQuality(document.getElementById("run-quality-now"), event.payload.current);
       }
       else if (event.kind === "dead_letter") {
         const count = document.getElementById("dead-letters");
