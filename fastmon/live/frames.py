@@ -105,23 +105,25 @@ def dead_letter_event(letter: DeadLetter) -> LiveEvent:
     )  # fmt: skip
 
 
-def alarm_event(run_number: int | None, stf_filename: str, message: str) -> LiveEvent:
+def alarm_event(
+    run_number: int | None, message: str, severity: str = "error", **details: Any
+) -> LiveEvent:
+    """An alarm for the pages: sampling given up (``stf_filename``), a quality alarm raised or
+    cleared (``action``, ``check``, ``alarm_id``)."""
     return LiveEvent(
         kind=LiveEvent.Kind.ALARM,
         run_number=run_number,
-        payload={"severity": "error", "stf_filename": stf_filename, "message": message},
+        payload={"severity": severity, "message": message, **details},
     )
 
 
 def quality_alarm_event(run_number: int, alarm: Alarm, action: str) -> LiveEvent:
     """A quality alarm raised or cleared (``action``), shown beside the other alarms."""
     message = alarm.reason if action == "raise" else f"cleared: {alarm.clear_reason}"
-    return LiveEvent(
-        kind=LiveEvent.Kind.ALARM,
-        run_number=run_number,
-        payload={"severity": "error" if alarm.quality == "bad" else "warning",
-                 "action": action, "check": alarm.check_name, "alarm_id": alarm.pk,
-                 "message": f"{alarm.check_name}: {message}"},
+    return alarm_event(
+        run_number, f"{alarm.check_name}: {message}",
+        severity="error" if alarm.quality == "bad" else "warning",
+        action=action, check=alarm.check_name, alarm_id=alarm.pk,
     )  # fmt: skip
 
 

@@ -1,6 +1,7 @@
 """Verdicts kept as quality flags over time ranges, with ALICE's Run Condition Table semantics:
-a check's flag holds from the verdict that set its quality until the next that changes it
-(adjacent equal flags merge), null is shown as Unknown, and time no flag covers is Unknown."""
+a check's flag holds from the verdict that set its quality until the next that changes it (so
+adjacent flags of a check never share a quality: equal ones are one), null is shown as Unknown,
+and time no flag covers is Unknown."""
 
 from __future__ import annotations
 
@@ -38,9 +39,9 @@ def run_start(run: Run) -> datetime:
 
 def close_all(run: Run, at: datetime) -> None:
     """The run ended: every open flag ends with it, with its check's last reason."""
-    reasons = dict(CheckState.objects.filter(run=run).values_list("check_name", "reason"))
+    now = _checks_now(run)
     for flag in QualityFlag.objects.filter(run=run, end=None):
-        flag.end, flag.reason = at, reasons.get(flag.check_name, flag.reason)
+        flag.end, flag.reason = at, now.get(flag.check_name, ("", flag.reason))[1]
         flag.save(update_fields=["end", "reason"])
 
 
@@ -55,33 +56,32 @@ def overall_quality(run: Run) -> Quality:
 
 def current_quality(run: Run) -> Quality:
     """The worst of the checks' qualities now (null: no check has an opinion)."""
-    return worst(CheckState.objects.filter(run=run).values_list("quality", flat=True))
+    return worst(quality for quality, _ in _checks_now(run).values())
+
+
+def _checks_now(run: Run) -> dict[str, tuple[str, str]]:
+    """Each check's quality and reason of the run now, from its state (an open flag's reason
+    is kept there)."""
+    rows = CheckState.objects.filter(run=run).values_list("check_name", "quality", "reason")
+    return {name: (quality, reason) for name, quality, reason in rows}
 
 
 def run_quality(run: Run) -> dict[str, Any]:
     """``api/runs/<n>/quality/``: the run's overall quality (the worst any check gave it for
-    any part of the run), its quality now, and its flags in time order."""
+    any part of the run), its quality now, and its flags in time order. Adjacent flags of a
+    check never have the same quality (``move`` opens one only on a change), so none merge."""
+    now = _checks_now(run)
     flags = list(
         QualityFlag.objects.filter(run=run)
-        .order_by("check_name", "start", "id")
+        .order_by("start", "check_name", "id")
         .values("quality", "start", "end", "reason", check=F("check_name"))
     )
-    reasons = dict(CheckState.objects.filter(run=run).values_list("check_name", "reason"))
-    merged: list[dict[str, Any]] = []
     for flag in flags:
         if flag["end"] is None:  # open: its check's reason now
-            flag["reason"] = reasons.get(flag["check"], flag["reason"])
-        last = merged[-1] if merged else None
-        if last and (last["check"], last["quality"], last["end"]) == (
-            flag["check"], flag["quality"], flag["start"],
-        ):  # fmt: skip
-            last.update(end=flag["end"], reason=flag["reason"])
-        else:
-            merged.append(dict(flag))
-    merged.sort(key=lambda flag: (flag["start"], flag["check"]))
+            flag["reason"] = now.get(flag["check"], ("", flag["reason"]))[1]
     return {
         "run_number": run.run_number,
-        "overall": worst(flag["quality"] for flag in merged),
-        "current": current_quality(run),
-        "flags": merged,
+        "overall": worst(flag["quality"] for flag in flags),
+        "current": worst(quality for quality, _ in now.values()),
+        "flags": flags,
     }

@@ -11,6 +11,9 @@ from fastmon.sampling.reading import byte_spans
 
 _BASE = 65521  # the largest prime below 2**16: Adler-32's modulus
 
+# Where a sample's metadata keeps the checksums its own is compared with.
+ANNOUNCED, REREAD = "checksum_announced", "checksum_reread"
+
 
 def adler32_combine(first: int, second: int, second_length: int) -> int:
     """Adler-32 of A + B from Adler-32 of A, of B, and B's length (zlib's formula)."""

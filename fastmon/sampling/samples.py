@@ -24,6 +24,7 @@ from fastmon.outbox.bodies import (
 from fastmon.outbox.swf_monitor import FASTMON_FILES_PATH
 from fastmon.quality import evaluate as quality
 from fastmon.quality.framework import SampleSeen
+from fastmon.sampling.checksums import ANNOUNCED, REREAD
 from fastmon.sampling.policy import TfRange
 from fastmon.sampling.reading import ReadReport
 from fastmon.statistics.counters import count_new_samples, count_status_moves
@@ -106,10 +107,6 @@ def record_tf_samples(plans: Sequence[SamplePlan]) -> list[TfSample]:
     return samples
 
 
-# Checksums a sample's metadata may hold beside its own (``sampling.service``).
-COMPARED_CHECKSUMS = ("checksum_announced", "checksum_reread")
-
-
 def _seen_by_run(samples: list[TfSample]) -> dict[int, list[SampleSeen]]:
     """What the quality checks are given: each sample with its STF's announcement-to-sample
     latency."""
@@ -118,7 +115,7 @@ def _seen_by_run(samples: list[TfSample]) -> dict[int, list[SampleSeen]]:
         if sample.run_id is not None:
             received = sample.stf.received_at
             latency = (sample.created_at - received).total_seconds() if received else None
-            others = (sample.metadata.get(key) for key in COMPARED_CHECKSUMS)
+            others = (sample.metadata.get(key) for key in (ANNOUNCED, REREAD))
             seen.setdefault(sample.run_id, []).append(SampleSeen(
                 sample.tf_filename, latency, sample.checksum, tuple(c for c in others if c)
             ))  # fmt: skip

@@ -20,7 +20,7 @@ from fastmon.live.events import record_live_events
 from fastmon.live.frames import alarm_event
 from fastmon.models import SamplingPolicy, StfFile, TfSample
 from fastmon.processing.parameters import policy_overrides
-from fastmon.sampling.checksums import announced_range_checksums
+from fastmon.sampling.checksums import ANNOUNCED, REREAD, announced_range_checksums
 from fastmon.sampling.policies import current_policy
 from fastmon.sampling.policy import Policy, StfFacts, TfRange, sample
 from fastmon.sampling.reading import ReadReport, Unreachable, read_stf
@@ -61,7 +61,8 @@ def sample_stfs(stf_filenames: Sequence[str]) -> SamplingReport:
         failed.update(status=StfFile.Status.FAILED, sampled_at=timezone.now())
         attempts = fastmon_settings.SAMPLING_MAX_ATTEMPTS
         record_live_events([
-            alarm_event(run_number, name, f"gave up sampling {name} after {attempts} attempts")
+            alarm_event(run_number, f"gave up sampling {name} after {attempts} attempts",
+                        stf_filename=name)
             for name, run_number in given_up
         ])  # fmt: skip
     for name in failed_names:
@@ -192,9 +193,12 @@ def _measure(
     context = {"state": stf.state, "substate": stf.substate}
     spans = [(r.tf_first, r.tf_last) for r in ranges]
 
-    def read() -> ReadReport:
-        return read_stf(stf.file_url, stf.stf_filename, fastmon_settings.DATA_ROOTS, tf_count,
-                        spans, lambda size: _tf_boundaries(stf, tf_count, size))  # fmt: skip
+    def read() -> ReadReport:  # every read counts in the metrics, a second one too
+        report = read_stf(stf.file_url, stf.stf_filename, fastmon_settings.DATA_ROOTS, tf_count,
+                          spans, lambda size: _tf_boundaries(stf, tf_count, size))  # fmt: skip
+        metrics.READ_SECONDS.labels(report.protocol).observe(report.seconds)
+        metrics.READ_BYTES.labels(report.protocol).inc(report.bytes_read)
+        return report
 
     try:
         report = read()
@@ -210,8 +214,6 @@ def _measure(
             )
             for r in ranges
         ], None
-    metrics.READ_SECONDS.labels(report.protocol).observe(report.seconds)
-    metrics.READ_BYTES.labels(report.protocol).inc(report.bytes_read)
     again = _read_again(read, stf.stf_filename) if _verified(stf.stf_filename) else None
     announced = announced_range_checksums(
         stf.metadata.get("stf_ready", {}).get("tf_checksums"), tf_count, spans,
@@ -219,9 +221,9 @@ def _measure(
     )  # fmt: skip
     measured = []
     for n, (r, m) in enumerate(zip(ranges, report.measured, strict=True)):
-        compared = {"checksum_announced": announced[n]} if announced[n] else {}
+        compared = {ANNOUNCED: announced[n]} if announced[n] else {}
         if again is not None:
-            compared["checksum_reread"] = again.measured[n].checksum
+            compared[REREAD] = again.measured[n].checksum
         metadata = {**context, **compared}
         measured.append(replace(r, file_size_bytes=m.size_bytes, checksum=m.checksum,
                                 metadata=metadata))  # fmt: skip

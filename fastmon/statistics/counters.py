@@ -28,7 +28,7 @@ STATUS, STATE, PUBLISHED = "status:", "state:", "published:"
 Deltas = Counter  # (run id, counter name) -> amount
 
 
-class SampleFacts(NamedTuple):
+class CountedSample(NamedTuple):
     """What the counters take from one sample."""
 
     run_id: int | None
@@ -51,7 +51,7 @@ def published_name(created_at: datetime, published_at: datetime) -> str:
     return PUBLISHED + bucket_of((published_at - created_at).total_seconds())
 
 
-def sample_deltas(samples: Iterable[SampleFacts], deltas: Deltas | None = None) -> Deltas:
+def sample_deltas(samples: Iterable[CountedSample], deltas: Deltas | None = None) -> Deltas:
     """What these samples add to their runs' counters (samples of no run count nowhere)."""
     deltas = Deltas() if deltas is None else deltas
     for sample in samples:
@@ -72,7 +72,7 @@ def sample_deltas(samples: Iterable[SampleFacts], deltas: Deltas | None = None) 
 def count_new_samples(samples: Iterable[Any]) -> None:
     """TF samples just stored (their ``stf`` loaded): counted in the caller's transaction."""
     add(sample_deltas(
-        SampleFacts(s.run_id, s.tf_count, s.file_size_bytes, s.size_estimated, s.status,
+        CountedSample(s.run_id, s.tf_count, s.file_size_bytes, s.size_estimated, s.status,
                     s.stf.state, s.stf.substate)
         for s in samples
     ))  # fmt: skip
@@ -137,7 +137,7 @@ def recount(run_ids: Iterable[int] | None = None, apps: Any = installed_apps) ->
             "run_id", "tf_count", "file_size_bytes", "size_estimated", "status", "stf__state",
             "stf__substate", "created_at", "published_at",
         )  # fmt: skip
-        deltas = sample_deltas(SampleFacts(*row) for row in facts.iterator(chunk_size=20_000))
+        deltas = sample_deltas(CountedSample(*row) for row in facts.iterator(chunk_size=20_000))
         counters.delete()
         Counters.objects.bulk_create(
             [Counters(run_id=run, name=name, value=n) for (run, name), n in deltas.items()],
