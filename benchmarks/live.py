@@ -105,7 +105,7 @@ def publish_at_rate(destination: str, rate: float, seconds: float, run: int) -> 
 
 
 async def measure(url: str, destination: str, rate: float, clients: int, seconds: float) -> dict:
-    from fastmon.selectors import newest_event_sequence
+    from fastmon.live.events import newest_event_sequence
 
     # As a page does: it asks for what came after the sequence its HTML reflects.
     url = f"{url}?since={await asyncio.to_thread(newest_event_sequence)}"

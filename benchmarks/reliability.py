@@ -236,7 +236,7 @@ def fuzzed_bodies(count: int, seed: int) -> Iterator[bytes]:
 
 
 def fuzz(count: int, seed: int) -> Figures:
-    from fastmon.ingest.messages import InboundMessage, Outcome
+    from fastmon.inbound.messages import InboundMessage, Outcome
     from fastmon.ingest.pipeline import ingest_batch
     from fastmon.models import DeadLetter
 

@@ -53,7 +53,7 @@ def write_files(directory: Path, count: int, size: int) -> list[Path]:
 def spans_of(paths: list[Path], size: int) -> dict[str, list[tuple[int, int]]]:
     """The testbed policy's byte spans of each file, as fastmon will sample them."""
     from fastmon.sampling.policy import TESTBED, StfFacts, sample
-    from fastmon.sampling.reading import byte_spans
+    from fastmon.sampling.spans import byte_spans
 
     spans = {}
     for n, path in enumerate(paths, 1):
@@ -67,7 +67,7 @@ def bare_xrootd(base: str, spans: dict[str, list[tuple[int, int]]]) -> tuple[flo
     from XRootD import client
     from XRootD.client.flags import OpenFlags
 
-    from fastmon.sampling.remote import pieces
+    from fastmon.sampling.roots import pieces
 
     began, total = time.perf_counter(), 0
     for name, file_spans in spans.items():
@@ -124,7 +124,7 @@ def announce(base: str, paths: list[Path], run: int, size: int) -> list[str]:
     """The STFs of the files, announced as stf_ready at ``base``."""
     import json
 
-    from fastmon.ingest.messages import InboundMessage
+    from fastmon.inbound.messages import InboundMessage
     from fastmon.ingest.pipeline import ingest_batch
     from fastmon.testing.messages import example
 

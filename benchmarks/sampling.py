@@ -38,7 +38,7 @@ MIB = 1024**2
 def store_ready_stfs(count: int, run: int, data_dir: Path | None) -> list[str]:
     from django.test import override_settings
 
-    from fastmon.ingest.messages import InboundMessage
+    from fastmon.inbound.messages import InboundMessage
     from fastmon.ingest.pipeline import ingest_batch
 
     names, messages = [], []

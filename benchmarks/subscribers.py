@@ -79,7 +79,7 @@ def main() -> None:
     from django.conf import settings
     from django.core.management import call_command
 
-    from fastmon.ingest.messages import InboundMessage
+    from fastmon.inbound.messages import InboundMessage
     from fastmon.ingest.pipeline import ingest_batch
     from fastmon.testing.messages import example
 

@@ -2,6 +2,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
 from fastmon.models import (
@@ -14,12 +15,15 @@ from fastmon.models import (
     Subscriber,
     TfSample,
 )
-from fastmon.sampling.policies import save_policy_version
+from fastmon.sampling.ledger import check_params, save_policy_version
 from fastmon.sampling.samples import change_sample
 from fastmon.subscribers.rules import RequestError, Subscription, parse_subscription
 from fastmon.subscribers.service import save_subscriber
 
 SUBSCRIPTION_FIELDS = ["name", "destination", "filters", "fraction", "active", "idle_expiry_s"]
+TF_SAMPLE_FIELDS = ["tf_filename", "stf", "run", "tf_first", "tf_last", "tf_count",
+                    "file_size_bytes", "checksum", "size_estimated", "policy", "seed", "status",
+                    "metadata", "published_at", "monitor_state"]  # fmt: skip
 
 
 @admin.register(Run)
@@ -47,10 +51,8 @@ class TfSampleAdmin(admin.ModelAdmin):
     date_hierarchy = "created_at"
     # A sample is a record: status and metadata change as the API's PATCH changes them (counted,
     # and sent to swf-monitor); the rest is what was sampled, and samples are never deleted.
-    fields = ["tf_filename", "stf", "run", "tf_first", "tf_last", "tf_count", "file_size_bytes",
-              "checksum", "size_estimated", "policy", "seed", "status", "metadata",
-              "published_at", "monitor_state"]  # fmt: skip
-    readonly_fields = [name for name in fields if name not in ("status", "metadata")]
+    fields = [*TF_SAMPLE_FIELDS]  # a list of its own, of ModelAdmin's type for fields
+    readonly_fields = [name for name in TF_SAMPLE_FIELDS if name not in ("status", "metadata")]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -72,6 +74,22 @@ class DeadLetterAdmin(admin.ModelAdmin):
     date_hierarchy = "received_at"
 
 
+class SamplingPolicyForm(forms.ModelForm):
+    """Parameters a policy can be made of (``fastmon.sampling.ledger.check_params``)."""
+
+    class Meta:
+        model = SamplingPolicy
+        fields = ["name", "description", "params", "namespace", "run_type", "active"]
+
+    def clean_params(self) -> Any:
+        params = self.cleaned_data.get("params")
+        try:
+            check_params(params)
+        except ValidationError as exc:
+            raise forms.ValidationError(exc.message_dict["params"]) from None
+        return params
+
+
 class SubscriberForm(forms.ModelForm):
     """The rules the API and the control destination apply (``fastmon.subscribers.rules``)."""
 
@@ -83,6 +101,8 @@ class SubscriberForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
+        if data is None:  # ModelForm returns cleaned_data; the stubs allow any form's None
+            data = self.cleaned_data
         try:
             self.subscription = parse_subscription({k: data.get(k) for k in SUBSCRIPTION_FIELDS})
         except RequestError as exc:
@@ -111,6 +131,8 @@ class SubscriberAdmin(admin.ModelAdmin):
 @admin.register(SamplingPolicy)
 class SamplingPolicyAdmin(admin.ModelAdmin):
     """Saving a policy, new or changed, stores a new version; versions are never edited."""
+
+    form = SamplingPolicyForm
 
     list_display = ["name", "version", "namespace", "run_type", "active", "created_at",
                     "created_by"]  # fmt: skip

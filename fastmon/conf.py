@@ -17,11 +17,15 @@ import getpass
 import os
 from collections.abc import Callable
 from functools import cache
-from typing import Any
+from typing import Any, overload
 
 from django.conf import settings
 
 
+@overload
+def _env(name: str) -> str | None: ...
+@overload
+def _env(name: str, default: str) -> str: ...
 def _env(name: str, default: str | None = None) -> str | None:
     """The site's setting of that name, else the environment variable, else ``default``."""
     value = getattr(settings, name, None)

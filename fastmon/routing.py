@@ -13,7 +13,7 @@ from django.urls import URLPattern, path
 
 from fastmon.conf import fastmon_settings
 from fastmon.live.auth import LoginMiddleware
-from fastmon.live.consumer import LiveEventsConsumer
+from fastmon.live.socket import LiveEventsConsumer
 
 
 def _websocket_paths() -> list[str]:

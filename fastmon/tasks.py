@@ -15,11 +15,11 @@ from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from fastmon import metrics
-from fastmon.outbox.feed import FEED_BATCH, relay_to_monitor
 from fastmon.outbox.relay import prune_outbox, relay_outbox
-from fastmon.outbox.swf_monitor import MonitorUnavailable
 from fastmon.sampling import dispatch, service
 from fastmon.subscribers.service import expire_subscribers
+from fastmon.swf_monitor.client import MonitorUnavailable
+from fastmon.swf_monitor.feed import FEED_BATCH, relay_to_monitor
 from fastmon.transport.stomp import StompTransport
 
 logger = logging.getLogger("fastmon.tasks")

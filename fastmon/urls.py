@@ -5,7 +5,7 @@ the prefix and the site's script name (``/swf-monitor``)."""
 from django.urls import include, path
 
 from fastmon import health, metrics, views
-from fastmon.processing.stats import ProcessingCollector
+from fastmon.processing.figures import ProcessingCollector
 from fastmon.quality.alarms import ActiveAlarms
 
 app_name = "fastmon"

@@ -12,8 +12,10 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import get_script_prefix
 
-from fastmon import selectors
+from fastmon import overview
+from fastmon.access import may_read
 from fastmon.conf import fastmon_settings
+from fastmon.live.events import newest_event_sequence
 from fastmon.models import Run, StfFile, Subscriber
 
 View = Callable[..., HttpResponse]
@@ -24,7 +26,7 @@ def readable(view: View) -> View:
 
     @wraps(view)
     def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        if not selectors.may_read(request.user):
+        if not may_read(request.user):
             return redirect_to_login(request.get_full_path())
         return view(request, *args, **kwargs)
 
@@ -36,7 +38,7 @@ def _render(
 ) -> HttpResponse:
     # The sequence is read before the data: an event committed in between is then replayed by
     # the websocket (at worst shown twice), never missed.
-    newest = selectors.newest_event_sequence()
+    newest = newest_event_sequence()
     return render(request, f"fastmon/{template}", {
         **read(),
         "base_template": fastmon_settings.BASE_TEMPLATE,
@@ -48,13 +50,13 @@ def _render(
 
 @readable
 def dashboard(request: HttpRequest) -> HttpResponse:
-    return _render(request, "dashboard.html", selectors.dashboard)
+    return _render(request, "dashboard.html", overview.dashboard)
 
 
 @readable
 def run_detail(request: HttpRequest, run_number: int) -> HttpResponse:
     run = get_object_or_404(Run, run_number=run_number)
-    return _render(request, "run.html", lambda: selectors.run_page(run))
+    return _render(request, "run.html", lambda: overview.run_page(run))
 
 
 @readable
@@ -67,7 +69,7 @@ def stf_detail(request: HttpRequest, stf_filename: str) -> HttpResponse:
 
 @readable
 def dead_letters(request: HttpRequest) -> HttpResponse:
-    letters = selectors.pending_dead_letters_to_show()
+    letters = overview.pending_dead_letters_to_show()
     return _render(request, "dead_letters.html", lambda: {"letters": letters[:200]})
 
 

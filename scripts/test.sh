@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything the tests need, on a fresh machine: a virtualenv with fastmon and its test extra,
 # PostgreSQL, Redis and ActiveMQ on loopback (scripts/services.sh), Chromium for the browser
-# tests, lint, then pytest.
+# tests, the static checks (ruff, the import layers, mypy, the manual built strictly), then pytest.
 # Extra arguments go to pytest:  scripts/test.sh -k ingest
 # `scripts/test.sh -m unit` runs the tests that need no service, and starts none.
 set -euo pipefail
@@ -23,4 +23,7 @@ if ! $units_only; then
 fi
 "$VENV/bin/ruff" format --check .
 "$VENV/bin/ruff" check .
+"$VENV/bin/lint-imports" --no-cache      # the layers of docs/architecture.md (setup.cfg)
+"$VENV/bin/mypy"                          # fastmon/, with django-stubs (pyproject.toml)
+"$VENV/bin/mkdocs" build --strict --quiet --site-dir "$(mktemp -d)"   # the manual, docs/
 exec "$VENV/bin/pytest" "$@"

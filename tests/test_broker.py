@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import stomp
 
-from fastmon.ingest.messages import InboundMessage, Outcome
+from fastmon.inbound.messages import InboundMessage, Outcome
 from fastmon.ingest.pipeline import ingest_batch
 from fastmon.models import DeadLetter, Run, StfFile
 from fastmon.testing.broker import subscribed

@@ -1,4 +1,5 @@
-"""The ingest hot path's COPY (``fastmon.db``): every value comes back as the ORM stores it."""
+"""The ingest hot path's COPY (``fastmon.database.bulk``): every value comes back as the ORM
+stores it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from django.db import DataError, transaction
 
-from fastmon.db import bulk_insert, insert_rows
+from fastmon.database.bulk import bulk_insert, insert_rows
 from fastmon.models import OutboxMessage, Run, StfFile, TfSample
 
 pytestmark = pytest.mark.django_db

@@ -18,11 +18,11 @@ from django.conf import settings
 from django.test import override_settings
 
 from fastmon.models import OutboxMessage, StfFile, TfSample
-from fastmon.outbox.feed import relay_to_monitor, sync_from_monitor
 from fastmon.sampling.policy import TfRange
 from fastmon.sampling.samples import SamplePlan, change_sample, record_tf_samples
 from fastmon.simulator.files import write_stf_file
 from fastmon.statistics.read import run_statistics
+from fastmon.swf_monitor.feed import relay_to_monitor, sync_from_monitor
 from fastmon.testing.broker import Collector
 from fastmon.testing.messages import example
 from fastmon.testing.swf_monitor import TF_SLICES_PATH, SwfMonitorStandIn

@@ -13,8 +13,8 @@ from django.forms.models import model_to_dict
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
+from fastmon.inbound.messages import InboundMessage, Outcome
 from fastmon.ingest import pipeline
-from fastmon.ingest.messages import InboundMessage, Outcome
 from fastmon.ingest.pipeline import ingest_batch, ingest_message
 from fastmon.models import DeadLetter, LiveEvent, Run, StfFile
 from fastmon.testing.messages import RUN_ORDER, example, example_body

@@ -15,13 +15,13 @@ from django.conf import settings
 from django.test import override_settings
 from rest_framework.test import APIClient
 
-from fastmon.ingest.messages import Outcome
+from fastmon.inbound.messages import Outcome
 from fastmon.ingest.pipeline import ingest_message
 from fastmon.models import LiveEvent, Run, Slice, TfSample
-from fastmon.processing.parameters import fetch_missing_parameters
 from fastmon.sampling.policy import TfRange
 from fastmon.sampling.samples import SamplePlan, record_tf_samples
 from fastmon.sampling.service import sample_stfs
+from fastmon.swf_monitor.parameters import fetch_missing_parameters
 from fastmon.testing.broker import subscribed
 from fastmon.testing.messages import example
 from fastmon.testing.swf_monitor import SwfMonitorStandIn

@@ -172,7 +172,7 @@ def test_a_stall_while_running_raises_an_alarm_through_the_broker_in_time(
 
 @pytest.mark.django_db
 def test_an_end_run_judges_the_stfs_of_its_own_batch_and_what_grace_held_back() -> None:
-    from fastmon.ingest.messages import InboundMessage
+    from fastmon.inbound.messages import InboundMessage
     from fastmon.ingest.pipeline import ingest_batch
 
     run = 100304

@@ -16,8 +16,8 @@ from django.test import override_settings
 from fastmon.ingest.pipeline import ingest_message
 from fastmon.models import Alarm, CheckState, TfSample
 from fastmon.sampling.checksums import adler32_combine, announced_range_checksums, parse_adler32
-from fastmon.sampling.reading import tf_offset
 from fastmon.sampling.service import sample_stfs
+from fastmon.sampling.spans import tf_offset
 from fastmon.simulator.files import write_stf_file
 from fastmon.testing.messages import example
 

@@ -20,9 +20,10 @@ from django.test import override_settings
 
 from fastmon.ingest.pipeline import ingest_message
 from fastmon.models import StfFile, TfSample
-from fastmon.sampling.reading import byte_spans, read_tf_ranges
-from fastmon.sampling.remote import parse_remote
+from fastmon.sampling.reading import read_tf_ranges
+from fastmon.sampling.roots import parse_remote
 from fastmon.sampling.service import sample_stfs
+from fastmon.sampling.spans import byte_spans
 from fastmon.simulator.files import write_stf_file
 from fastmon.testing.messages import example
 from tests.conftest import require_service

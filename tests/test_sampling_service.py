@@ -12,7 +12,7 @@ from django.test import override_settings
 from fastmon.ingest.pipeline import ingest_message
 from fastmon.models import LiveEvent, OutboxMessage, SamplingPolicy, StfFile, TfSample
 from fastmon.sampling import service
-from fastmon.sampling.policies import current_policy, save_policy_version
+from fastmon.sampling.ledger import current_policy, policy_of, save_policy_version
 from fastmon.sampling.policy import StfFacts, select_ranges
 from fastmon.sampling.reading import read_tf_ranges
 from fastmon.sampling.service import sample_stfs
@@ -65,7 +65,7 @@ def test_a_reachable_stf_gets_real_sizes_and_checksums_and_a_ledger(data_root: P
     # The ledger re-derives every sample byte for byte: same ranges, same sizes, same Adler-32.
     policy = samples[0].policy
     assert (policy.name, policy.version, samples[0].seed) == ("testbed", 1, 0)
-    ranges = select_ranges(policy.policy(), StfFacts(name, 101993, 1, 1000))
+    ranges = select_ranges(policy_of(policy), StfFacts(name, 101993, 1, 1000))
     again, _ = read_tf_ranges(path, 1000, [(r.tf_first, r.tf_last) for r in ranges])
     assert [(s.tf_first, s.tf_last, s.file_size_bytes, s.checksum) for s in samples] == [
         (r.tf_first, r.tf_last, m.size_bytes, m.checksum)

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from fastmon.ingest.schema import (
+from fastmon.inbound.schema import (
     MessageError,
     RunMessage,
     StfMessage,

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from fastmon.db import _interpolated, duration_percentiles
 from fastmon.models import StfFile
+from fastmon.statistics.percentiles import _interpolated, duration_percentiles
 
 pytestmark = pytest.mark.django_db
 

@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from fastmon.ingest.schema import decode_body, validate_message
-from fastmon.sampling.reading import local_path, read_tf_ranges, tf_offset
+from fastmon.inbound.schema import decode_body, validate_message
+from fastmon.sampling.reading import local_path, read_tf_ranges
+from fastmon.sampling.spans import tf_offset
 from fastmon.simulator.files import write_stf_file, zeros_adler32
 from fastmon.simulator.player import SimulationOptions, Simulator
 from fastmon.simulator.sending import byte_size

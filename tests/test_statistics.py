@@ -20,7 +20,7 @@ from fastmon.models import Run, RunCounter, StfFile, TfSample
 from fastmon.sampling.samples import change_sample
 from fastmon.sampling.service import sample_stfs
 from fastmon.statistics import counters
-from fastmon.statistics.histogram import bucket_of, percentiles
+from fastmon.statistics.percentiles import bucket_of, bucket_percentiles
 from fastmon.statistics.read import run_statistics
 from fastmon.testing.messages import example
 from tests.conftest import assert_counters_agree
@@ -42,18 +42,18 @@ def test_histogram_percentiles_are_within_a_bucket_of_the_exact_ones(seed: int) 
     buckets: dict[str, int] = {}
     for value in values:
         buckets[bucket_of(value)] = buckets.get(bucket_of(value), 0) + 1
-    found = percentiles(buckets)
+    found = bucket_percentiles(buckets)
     assert found["count"] == len(values)
     for name, want in exact(values).items():
         assert found[name] == pytest.approx(want, rel=BOUND), name
 
 
 def test_histogram_edges() -> None:
-    assert percentiles({}) == {"count": 0, "p50": None, "p95": None, "p99": None}
+    assert bucket_percentiles({}) == {"count": 0, "p50": None, "p95": None, "p99": None}
     # Clock skew (negative) and instants count as zero; one value is its own percentiles.
     assert bucket_of(-0.5) == bucket_of(0.0) == "zero"
-    assert percentiles({"zero": 3, bucket_of(2.0): 1})["p50"] == 0.0
-    assert percentiles({bucket_of(2.0): 1})["p99"] == pytest.approx(2.0, rel=BOUND)
+    assert bucket_percentiles({"zero": 3, bucket_of(2.0): 1})["p50"] == 0.0
+    assert bucket_percentiles({bucket_of(2.0): 1})["p99"] == pytest.approx(2.0, rel=BOUND)
 
 
 def sampled(run: int, stfs: int, state: str = "physics") -> None:
@@ -139,6 +139,6 @@ def test_writers_counting_the_same_run_at_once_never_deadlock_nor_lose_counts() 
 
 
 def test_a_percentile_between_two_far_buckets_interpolates_as_percentile_cont() -> None:
-    found = percentiles({bucket_of(1.0): 1, bucket_of(1024.0): 1})
+    found = bucket_percentiles({bucket_of(1.0): 1, bucket_of(1024.0): 1})
     assert found["p50"] == pytest.approx((1.0 + 1024.0) / 2, rel=BOUND)
     assert found["p99"] == pytest.approx(1.0 + 0.99 * 1023.0, rel=BOUND)

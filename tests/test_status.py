@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fastmon.models import DeadLetter, StfFile
 from fastmon.outbox.bodies import heartbeat_payload
-from fastmon.outbox.swf_monitor import HEARTBEAT_PATH
+from fastmon.swf_monitor.client import HEARTBEAT_PATH
 from fastmon.testing.swf_monitor import SwfMonitorStandIn
 from tests.conftest import ServiceProcess, TcpProxy, wait_until
 from tests.test_consumer import consumer_settings, publish, stf_gen

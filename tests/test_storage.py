@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from fastmon.sampling.policy import TESTBED, StfFacts, select_ranges
-from fastmon.sampling.reading import Unreachable, local_path, read_tf_ranges, tf_offset
+from fastmon.sampling.reading import Unreachable, local_path, read_tf_ranges
+from fastmon.sampling.spans import tf_offset
 
 GIB = 1024**3
 

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.test import override_settings
 from django.utils import timezone
 
-from fastmon.ingest.messages import InboundMessage, Outcome
+from fastmon.inbound.messages import InboundMessage, Outcome
 from fastmon.ingest.pipeline import ingest_batch, ingest_message
 from fastmon.models import DeadLetter, OutboxMessage, StfFile, Subscriber
 from fastmon.outbox.relay import relay_outbox

@@ -13,10 +13,10 @@ from django.test import override_settings
 
 from fastmon.ingest.pipeline import ingest_message
 from fastmon.models import OutboxMessage, StfFile, TfSample
-from fastmon.outbox.feed import relay_to_monitor
-from fastmon.outbox.swf_monitor import FASTMON_FILES_PATH
 from fastmon.sampling.policy import TfRange
 from fastmon.sampling.samples import SamplePlan, record_tf_samples
+from fastmon.swf_monitor.client import FASTMON_FILES_PATH
+from fastmon.swf_monitor.feed import relay_to_monitor
 from fastmon.testing.swf_monitor import SwfMonitorStandIn
 from tests.conftest import ServiceProcess, wait_until
 from tests.test_consumer import consumer_settings, publish, stf_gen

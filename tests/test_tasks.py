@@ -10,7 +10,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.utils import timezone
 
-from fastmon.ingest.messages import InboundMessage
+from fastmon.inbound.messages import InboundMessage
 from fastmon.ingest.pipeline import ingest_batch
 from fastmon.models import OutboxMessage, StfFile, Subscriber, TfSample
 from fastmon.tasks import periodic_checks, relay_outbox_task, sample_stfs

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from fastmon.ingest.messages import Outcome
+from fastmon.inbound.messages import Outcome
 from fastmon.ingest.pipeline import ingest_message
 from fastmon.models import DeadLetter, StfFile
 from fastmon.runtime.consumer import ExitCode

@@ -6,10 +6,11 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
 from rest_framework import serializers
 
-from fastmon.api.schema import ModelSerializer, component
+from fastmon.api.openapi import ModelSerializer, component
 from fastmon.live.frames import event_frame
 from fastmon.models import (
     Alarm,
@@ -22,6 +23,7 @@ from fastmon.models import (
     Subscriber,
     TfSample,
 )
+from fastmon.sampling.ledger import check_params
 from fastmon.subscribers.rules import RequestError, parse_subscription
 
 
@@ -31,7 +33,9 @@ class FastMonFileSerializer(ModelSerializer):
 
     stf_file = serializers.CharField(source="stf.stf_filename", read_only=True)
     run_number = serializers.IntegerField(source="run.run_number", read_only=True, default=None)
-    policy = serializers.StringRelatedField(read_only=True)
+    policy: serializers.StringRelatedField[SamplingPolicy] = serializers.StringRelatedField(
+        read_only=True
+    )
 
     class Meta:
         model = TfSample
@@ -46,7 +50,7 @@ class FastMonFileSerializer(ModelSerializer):
 
     @classmethod
     def rows(cls, rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Samples from ``selectors.tf_sample_rows``, as ``to_representation`` gives them (a
+        """Samples from ``overview.tf_sample_rows``, as ``to_representation`` gives them (a
         test holds the two equal): three times faster than serialising models."""
         zone = timezone.get_current_timezone()
 
@@ -110,9 +114,9 @@ class SamplingPolicySerializer(ModelSerializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         try:
-            SamplingPolicy(**attrs).policy()
-        except (TypeError, ValueError) as exc:
-            raise serializers.ValidationError({"params": str(exc)}) from exc
+            check_params(attrs.get("params", {}))
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.message_dict) from exc
         return attrs
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, TypeVar
 
-from django.db.models import QuerySet
+from django.db.models import Model, QuerySet
 from django.urls import get_script_prefix, reverse
 from django.utils.module_loading import import_string
 from django_filters.rest_framework import DjangoFilterBackend
@@ -14,14 +15,14 @@ from drf_spectacular.views import SpectacularAPIView
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
-from rest_framework.pagination import CursorPagination, LimitOffsetPagination
+from rest_framework.pagination import BasePagination, CursorPagination, LimitOffsetPagination
 from rest_framework.permissions import IsAuthenticatedOrReadOnly
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework_csv.renderers import CSVRenderer
 
-from fastmon import selectors
+from fastmon import overview
 from fastmon.api import filters
 from fastmon.api.serializers import (
     AlarmSerializer,
@@ -36,13 +37,24 @@ from fastmon.api.serializers import (
     SubscriberSerializer,
 )
 from fastmon.conf import fastmon_settings
-from fastmon.dead_letters.replay import Refused, discard_dead_letter, replay_dead_letter
-from fastmon.ingest.messages import Outcome
-from fastmon.models import Alarm, DeadLetter, Run, SamplingPolicy, Slice, StfFile, Subscriber
-from fastmon.processing.stats import processing_summary
+from fastmon.inbound.messages import Outcome
+from fastmon.ingest.replay import Refused, discard_dead_letter, replay_dead_letter
+from fastmon.live.events import events_since
+from fastmon.models import (
+    Alarm,
+    DeadLetter,
+    Run,
+    SamplingPolicy,
+    Slice,
+    StfFile,
+    Subscriber,
+    TfSample,
+)
+from fastmon.processing.figures import processing_summary
 from fastmon.quality.flags import run_quality
-from fastmon.sampling.policies import save_policy_version
+from fastmon.sampling.ledger import save_policy_version
 from fastmon.sampling.samples import change_sample
+from fastmon.statistics.read import run_statistics
 from fastmon.subscribers.service import remove_subscriber, save_subscriber
 
 
@@ -77,6 +89,10 @@ def _defused(data: Any) -> Any:
     return data
 
 
+_M = TypeVar("_M", bound=Model)
+_Row = TypeVar("_Row")
+
+
 class NewestFirst(CursorPagination):
     """Large lists: cursor pages, stable under inserts and cheap at any depth. ``?limit=``
     (what the rest of the API takes) sets the page size too."""
@@ -86,7 +102,7 @@ class NewestFirst(CursorPagination):
     page_size_query_param = "page_size"
     max_page_size = 1000
 
-    def get_page_size(self, request: Request) -> int:
+    def get_page_size(self, request: Request) -> int | None:
         if "limit" in request.query_params and "page_size" not in request.query_params:
             try:
                 limit = int(request.query_params["limit"])
@@ -104,10 +120,13 @@ class UnpaginatedUnlessLimit(LimitOffsetPagination):
 
     max_limit = 10000
 
-    def paginate_queryset(self, queryset: QuerySet, request: Request, view: Any = None) -> Any:
+    def paginate_queryset(
+        self, queryset: QuerySet[_M, _Row] | Sequence[_Row], request: Request, view: Any = None
+    ) -> list[_Row] | None:
         if self.get_limit(request) is None:
             maximum = fastmon_settings.API_MAX_UNPAGINATED
-            if queryset[maximum : maximum + 1].exists():
+            past = queryset[maximum : maximum + 1]
+            if past.exists() if isinstance(past, QuerySet) else past:
                 raise ValidationError(
                     f"more than {maximum} rows match: add ?limit= (and ?offset=) or filters"
                 )
@@ -120,7 +139,7 @@ class FastmonViewSet(viewsets.GenericViewSet):
     permission_classes = [IsAuthenticatedOrReadOnly]
     filter_backends = [DjangoFilterBackend]
     renderer_classes = [JSONRenderer, BrowsableAPIRenderer, ListCSVRenderer]
-    pagination_class = NewestFirst
+    pagination_class: type[BasePagination] | None = NewestFirst
 
     def get_authenticators(self) -> list[Any]:
         return [import_string(path)() for path in fastmon_settings.API_AUTHENTICATION_CLASSES]
@@ -134,14 +153,15 @@ class FastMonFileViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
     """TF samples, as swf-monitor's ``/api/fastmon-files/`` serves them (PATCH: status,
     metadata)."""
 
-    queryset = selectors.tf_samples()
+    queryset = overview.tf_samples()
     serializer_class = FastMonFileSerializer
     filterset_class = filters.TfSampleFilter
     pagination_class = UnpaginatedUnlessLimit
     lookup_field = "tf_file_id"
     http_method_names = ["get", "patch", "head", "options"]
 
-    def perform_update(self, serializer: FastMonFileSerializer) -> None:
+    def perform_update(self, serializer: serializers.BaseSerializer[TfSample]) -> None:
+        assert serializer.instance is not None  # update() gives it the object it updates
         serializer.instance = change_sample(serializer.instance, serializer.validated_data)
 
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -150,9 +170,9 @@ class FastMonFileViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         # Count and slice on ids alone: the joins the rows need would slow the count.
         page = self.paginate_queryset(samples.values_list("id", flat=True))
         if page is not None:
-            rows = selectors.tf_sample_rows(self.get_queryset().filter(id__in=page))
+            rows = overview.tf_sample_rows(self.get_queryset().filter(id__in=page))
             return self.get_paginated_response(FastMonFileSerializer.rows(rows))
-        return Response(FastMonFileSerializer.rows(selectors.tf_sample_rows(samples)))
+        return Response(FastMonFileSerializer.rows(overview.tf_sample_rows(samples)))
 
 
 class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, FastmonViewSet):
@@ -166,7 +186,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, FastmonViewSe
     def statistics(self, request: Request, run_number: str) -> Response:
         """Samples, achieved fraction, sizes, latency per stage, samples by machine state,
         sequence gaps."""
-        return Response(selectors.run_statistics(self.get_object()))
+        return Response(run_statistics(self.get_object()))
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     @action(detail=True)
@@ -225,6 +245,7 @@ class SamplingPolicyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin,
         serializer.instance = save_policy_version(policy, created_by=self.user_name())
 
     def perform_update(self, serializer: serializers.BaseSerializer) -> None:
+        assert serializer.instance is not None  # update() gives it the object it updates
         policy = SamplingPolicy.objects.get(pk=serializer.instance.pk)
         for name, value in serializer.validated_data.items():
             setattr(policy, name, value)
@@ -241,6 +262,7 @@ class SubscriberViewSet(viewsets.ModelViewSet, FastmonViewSet):
         serializer.instance = save_subscriber(subscription, by=self.user_name())
 
     def perform_update(self, serializer: serializers.BaseSerializer) -> None:
+        assert serializer.instance is not None  # update() gives it the object it updates
         subscription = serializer.validated_data["subscription"]
         serializer.instance = save_subscriber(
             subscription, by=self.user_name(), subscriber_id=serializer.instance.pk
@@ -313,7 +335,7 @@ class EventViewSet(mixins.ListModelMixin, FastmonViewSet):
             raise ValidationError("since and limit must be integers") from None
         if since < 0 or not 1 <= limit <= 1000:
             raise ValidationError("since must be >= 0 and limit between 1 and 1000")
-        return selectors.events_since(since, limit)
+        return events_since(since, limit)
 
 
 class SchemaView(SpectacularAPIView):

@@ -1,2 +1,2 @@
-"""Dead letters: every input fastmon cannot use, kept with its reason (``store``), browsable,
-and replayed or discarded by an operator (``replay``)."""
+"""Dead letters: every input fastmon cannot use, kept with its reason (``store``), browsable;
+an operator replays (``fastmon.ingest.replay``) or discards them."""

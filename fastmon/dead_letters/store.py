@@ -12,7 +12,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from fastmon.conf import fastmon_settings
-from fastmon.ingest.messages import InboundMessage, MessageResult, Outcome
+from fastmon.inbound.messages import InboundMessage, MessageResult, Outcome
 from fastmon.live.events import record_live_events
 from fastmon.live.frames import dead_letter_event
 from fastmon.models import DeadLetter

@@ -17,11 +17,10 @@ from collections.abc import Iterable, Mapping
 from django.db import DataError, IntegrityError, transaction
 
 from fastmon.conf import fastmon_settings
-from fastmon.db import is_outage
+from fastmon.database.outages import is_outage
 from fastmon.dead_letters.store import dead_letter
-from fastmon.ingest.messages import BatchResult, InboundMessage, MessageResult, Outcome
-from fastmon.ingest.runs import apply_run_message
-from fastmon.ingest.schema import (
+from fastmon.inbound.messages import BatchResult, InboundMessage, MessageResult, Outcome
+from fastmon.inbound.schema import (
     MessageError,
     ProcessingReading,
     RunMessage,
@@ -30,11 +29,12 @@ from fastmon.ingest.schema import (
     decode_body,
     validate_message,
 )
+from fastmon.ingest.runs import apply_run_message
 from fastmon.ingest.stfs import Seen, upsert_stf_files
 from fastmon.live.events import record_live_events
 from fastmon.live.frames import processing_events
 from fastmon.models import DeadLetter
-from fastmon.processing.apply import apply_processing_message
+from fastmon.processing.stage import apply_processing_message
 from fastmon.quality import evaluate as quality
 from fastmon.sampling.dispatch import enqueue_sampling
 from fastmon.subscribers.control import apply_control_request
@@ -50,7 +50,7 @@ def ingest_message(body: bytes | str, headers: Mapping[str, str] | None = None) 
 # What reading a message, without the database, makes of it: a message to apply, the result
 # of one that will not be applied (another namespace's, a type fastmon does not consume), the
 # reason it can never be used (to dead-letter), or None for a control request.
-Reading = RunMessage | StfMessage | MessageResult | MessageError | None
+Reading = RunMessage | StfMessage | ProcessingReading | MessageResult | MessageError | None
 ReadBatch = list[tuple[InboundMessage, Reading]]
 
 
@@ -83,7 +83,7 @@ def ingest_read(batch: ReadBatch) -> BatchResult:
         results: list[MessageResult | None] = []
         announcements: list[tuple[int, InboundMessage, StfMessage]] = []
         seen: Seen = {}  # what the quality checks are given
-        processing: list[tuple[int, ProcessingReading]] = []
+        processing: list[tuple[ProcessingReading, MessageResult]] = []
         for index, (message, reading) in enumerate(batch):
             if reading is None:
                 results.append(apply_control_request(message))
@@ -93,24 +93,25 @@ def ingest_read(batch: ReadBatch) -> BatchResult:
                 announcements.append((index, message, reading))
                 results.append(None)
             elif isinstance(reading, RunMessage | ProcessingReading):
-                results.append(_apply_alone(message, reading, seen))
+                result = _apply_alone(message, reading, seen)
+                results.append(result)
                 if isinstance(reading, ProcessingReading):
-                    processing.append((index, reading))
+                    processing.append((reading, result))
             else:
                 results.append(reading)
         if announcements:
+            stored_at: set[int] = set()  # the indexes of the announcements stored
             for index, result in _apply_announcements(announcements, seen):
                 results[index] = result
+                if result.outcome is Outcome.STORED:
+                    stored_at.add(index)
             samplable = [
                 parsed.filename
                 for index, _, parsed in announcements
-                if parsed.msg_type in fastmon_settings.SAMPLE_ON
-                and results[index].outcome is Outcome.STORED
+                if parsed.msg_type in fastmon_settings.SAMPLE_ON and index in stored_at
             ]
             transaction.on_commit(lambda: enqueue_sampling(samplable))
-        stored = [
-            parsed for index, parsed in processing if results[index].outcome is Outcome.STORED
-        ]
+        stored = [parsed for parsed, result in processing if result.outcome is Outcome.STORED]
         record_live_events(processing_events(stored))
         # The batch's STFs, then the runs it ended (its STFs are applied last), judged once.
         ended = {
@@ -130,7 +131,7 @@ def ingest_read(batch: ReadBatch) -> BatchResult:
 
 def _read(
     message: InboundMessage, max_bytes: int, namespace: str | None
-) -> RunMessage | StfMessage | MessageResult | MessageError:
+) -> RunMessage | StfMessage | ProcessingReading | MessageResult | MessageError:
     try:
         data = decode_body(message.raw_body, max_bytes)
         # Other namespaces' traffic is not ours to judge: filter before validating.

@@ -6,8 +6,8 @@ from typing import Any
 
 from django.utils import timezone
 
-from fastmon.ingest.schema import RunMessage
-from fastmon.ingest.values import aware, set_changed
+from fastmon.database.rows import aware, set_changed
+from fastmon.inbound.schema import RunMessage
 from fastmon.live.events import record_live_events
 from fastmon.live.frames import run_event
 from fastmon.models import Run

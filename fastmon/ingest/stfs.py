@@ -10,10 +10,10 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from fastmon.db import insert_rows
-from fastmon.ingest.messages import InboundMessage
-from fastmon.ingest.schema import StfMessage
-from fastmon.ingest.values import aware, set_changed
+from fastmon.database.bulk import insert_rows
+from fastmon.database.rows import aware, set_changed
+from fastmon.inbound.messages import InboundMessage
+from fastmon.inbound.schema import StfMessage
 from fastmon.live.events import record_live_events
 from fastmon.live.frames import run_event, stf_events
 from fastmon.models import Run, StfFile
@@ -29,7 +29,7 @@ _STF_COLUMNS = {
 }  # fmt: skip
 # An announcement moves an STF forward, never back (a late stf_gen after stf_ready, a
 # redelivered stf_ready after sampling).
-_STF_STATUS_RANK = {
+_STF_STATUS_RANK: dict[str, int] = {
     StfFile.Status.ANNOUNCED: 0,
     StfFile.Status.READY: 1,
     StfFile.Status.SAMPLED: 2,
@@ -44,7 +44,7 @@ def upsert_stf_files(
     """Create or enrich the STF files of these announcements, in order, in a few queries; what
     the quality checks are to be given goes into ``seen`` (by run), once it is all stored."""
     messages = [parsed for _, parsed in announcements]
-    runs = _run_ids([m for m in messages if m.run_number is not None])
+    runs = _run_ids(messages)
     stored = {stf.stf_filename: stf for stf in _locked_stf_files({m.filename for m in messages})}
     new: dict[str, dict[str, Any]] = {}  # rows to insert, by file name
     changed: dict[str, StfFile] = {}
@@ -88,6 +88,7 @@ def upsert_stf_files(
                 changed[message.filename] = stf
                 changed_fields.update(fields)
         else:  # a second announcement of an STF this batch creates
+            assert row is not None  # neither stored nor new: created above, and continued
             changes = _enrichment(row.get, message, values, status, extras)
             row.update(changes)
             fields = list(changes)
@@ -133,10 +134,12 @@ def _enrichment(
 
 
 def _run_ids(messages: list[StfMessage]) -> dict[int, int]:
-    """Run number to primary key, creating the runs announcements name before their run_imminent."""
-    numbers = {m.run_number for m in messages}
+    """Run number to primary key, creating the runs announcements name before their run_imminent
+    (announcements that name no run are left out)."""
+    numbered = [(m.run_number, m) for m in messages if m.run_number is not None]
+    numbers = {number for number, _ in numbered}
     ids = dict(Run.objects.filter(run_number__in=numbers).values_list("run_number", "pk"))
-    missing = {m.run_number: m for m in messages if m.run_number not in ids}
+    missing = {number: m for number, m in numbered if number not in ids}
     if missing:
         Run.objects.bulk_create(
             [

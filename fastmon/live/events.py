@@ -5,6 +5,7 @@ back from the table)."""
 from __future__ import annotations
 
 from django.db import transaction
+from django.db.models import Max, QuerySet
 
 from fastmon.live import push
 from fastmon.live.frames import event_frame
@@ -26,3 +27,21 @@ def record_live_events(events: list[LiveEvent]) -> None:
     LiveEvent.objects.bulk_create(events)
     frames = [event_frame(event) for event in events]
     transaction.on_commit(lambda: push.broadcast(frames))
+
+
+def events_since(sequence: int, limit: int, upto: int | None = None) -> QuerySet[LiveEvent]:
+    events = LiveEvent.objects.filter(id__gt=sequence)
+    if upto is not None:
+        events = events.filter(id__lte=upto)
+    return events.order_by("id")[:limit]
+
+
+def newest_event_sequence() -> int:
+    return LiveEvent.objects.aggregate(newest=Max("id"))["newest"] or 0
+
+
+def replay_start(since: int, maximum: int) -> int:
+    """Where a replay after ``since`` starts so that it sends at most ``maximum`` events."""
+    newer = LiveEvent.objects.filter(id__gt=since).order_by("-id").values_list("id", flat=True)
+    oldest_kept = list(newer[maximum : maximum + 1])
+    return oldest_kept[0] if oldest_kept else since

@@ -7,11 +7,11 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from fastmon.conf import fastmon_settings
-from fastmon.ingest.schema import SliceResultMessage
+from fastmon.inbound.schema import SliceResultMessage
 from fastmon.models import Alarm, DeadLetter, LiveEvent, TfSample
 
 if TYPE_CHECKING:
-    from fastmon.ingest.schema import ProcessingReading, StfMessage
+    from fastmon.inbound.schema import ProcessingReading, StfMessage
 
 
 def event_frame(event: LiveEvent) -> dict[str, Any]:

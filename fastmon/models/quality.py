@@ -3,10 +3,29 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from django.db import models
 from django.db.models import Q
 
-from fastmon.quality.verdicts import Quality
+
+class Quality(StrEnum):
+    """Qualities, as ALICE QC's checks return them: good, medium, bad, or null (no opinion,
+    shown as Unknown). Stored in every quality column; ``fastmon.quality.verdicts`` judges
+    with them."""
+
+    GOOD = "good"
+    MEDIUM = "medium"
+    BAD = "bad"
+    NULL = "null"
+
+    @property
+    def severity(self) -> int:
+        """Null < good < medium < bad: the worst of several is the one with the highest."""
+        return _SEVERITY[self]
+
+
+_SEVERITY = {Quality.NULL: 0, Quality.GOOD: 1, Quality.MEDIUM: 2, Quality.BAD: 3}
 
 QUALITIES = [(q.value, q.value) for q in Quality]
 

@@ -30,7 +30,6 @@ from fastmon.conf import fastmon_settings
 from fastmon.models import OutboxMessage, Subscriber, TfSample
 from fastmon.retry import backoff_delay
 from fastmon.statistics.counters import count_published
-from fastmon.subscribers.service import drop_subscriber_backlog
 from fastmon.transport.base import BatchAnswer, Outgoing
 
 logger = logging.getLogger("fastmon.outbox")
@@ -192,3 +191,16 @@ def outbox_lag() -> tuple[int, float | None]:
     lag = stats["pending"], (timezone.now() - oldest).total_seconds() if oldest else None
     metrics.set_outbox_lag(*lag)
     return lag
+
+
+def drop_subscriber_backlog(subscriber_id: int, reason: str) -> int:
+    """Set a subscriber inactive and give up its undelivered rows, counted as dropped."""
+    dropped = OutboxMessage.objects.undelivered(subscriber_id).update(
+        failed_at=timezone.now(), last_error=reason
+    )
+    Subscriber.objects.filter(pk=subscriber_id).update(
+        active=False, dropped_count=F("dropped_count") + dropped, last_error=reason
+    )
+    logger.error("subscriber %s set inactive, %d messages dropped: %s",
+                 subscriber_id, dropped, reason)  # fmt: skip
+    return dropped

@@ -150,18 +150,19 @@ class StfSizeOutlier(Check):
 
     def on_stfs(self, memory: dict, run: RunFacts, stfs: Sequence[StfSeen]) -> Verdict | None:
         sizes: list[int] = memory.get("sizes", [])
-        new = [stf for stf in stfs if stf.size_bytes is not None]  # each STF's first size
+        # Each STF's first size, as (file name, size).
+        new = [(stf.filename, stf.size_bytes) for stf in stfs if stf.size_bytes is not None]
         odd = []
         if len(sizes) >= self.min_count:  # judged against the sizes before the batch: one
             median = statistics.median(sizes)  # median and MAD per batch, not per STF
             spread = statistics.median(abs(s - median) for s in sizes) * 1.4826
             allowed = max(self.max_deviations * spread, self.min_relative * median)
             odd = [
-                f"{stf.filename} {stf.size_bytes:,} B (usually {median:,.0f} B)"
-                for stf in new
-                if abs(stf.size_bytes - median) > allowed
+                f"{filename} {size:,} B (usually {median:,.0f} B)"
+                for filename, size in new
+                if abs(size - median) > allowed
             ]
-        sizes.extend(stf.size_bytes for stf in new)
+        sizes.extend(size for _, size in new)
         memory["sizes"] = sizes[-self.kept :]
         if odd:
             return self.says(f"STF size outlier: {'; '.join(odd[:3])}")

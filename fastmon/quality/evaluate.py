@@ -23,7 +23,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from fastmon.conf import fastmon_settings
-from fastmon.db import update_each
+from fastmon.database.bulk import update_each
 from fastmon.live.events import record_live_events
 from fastmon.live.frames import quality_event
 from fastmon.models import CheckState, DeadLetter, Run, Slice

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any
 
 from django.utils.module_loading import import_string
 
@@ -76,7 +76,7 @@ class Check:
     """A data-quality check. Subclasses declare their parameters as class attributes with
     defaults; ``FASTMON["CHECKS"]`` may override any of them and nothing else."""
 
-    name: ClassVar[str] = ""
+    name: str = ""  # a subclass's default; an instance's own, when given one
     quality: str = Quality.BAD  # what the check says when its condition is met
 
     def __init__(self, name: str | None = None, **params: Any) -> None:

@@ -1,26 +1,12 @@
-"""Qualities, as ALICE QC's checks return them: good, medium, bad, or null (no opinion, shown
-as Unknown), and what a check says: a quality with its reason."""
+"""What a check says: a quality (``fastmon.models.quality.Quality``) with its reason, and the
+worst of several."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import StrEnum
 
-
-class Quality(StrEnum):
-    GOOD = "good"
-    MEDIUM = "medium"
-    BAD = "bad"
-    NULL = "null"
-
-    @property
-    def severity(self) -> int:
-        """Null < good < medium < bad: the worst of several is the one with the highest."""
-        return _SEVERITY[self]
-
-
-_SEVERITY = {Quality.NULL: 0, Quality.GOOD: 1, Quality.MEDIUM: 2, Quality.BAD: 3}
+from fastmon.models.quality import Quality
 
 
 def worst(qualities: Iterable[str]) -> Quality:

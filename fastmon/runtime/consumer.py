@@ -1,8 +1,10 @@
 """run_fastmon's engine: broker frames in, committed batches, acks after commit, outbox out.
 
-Threads: stomp.py's receiver thread only appends frames to a bounded ``Intake``; everything
-else (batching, acks, reconnects, the outbox relay, summaries) runs in the one loop of
-``Consumer.run``. Ingest runs in a child process when run_fastmon owns its process
+Threads: stomp.py's receiver thread only appends frames to a bounded ``Intake``; batching,
+acks, reconnects, the outbox relay (it sends on this loop's broker connection) and summaries
+run in the one loop of ``Consumer.run``; the rest are background loops
+(``fastmon.runtime.loops``, ``fastmon.runtime.heartbeat``), started once subscribed and stopped
+by one deadline. Ingest runs in a child process when run_fastmon owns its process
 (INGEST_PROCESS), batches in order: the loop hands over the next batch while the last one
 commits, so ingest never waits for the loop, and acks each batch after its commit. Memory stays
 bounded because the broker never has more than PREFETCH unacknowledged frames in flight per
@@ -24,18 +26,17 @@ from django.utils.module_loading import import_string
 
 from fastmon import metrics
 from fastmon.conf import fastmon_settings
+from fastmon.database.outages import TRANSIENT_DB_ERRORS, refresh_db_connections
 from fastmon.models import Run
-from fastmon.outbox.feed import MonitorFeed
 from fastmon.outbox.relay import outbox_lag, relay_outbox
-from fastmon.quality.ticker import QualityTicker
 from fastmon.retry import backoff_delay
-from fastmon.runtime.connections import TRANSIENT_DB_ERRORS, refresh_db_connections
 from fastmon.runtime.heartbeat import StatusReporter
 from fastmon.runtime.ingest_worker import IngestDied, IngestProcess, InlineIngest, frames_of
 from fastmon.runtime.intake import Intake
-from fastmon.runtime.stats import Stats, count_batch
+from fastmon.runtime.loop import Loop
+from fastmon.runtime.loops import MonitorFeed, QualityTicker, Sampler
+from fastmon.runtime.summary import Stats, count_batch
 from fastmon.sampling import dispatch
-from fastmon.sampling.sampler import Sampler
 from fastmon.transport.base import (
     BrokerAuthFailed,
     BrokerError,
@@ -101,10 +102,8 @@ class Consumer:
         # Status: heartbeats to swf-monitor and the ConsumerStatus row, in threads of their own.
         self.last_message_at: datetime | None = None
         self.status = StatusReporter(self)
-        self.feed = MonitorFeed()
-        self.quality = QualityTicker()
         self.sampling = "off"
-        self.sampler = Sampler()
+        self.loops: list[Loop] = []  # started once subscribed
 
     # -- the receiver thread ------------------------------------------------------------------
 
@@ -156,15 +155,10 @@ class Consumer:
             self.status.start()
         failure = self._start()
         if failure is not None:
-            self.status.stop()
+            self.status.stop(time.monotonic() + fastmon_settings.STOP_TIMEOUT_S)
             return failure
         self.started.set()
-        if self.destinations:
-            self.quality.start()
-        if self.relay:
-            self.feed.start()
-        if self.sampling == dispatch.RUN_FASTMON:
-            self.sampler.start()
+        self._start_loops()
 
         next_summary = time.monotonic() + fastmon_settings.SUMMARY_INTERVAL_S
         next_relay = time.monotonic()
@@ -186,6 +180,16 @@ class Consumer:
 
         self._finish()
         return ExitCode.OK
+
+    def _start_loops(self) -> None:
+        if self.destinations:
+            self.loops.append(QualityTicker())
+        if self.relay:
+            self.loops.append(MonitorFeed())
+        if self.sampling == dispatch.RUN_FASTMON:
+            self.loops.append(Sampler())
+        for loop in self.loops:
+            loop.start()
 
     def describe(self) -> str:
         subscriptions = []
@@ -410,8 +414,8 @@ class Consumer:
         if self.relay and self.transport.connected:
             self._relay()
         self.transport.disconnect()
-        self.feed.stop()
-        self.quality.stop()
-        self.sampler.stop(fastmon_settings.STOP_TIMEOUT_S)
-        self.status.stop()
+        loops_by = time.monotonic() + fastmon_settings.STOP_TIMEOUT_S
+        for loop in self.loops:
+            loop.stop(loops_by)
+        self.status.stop(loops_by)
         logger.info("run_fastmon: stopped")

@@ -1,9 +1,9 @@
 """run_fastmon's reports on itself: heartbeats to swf-monitor and its ConsumerStatus row.
 
-Both run in daemon threads of their own, so a slow or absent monitor or database never delays a
-batch. The heartbeat is what every testbed agent sends (``docs/wire-formats.md``): a POST to
-``{SWF_MONITOR_URL}/api/systemagents/heartbeat/`` every HEARTBEAT_INTERVAL_S; no URL, none sent.
-The status row is for fastmon's own health checks, which run in other processes.
+Both are loops of their own (``Loop``), so a slow or absent monitor or database never delays a
+batch. The heartbeat is what every testbed agent sends (``fastmon.swf_monitor.heartbeat``)
+every HEARTBEAT_INTERVAL_S; no SWF_MONITOR_URL, none sent. The status row is for fastmon's own
+health checks, which run in other processes.
 """
 
 from __future__ import annotations
@@ -15,14 +15,17 @@ import threading
 from datetime import datetime
 from typing import Any, Protocol
 
-from django.db import DatabaseError, connection
+from django.db import DatabaseError
 from django.utils import timezone
 
 from fastmon.conf import fastmon_settings
 from fastmon.models import ConsumerStatus
 from fastmon.outbox.bodies import heartbeat_payload
-from fastmon.outbox.swf_monitor import send_heartbeat
 from fastmon.retry import backoff_delay
+from fastmon.runtime.loop import Loop
+from fastmon.swf_monitor.heartbeat import send_heartbeat
+
+logger = logging.getLogger("fastmon.heartbeat")
 
 
 class Connected(Protocol):
@@ -40,33 +43,25 @@ class Reported(Protocol):
     transport: Connected
 
 
-logger = logging.getLogger("fastmon.heartbeat")
-
-
 class StatusReporter:
-    """The two reporting threads of one consumer, which only read what ``Reported`` names; ``stop``
-    removes its row and says EXITED."""
+    """The two reporting loops of one consumer, which only read what ``Reported`` names;
+    ``stop`` removes its row and says EXITED."""
 
     def __init__(self, consumer: Reported) -> None:
         self.consumer = consumer
-        self.stopping = threading.Event()
-        self.threads: list[threading.Thread] = []
+        self.loops: list[Loop] = [_StatusRow(self), _Heartbeat(self)]
+        self.started = False
 
     def start(self) -> None:
-        loops = [self._status_loop]
-        if fastmon_settings.SWF_MONITOR_URL:
-            loops.append(self._heartbeat_loop)
-        for loop in loops:
-            thread = threading.Thread(target=loop, name=f"fastmon{loop.__name__}", daemon=True)
-            thread.start()
-            self.threads.append(thread)
+        self.started = True
+        for loop in self.loops:
+            loop.start()
 
-    def stop(self) -> None:
-        if not self.threads:
+    def stop(self, deadline: float) -> None:
+        if not self.started:
             return
-        self.stopping.set()
-        for thread in self.threads:
-            thread.join(timeout=2.0)  # daemons: a request in flight is not worth waiting for
+        for loop in self.loops:
+            loop.stop(deadline)
         try:
             ConsumerStatus.objects.filter(agent_name=fastmon_settings.AGENT_NAME).delete()
         except DatabaseError as exc:
@@ -96,42 +91,58 @@ class StatusReporter:
             description=f"last message {last.isoformat() if last else 'none yet'}",
         )
 
-    def _heartbeat_loop(self) -> None:
-        attempt = 0
-        delay = 0.0
-        while not self.stopping.wait(delay):
-            interval = fastmon_settings.HEARTBEAT_INTERVAL_S
-            try:
-                send_heartbeat(self.payload())
-                attempt, delay = 0, interval
-            except Exception as exc:  # OSError mostly; the thread must outlive anything
-                # Soon at first (the monitor marks an agent EXITED after three silent minutes),
-                # doubling up to the regular interval.
-                delay = backoff_delay(attempt, cap=interval)
-                attempt += 1
-                logger.warning("heartbeat to swf-monitor failed (%s); next in %.1fs", exc, delay)
 
-    def _status_loop(self) -> None:
-        """Own database connection (Django's are per thread), closed after a failure."""
-        try:
-            while not self.stopping.is_set():
-                self._write_status()
-                self.stopping.wait(fastmon_settings.CONSUMER_STATUS_INTERVAL_S)
-        finally:
-            connection.close()
+class _Heartbeat(Loop):
+    name = "heartbeat"
+    what = "heartbeat"
+    logger = logger
+    stop_within = 2.0  # a request in flight is not worth waiting for
 
-    def _write_status(self) -> None:
-        try:
-            ConsumerStatus.objects.update_or_create(
-                agent_name=fastmon_settings.AGENT_NAME,
-                defaults={
-                    "hostname": socket.gethostname(),
-                    "pid": os.getpid(),
-                    "broker_connected": self.consumer.transport.connected,
-                    "last_message_at": self.consumer.last_message_at,
-                    "updated_at": timezone.now(),
-                },
-            )
-        except DatabaseError as exc:
-            logger.warning("consumer status not written: %s", exc)
-            connection.close()
+    def __init__(self, reporter: StatusReporter) -> None:
+        super().__init__()
+        self.reporter = reporter
+
+    def enabled(self) -> bool:
+        return bool(fastmon_settings.SWF_MONITOR_URL)
+
+    def iterate(self) -> float:
+        send_heartbeat(self.reporter.payload())
+        return fastmon_settings.HEARTBEAT_INTERVAL_S
+
+    def retry_delay(self, attempt: int) -> float:
+        """Soon at first (the monitor marks an agent EXITED after three silent minutes),
+        doubling up to the regular interval."""
+        return backoff_delay(attempt, cap=fastmon_settings.HEARTBEAT_INTERVAL_S)
+
+    def failed(self, exc: Exception, delay: float) -> None:
+        logger.warning("heartbeat to swf-monitor failed (%s); next in %.1fs", exc, delay)
+
+
+class _StatusRow(Loop):
+    name = "status"
+    what = "consumer status"
+    logger = logger
+    stop_within = 2.0
+
+    def __init__(self, reporter: StatusReporter) -> None:
+        super().__init__()
+        self.consumer = reporter.consumer
+
+    def iterate(self) -> float:
+        ConsumerStatus.objects.update_or_create(
+            agent_name=fastmon_settings.AGENT_NAME,
+            defaults={
+                "hostname": socket.gethostname(),
+                "pid": os.getpid(),
+                "broker_connected": self.consumer.transport.connected,
+                "last_message_at": self.consumer.last_message_at,
+                "updated_at": timezone.now(),
+            },
+        )
+        return fastmon_settings.CONSUMER_STATUS_INTERVAL_S
+
+    def retry_delay(self, attempt: int) -> float:
+        return fastmon_settings.CONSUMER_STATUS_INTERVAL_S
+
+    def failed(self, exc: Exception, delay: float) -> None:
+        logger.warning("consumer status not written: %s", exc)

@@ -20,10 +20,10 @@ from multiprocessing.connection import Connection
 from django.db import DatabaseError, connections
 
 from fastmon.conf import fastmon_settings
-from fastmon.ingest.messages import InboundMessage
+from fastmon.database.outages import TRANSIENT_DB_ERRORS, refresh_db_connections
+from fastmon.inbound.messages import InboundMessage
 from fastmon.ingest.pipeline import ReadBatch, ingest_read, read_batch
-from fastmon.runtime.connections import TRANSIENT_DB_ERRORS, refresh_db_connections
-from fastmon.runtime.stats import Tally
+from fastmon.runtime.summary import Tally
 from fastmon.transport.base import Delivery
 
 logger = logging.getLogger("fastmon.consumer")

@@ -39,12 +39,12 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from fastmon.conf import fastmon_settings
-from fastmon.ingest.messages import InboundMessage, MessageResult, Outcome
+from fastmon.database.outages import TRANSIENT_DB_ERRORS, refresh_db_connections
+from fastmon.inbound.messages import InboundMessage, MessageResult, Outcome
+from fastmon.inbound.schema import STF_FILENAME_RE
 from fastmon.ingest.pipeline import ingest_batch
-from fastmon.ingest.schema import STF_FILENAME_RE
 from fastmon.models import StfFile
 from fastmon.retry import backoff_delay
-from fastmon.runtime.connections import TRANSIENT_DB_ERRORS, refresh_db_connections
 from fastmon.runtime.consumer import Consumer, ExitCode
 from fastmon.sampling.reading import read_tf_ranges
 

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
-from zlib_ng.zlib_ng import adler32
 
 from fastmon.conf import fastmon_settings
-from fastmon.sampling.remote import (
+from fastmon.sampling.checksums import Checksums, Spans
+from fastmon.sampling.roots import (
     HTTP_PERMANENT,
     XROOTD_ELEMENT,
     XROOTD_MAX_ELEMENTS,
@@ -24,50 +24,6 @@ from fastmon.sampling.remote import (
     bearer_token,
     pieces,
 )
-
-# Adler-32 by zlib-ng: the same values as zlib's, five times faster (SIMD); a sample's bytes
-# are all checksummed, so this is most of what a read costs beyond the read itself.
-__all__ = ["HttpReader", "XRootDReader", "adler32"]
-
-Spans = Sequence[tuple[int, int]]  # (start, end): half-open byte spans, sorted, apart
-
-
-class Checksums:
-    """Adler-32 of each span, fed bytes at their offsets in increasing order per span."""
-
-    def __init__(self, spans: Spans) -> None:
-        self.spans = list(spans)
-        self.adler = [1] * len(self.spans)
-        self.done = [start for start, _ in self.spans]  # the next offset each span expects
-        self.first = 0  # spans before it are complete
-
-    def feed(self, offset: int, data: bytes | memoryview) -> None:
-        end = offset + len(data)
-        for index in range(self.first, len(self.spans)):
-            start, stop = self.spans[index]
-            if start >= end:
-                break  # spans are sorted: none further can overlap
-            low, high = max(start, offset), min(stop, end)
-            if low >= high:
-                continue
-            if low != self.done[index]:
-                raise RemoteError(f"bytes {low}-{high} came out of order", transient=False,
-                                  kind="OutOfOrder")  # fmt: skip
-            piece = memoryview(data)[low - offset : high - offset]
-            self.adler[index] = adler32(piece, self.adler[index])
-            self.done[index] = high
-        while self.first < len(self.spans) and self.done[self.first] >= self.spans[self.first][1]:
-            self.first += 1  # complete: never looked at again
-
-    def missing(self) -> list[tuple[int, int]]:
-        return [(done, stop) for done, (_, stop) in zip(self.done, self.spans, strict=True)
-                if done < stop]  # fmt: skip
-
-    def results(self) -> list[int]:
-        if gaps := self.missing():
-            raise RemoteError(f"bytes {gaps[0][0]}-{gaps[0][1]} never came", transient=True,
-                              kind="ShortRead")  # fmt: skip
-        return self.adler
 
 
 class XRootDReader:

@@ -74,10 +74,12 @@ class Policy:
     size_sigma: float = 0.1
 
     def __post_init__(self) -> None:
+        # Under ``from __future__ import annotations`` a field's type is its annotation's text.
+        annotations = {f.name: str(f.type) for f in fields(self)}
         problems = [
-            f"{f.name} must be {_TYPE_WORDS[f.type]}"
-            for f in fields(self)
-            if not _has_type(getattr(self, f.name), f.type)
+            f"{name} must be {_TYPE_WORDS[annotation]}"
+            for name, annotation in annotations.items()
+            if not _has_type(getattr(self, name), annotation)
         ]
         if problems:
             raise ValueError("; ".join(problems))

@@ -1,5 +1,5 @@
 """Reading sampled Time Frames from STF files: only their byte ranges, never the whole file,
-from a local data root or a remote one (``remote``: XRootD, HTTP)."""
+from a local data root or a remote one (``roots``, ``clients``: XRootD, HTTP)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from urllib.parse import unquote, urlparse
 
 from fastmon.conf import fastmon_settings
 from fastmon.retry import backoff_delay
-from fastmon.sampling.clients import HttpReader, XRootDReader, adler32
-from fastmon.sampling.remote import RemoteError, RemoteURL, host_slot, parse_remote, remote_roots
+from fastmon.sampling.checksums import adler32
+from fastmon.sampling.clients import HttpReader, XRootDReader
+from fastmon.sampling.roots import RemoteError, RemoteURL, host_slot, parse_remote, remote_roots
+from fastmon.sampling.spans import byte_spans
 
 logger = logging.getLogger("fastmon.sampling")
 
@@ -57,11 +59,6 @@ class Measured:
     checksum: str  # Adler-32 as the DAQ writes it: "ad:<decimal>"
 
 
-def tf_offset(index: int, tf_count: int, file_size: int) -> int:
-    """Byte offset where TF ``index`` starts when TFs share the file equally."""
-    return index * file_size // tf_count
-
-
 def read_tf_ranges(
     path: Path,
     tf_count: int,
@@ -88,22 +85,6 @@ def read_tf_ranges(
             results.append(Measured(end - start, f"ad:{adler}"))
             total += end - start
     return results, total
-
-
-def byte_spans(
-    tf_count: int,
-    ranges: Sequence[tuple[int, int]],
-    boundaries: Sequence[int] | None,
-    file_size: int,
-) -> list[tuple[int, int]]:
-    """The ``(start, end)`` bytes of each ``(tf_first, tf_last)`` range: by ``boundaries``
-    (``tf_count + 1`` offsets, when the announcement gives them), else equal shares."""
-    if boundaries is not None:
-        return [(boundaries[first], boundaries[last + 1]) for first, last in ranges]
-    return [
-        (tf_offset(first, tf_count, file_size), tf_offset(last + 1, tf_count, file_size))
-        for first, last in ranges
-    ]
 
 
 @dataclass(frozen=True)

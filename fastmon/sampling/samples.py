@@ -12,7 +12,7 @@ from typing import Any
 from django.db import transaction
 
 from fastmon.conf import fastmon_settings
-from fastmon.db import bulk_insert, insert_rows
+from fastmon.database.bulk import bulk_insert, insert_rows
 from fastmon.live.events import record_live_events
 from fastmon.live.frames import tf_samples_event
 from fastmon.models import OutboxMessage, SamplingPolicy, StfFile, TfSample
@@ -21,15 +21,16 @@ from fastmon.outbox.bodies import (
     fastmon_file_change,
     tf_file_registered_bodies,
 )
-from fastmon.outbox.swf_monitor import FASTMON_FILES_PATH
 from fastmon.quality import evaluate as quality
 from fastmon.quality.framework import SampleSeen
 from fastmon.sampling.checksums import ANNOUNCED, REREAD
+from fastmon.sampling.ledger import policy_of
 from fastmon.sampling.policy import TfRange
 from fastmon.sampling.reading import ReadReport
 from fastmon.statistics.counters import count_new_samples, count_status_moves
 from fastmon.subscribers.rules import SampleFacts, selects
 from fastmon.subscribers.service import routable_subscribers
+from fastmon.swf_monitor.client import FASTMON_FILES_PATH
 
 
 def tf_sample_filename(stf_filename: str, number: int) -> str:
@@ -68,7 +69,7 @@ def record_tf_samples(plans: Sequence[SamplePlan]) -> list[TfSample]:
         for number, tf_range in enumerate(plan.ranges, 1)
     ]
     policies = {plan.policy.pk: plan.policy for plan in plans if plan.policy}
-    seeds = {pk: policy.policy().seed for pk, policy in policies.items()}  # parsed once each
+    seeds = {pk: policy_of(policy).seed for pk, policy in policies.items()}  # parsed once each
     feed = feeding_monitor()
     with transaction.atomic():
         known = set(
@@ -135,7 +136,7 @@ def _outgoing_for(samples: list[TfSample], feed: bool) -> list[dict[str, Any]]:
     announce = tf_file_registered_bodies()
     destination = fastmon_settings.PUBLISH_DESTINATION
     subscribers = routable_subscribers()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for tf_sample in samples:
         stf, run = tf_sample.stf, tf_sample.stf.run
         if feed:
@@ -147,7 +148,7 @@ def _outgoing_for(samples: list[TfSample], feed: bool) -> list[dict[str, Any]]:
                 "body": json.dumps(fastmon_file_body(stf, tf_sample)),
             })  # fmt: skip
         body = announce(stf, tf_sample)
-        message = {
+        message: dict[str, Any] = {
             "msg_type": "tf_file_registered",
             "subject": tf_sample.tf_filename,
             "body": json.dumps(body),

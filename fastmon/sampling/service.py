@@ -15,13 +15,14 @@ from django.utils import timezone
 
 from fastmon import metrics
 from fastmon.conf import fastmon_settings
-from fastmon.db import is_outage, update_each
+from fastmon.database.bulk import update_each
+from fastmon.database.outages import is_outage
 from fastmon.live.events import record_live_events
 from fastmon.live.frames import alarm_event
 from fastmon.models import SamplingPolicy, StfFile, TfSample
 from fastmon.processing.parameters import policy_overrides
 from fastmon.sampling.checksums import ANNOUNCED, REREAD, announced_range_checksums
-from fastmon.sampling.policies import current_policy
+from fastmon.sampling.ledger import current_policy, policy_of
 from fastmon.sampling.policy import Policy, StfFacts, TfRange, sample
 from fastmon.sampling.reading import ReadReport, Unreachable, read_stf
 from fastmon.sampling.samples import SamplePlan, record_tf_samples
@@ -136,7 +137,8 @@ def _plan_samples(stfs: list[StfFile]) -> tuple[list[SamplePlan], list[int], int
     plans, skipped, bytes_read = [], [], 0
     for stf in stfs:
         try:
-            plan = _plan_one(stf, first_sequences.get(stf.run_id), policies)
+            first = first_sequences.get(stf.run_id) if stf.run_id is not None else None
+            plan = _plan_one(stf, first, policies)
         except Exception as exc:
             if is_outage(exc):
                 raise
@@ -163,7 +165,7 @@ def _plan_one(
     run_type = str(stf.run.run_conditions.get("run_type", "")) if stf.run else ""
     if (namespace, run_type) not in policies:
         row = current_policy(namespace, run_type)
-        policies[namespace, run_type] = (row, row.policy()) if row else None
+        policies[namespace, run_type] = (row, policy_of(row)) if row else None
     chosen = policies[namespace, run_type]
     if chosen is None:
         return None

@@ -130,7 +130,8 @@ class FastProcessing:
                     return
                 _, _, destination, body = heapq.heappop(self._due)
             if "retry" in body:
-                self._queue(*body["retry"], attempt=1)
+                run_id, sample, number, first, last = body["retry"]
+                self._queue(run_id, sample, number, first, last, attempt=1)
             else:
                 self.send(destination, json.dumps(body))
 

@@ -14,18 +14,22 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.apps import apps as installed_apps
 from django.db import transaction
 
 from fastmon.models import RunCounter
-from fastmon.statistics.histogram import bucket_of
+from fastmon.statistics.percentiles import bucket_of
 
 SAMPLES, TFS, BYTES, ESTIMATED = "samples", "tfs", "bytes", "estimated"
 STATUS, STATE, PUBLISHED = "status:", "state:", "published:"
 
-Deltas = Counter  # (run id, counter name) -> amount
+# (run id, counter name) -> amount. At run time the plain class, which ``Deltas()`` builds.
+if TYPE_CHECKING:
+    Deltas = Counter[tuple[int, str]]
+else:
+    Deltas = Counter
 
 
 class CountedSample(NamedTuple):

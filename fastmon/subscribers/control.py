@@ -11,8 +11,8 @@ from django.db import DataError, IntegrityError, transaction
 
 from fastmon.conf import fastmon_settings
 from fastmon.dead_letters.store import dead_letter
-from fastmon.ingest.messages import InboundMessage, MessageResult, Outcome
-from fastmon.ingest.schema import MessageError, decode_body
+from fastmon.inbound.messages import InboundMessage, MessageResult, Outcome
+from fastmon.inbound.schema import MessageError, decode_body
 from fastmon.models import DeadLetter, OutboxMessage, Subscriber
 from fastmon.outbox.bodies import control_reply_body
 from fastmon.subscribers.rules import (
@@ -45,7 +45,8 @@ def apply_control_request(message: InboundMessage) -> MessageResult:
     except (DataError, IntegrityError) as exc:
         code, reason = DeadLetter.Reason.REJECTED, f"the database refused it: {exc}".strip()
         errors = {"body": reason}
-    kind = data.get("msg_type") if data.get("msg_type") in _CONTROL_TYPES else "control"
+    msg_type = data.get("msg_type")  # a string, when decode_body returned
+    kind = msg_type if isinstance(msg_type, str) and msg_type in _CONTROL_TYPES else "control"
     _reply(message, kind, {"ok": False, "error": reason, "errors": errors})
     return dead_letter(message, code, f"{kind}: {reason}", kind)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from django.db.models import F
 from django.utils import timezone
 
 from fastmon.models import OutboxMessage, Subscriber
@@ -65,16 +64,3 @@ def remove_subscriber(name: str) -> bool:
     OutboxMessage.objects.undelivered(subscriber.pk).delete()
     subscriber.delete()
     return True
-
-
-def drop_subscriber_backlog(subscriber_id: int, reason: str) -> int:
-    """Set a subscriber inactive and give up its undelivered rows, counted as dropped."""
-    dropped = OutboxMessage.objects.undelivered(subscriber_id).update(
-        failed_at=timezone.now(), last_error=reason
-    )
-    Subscriber.objects.filter(pk=subscriber_id).update(
-        active=False, dropped_count=F("dropped_count") + dropped, last_error=reason
-    )
-    logger.error("subscriber %s set inactive, %d messages dropped: %s",
-                 subscriber_id, dropped, reason)  # fmt: skip
-    return dropped

@@ -15,8 +15,8 @@ from typing import Any
 from django.core.management.base import OutputWrapper
 
 from fastmon.tail.remote import follow_remote
+from fastmon.tail.render import Frame, JsonView, TableView, View
 from fastmon.tail.tally import WINDOW_S, Tally
-from fastmon.tail.views import Frame, JsonView, TableView, View
 
 # The database follower, given by the management command (the console script has none).
 Follower = Callable[[int | None, Callable[[Frame], bool], View, bool, float, threading.Event], None]

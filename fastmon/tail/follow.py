@@ -9,11 +9,11 @@ from collections.abc import Callable
 from django.core.management.base import CommandError
 from django.db import ProgrammingError
 
+from fastmon.database.outages import TRANSIENT_DB_ERRORS, refresh_db_connections
+from fastmon.live.events import events_since, newest_event_sequence
 from fastmon.live.frames import event_frame
 from fastmon.retry import backoff_delay
-from fastmon.runtime.connections import TRANSIENT_DB_ERRORS, refresh_db_connections
-from fastmon.selectors import events_since, newest_event_sequence
-from fastmon.tail.views import PAGE, Frame, View, first_line
+from fastmon.tail.render import PAGE, Frame, View, first_line
 
 
 def follow(

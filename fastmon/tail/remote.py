@@ -18,7 +18,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 from websockets.sync.client import ClientConnection, connect
 
 from fastmon.retry import backoff_delay
-from fastmon.tail.views import PAGE, Frame, View, first_line
+from fastmon.tail.render import PAGE, Frame, View, first_line
 
 # Answers that waiting will not change: a wrong address or token; the websocket's refusals
 # (4403: a login is needed, 4400: a bad query).

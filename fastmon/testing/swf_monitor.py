@@ -27,7 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
-from fastmon.outbox.swf_monitor import FASTMON_FILES_PATH
+from fastmon.swf_monitor.client import FASTMON_FILES_PATH
 
 TF_SLICES_PATH = "/api/tf-slices/"
 WORKFLOW_EXECUTIONS_PATH = "/api/workflow-executions/"
@@ -125,6 +125,8 @@ class SwfMonitorStandIn:
         if path != FASTMON_FILES_PATH:
             return 201, {}
         name = body.get("tf_filename")
+        if not isinstance(name, str) or not name:
+            return 400, {"tf_filename": ["This field is required."]}
         if name in self.overrides:
             return self.overrides[name]
         if name in self.fastmon_files:
@@ -147,7 +149,10 @@ class SwfMonitorStandIn:
         sample = body.get("fastmon_file")
         if sample not in self.fastmon_files:
             return 400, {"fastmon_file": [f"Object with tf_filename={sample} does not exist."]}
-        key = (sample, body.get("slice_id"))
+        slice_id = body.get("slice_id")
+        if not isinstance(slice_id, int) or isinstance(slice_id, bool):
+            return 400, {"slice_id": ["A valid integer is required."]}
+        key = (sample, slice_id)
         if key in self.tf_slices:
             return 400, {"non_field_errors": ["fastmon_file, slice_id must make a unique set."]}
         self.tf_slices[key] = body

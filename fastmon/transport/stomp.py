@@ -15,7 +15,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import stomp
@@ -39,7 +39,7 @@ logger = logging.getLogger("fastmon.broker")
 _AUTH_WORDS = ("password", "authenticat", "credential", "not authorized", "login")
 
 
-def _ack_frame(headers: dict[str, str]) -> bytes:
+def _ack_frame(headers: Mapping[str, str]) -> bytes:
     """A STOMP 1.1 ACK frame for one MESSAGE frame's headers, header values escaped."""
 
     def escaped(value: str) -> str:
@@ -216,13 +216,15 @@ class StompTransport:
                 name = durable_subscription_name(destination)
                 headers["activemq.subscriptionName"] = name  # ActiveMQ Classic
                 headers["durable-subscription-name"] = name  # Artemis
-            self._send_confirmed(
-                lambda receipt, d=destination, n=number, h=headers: connection.subscribe(
+
+            def subscribe_one(
+                receipt: str, d: str = destination, n: int = number, h: dict[str, str] = headers
+            ) -> Any:
+                return connection.subscribe(
                     d, id=str(n), ack="client-individual", headers={**h, "receipt": receipt}
-                ),
-                timeout,
-                f"subscription to {destination}",
-            )
+                )
+
+            self._send_confirmed(subscribe_one, timeout, f"subscription to {destination}")
             logger.info("subscribed to %s", destination)
 
     def ack(self, deliveries: Sequence[Delivery]) -> int:

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from fastmon.ingest.messages import InboundMessage
+from fastmon.inbound.messages import InboundMessage
 from fastmon.ingest.pipeline import ingest_batch
 
 

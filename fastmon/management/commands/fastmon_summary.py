@@ -1,12 +1,19 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 from django.core.management.base import BaseCommand
-from django.db.models import Count, Prefetch
+from django.db.models import Count, Prefetch, QuerySet
 
 from fastmon.models import StfFile
-from fastmon.selectors import pending_dead_letters, runs_with_counts
+from fastmon.overview import pending_dead_letters, runs_with_counts
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+
+class _SampleCount(TypedDict):
+    samples: int
 
 
 class Command(BaseCommand):
@@ -24,7 +31,9 @@ class Command(BaseCommand):
                 f"{run.stf_announced} STFs ({run.stf_sampled} sampled), "
                 f"end_run total {run.total_stf_files if run.total_stf_files is not None else '-'}"
             )
-            for stf in run.stf_files.all():
+            # Annotated by the Prefetch's queryset, which django-stubs do not follow.
+            stfs = cast("QuerySet[WithAnnotations[StfFile, _SampleCount]]", run.stf_files.all())
+            for stf in stfs:
                 write(
                     f"  {stf.stf_filename}  seq {stf.sequence}  {stf.status}  "
                     f"size {stf.size_bytes if stf.size_bytes is not None else '-'}  "

@@ -18,9 +18,10 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from fastmon import metrics, selectors
+from fastmon import access, metrics
 from fastmon.conf import fastmon_settings
 from fastmon.live.auth import origin_allowed
+from fastmon.live.events import events_since, newest_event_sequence, replay_start
 from fastmon.live.frames import event_frame
 from fastmon.live.push import GROUP
 from fastmon.models import LiveEvent
@@ -35,7 +36,7 @@ class LiveEventsConsumer(AsyncJsonWebsocketConsumer):
         # The login rule reads the session: only worth a trip to the database when it applies.
         if not origin_allowed(self.scope) or (
             fastmon_settings.PAGES_REQUIRE_LOGIN
-            and not await database_sync_to_async(selectors.may_read)(self.scope.get("user"))
+            and not await database_sync_to_async(access.may_read)(self.scope.get("user"))
         ):
             await self._refuse(FORBIDDEN)
             return
@@ -163,13 +164,13 @@ def _parse_query(query_string: bytes) -> tuple[int | None, int | None, set[str]]
 def _opening(since: int | None) -> tuple[int, int | None, list[dict[str, Any]]]:
     """Where a new client starts (now, or after ``since``, at most LIVE_REPLAY_MAX back), the
     sequence it skipped from if that was too far back, and the first page of its replay."""
-    newest = selectors.newest_event_sequence()
+    newest = newest_event_sequence()
     start = newest if since is None else min(since, newest)
-    replay_from = selectors.replay_start(start, fastmon_settings.LIVE_REPLAY_MAX)
+    replay_from = replay_start(start, fastmon_settings.LIVE_REPLAY_MAX)
     skipped = start if replay_from != start else None
     return replay_from, skipped, _events_after(replay_from, None)
 
 
 def _events_after(sequence: int, upto: int | None) -> list[dict[str, Any]]:
-    events = selectors.events_since(sequence, REPLAY_PAGE, upto=upto)
+    events = events_since(sequence, REPLAY_PAGE, upto=upto)
     return [event_frame(event) for event in events]

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
-
-from fastmon.sampling.policy import Policy
 
 
 class TfSample(models.Model):
@@ -133,12 +130,3 @@ class SamplingPolicy(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} v{self.version}"
-
-    def policy(self) -> Policy:
-        return Policy.from_params(self.params)
-
-    def clean(self) -> None:
-        try:
-            self.policy()
-        except (TypeError, ValueError) as exc:
-            raise ValidationError({"params": str(exc)}) from exc

@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
-from fastmon.ingest.messages import InboundMessage, MessageResult, Outcome
+from fastmon.inbound.messages import InboundMessage, MessageResult, Outcome
 from fastmon.ingest.pipeline import ingest_batch
 from fastmon.models import DeadLetter
 

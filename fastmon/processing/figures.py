@@ -10,8 +10,8 @@ from typing import Any
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Sum
 from prometheus_client.core import GaugeMetricFamily
 
-from fastmon.db import duration_percentiles, percentiles
 from fastmon.models import Run, Slice
+from fastmon.statistics.percentiles import duration_percentiles, percentiles
 
 
 def processing_summary(run: Run) -> dict[str, Any]:

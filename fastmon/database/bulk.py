@@ -1,5 +1,5 @@
-"""Database helpers beyond the ORM: telling an outage from a refused row, the bulk inserts the
-ingest hot path needs, and percentiles computed by the database."""
+"""Bulk writes beyond the ORM, for the hot paths: COPY-based inserts and one-statement updates
+by primary key (on PostgreSQL; the ORM's bulk methods elsewhere)."""
 
 from __future__ import annotations
 
@@ -12,29 +12,10 @@ from uuid import UUID
 
 from django.db import (
     DEFAULT_DB_ALIAS,
-    DatabaseError,
-    DataError,
-    IntegrityError,
     connections,
     models,
 )
-from django.db.models import (
-    Aggregate,
-    Count,
-    DurationField,
-    ExpressionWrapper,
-    F,
-    FloatField,
-    Q,
-    QuerySet,
-)
 from django.utils import timezone
-
-
-def is_outage(exc: BaseException) -> bool:
-    """Database errors other than a refused row are not the message's fault: they must reach
-    the caller (the consumer retries; nothing is acked)."""
-    return isinstance(exc, DatabaseError) and not isinstance(exc, IntegrityError | DataError)
 
 
 def bulk_insert(model: type[models.Model], objects: Sequence[models.Model]) -> None:
@@ -48,7 +29,7 @@ def bulk_insert(model: type[models.Model], objects: Sequence[models.Model]) -> N
         return
     connection = connections[DEFAULT_DB_ALIAS]  # the connection itself, not the proxy
     if connection.vendor != "postgresql":
-        model.objects.bulk_create(objects)
+        model._default_manager.bulk_create(objects)
         return
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
     _copy(connection, model, fields, (
@@ -68,7 +49,7 @@ def insert_rows(model: type[models.Model], rows: Sequence[Mapping[str, Any]]) ->
         return
     connection = connections[DEFAULT_DB_ALIAS]
     if connection.vendor != "postgresql":
-        model.objects.bulk_create([model(**row) for row in rows])
+        model._default_manager.bulk_create([model(**row) for row in rows])
         return
     now = timezone.now()
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
@@ -190,14 +171,14 @@ def update_each(
     if connection.vendor != "postgresql":
         objects = [model(pk=pk, **same, **dict(zip(fields, values, strict=True)))
                    for pk, values in rows.items()]  # fmt: skip
-        model.objects.bulk_update(objects, [*same, *fields])
+        model._default_manager.bulk_update(objects, [*same, *fields])
         return
     meta, quote = model._meta, connection.ops.quote_name
-    columns = [meta.get_field(name) for name in fields]
-    fixed = [meta.get_field(name) for name in same]
+    columns = [_field(model, name) for name in fields]
+    fixed = [_field(model, name) for name in same]
     casts = ", ".join(f"%s::{c.db_type(connection)}" for c in [meta.pk, *columns])
-    sets = [f"{quote(c.column)} = %s" for c in fixed]
-    sets += [f"{quote(c.column)} = v.c{n}" for n, c in enumerate(columns)]
+    sets = [f"{quote(_column(c))} = %s" for c in fixed]
+    sets += [f"{quote(_column(c))} = v.c{n}" for n, c in enumerate(columns)]
     names = ", ".join(["pk", *(f"c{n}" for n in range(len(columns)))])
     params = [c.get_db_prep_save(value, connection) for c, value in zip(fixed, same.values(),
                                                                         strict=True)]  # fmt: skip
@@ -209,84 +190,21 @@ def update_each(
         cursor.execute(
             f"UPDATE {table} AS t SET {', '.join(sets)} "
             f"FROM (VALUES {', '.join([f'({casts})'] * len(rows))}) AS v({names}) "
-            f"WHERE t.{quote(meta.pk.column)} = v.pk",
+            f"WHERE t.{quote(_column(meta.pk))} = v.pk",
             params,
         )
 
 
-# -- percentiles --------------------------------------------------------------------------------
+def _field(model: type[models.Model], name: str) -> models.Field:
+    """The field ``name`` of ``model``; a reverse relation (which has no column) is refused."""
+    field = model._meta.get_field(name)
+    if not isinstance(field, models.Field):
+        raise TypeError(f"{model._meta.label}.{name} is a reverse relation, not a column")
+    return field
 
 
-class _Percentile(Aggregate):
-    """PostgreSQL's percentile_cont over a number."""
-
-    template = "percentile_cont(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
-    output_field = FloatField()
-
-
-class _PercentileSeconds(_Percentile):
-    """PostgreSQL's percentile_cont over a duration, in seconds."""
-
-    template = (
-        "percentile_cont(%(fraction)s) WITHIN GROUP (ORDER BY EXTRACT(EPOCH FROM %(expressions)s))"
-    )
-
-
-def duration_percentiles(rows: QuerySet, later: str, earlier: str) -> dict[str, float | None]:
-    """Count and p50/p95/p99 of ``later - earlier`` in seconds."""
-    rows = rows.exclude(**{f"{later}__isnull": True}).exclude(**{f"{earlier}__isnull": True})
-    return percentiles(rows, ExpressionWrapper(F(later) - F(earlier), output_field=DurationField()))
-
-
-def stage_percentiles(
-    rows: QuerySet, stages: Sequence[tuple[str, str, str]], **also: Aggregate
-) -> tuple[dict[str, dict[str, float | None]], dict[str, Any]]:
-    """``duration_percentiles`` of several stages ``(name, later, earlier)`` over the same rows,
-    and the aggregates ``also``: on PostgreSQL in one scan of the rows, not one per stage."""
-    if connections[DEFAULT_DB_ALIAS].vendor != "postgresql":
-        found = {
-            name: duration_percentiles(rows, later, earlier) for name, later, earlier in stages
-        }
-        return found, rows.aggregate(**also) if also else {}
-    aggregates: dict[str, Aggregate] = dict(also)
-    for name, later, earlier in stages:
-        both = Q(**{f"{later}__isnull": False, f"{earlier}__isnull": False})
-        value = ExpressionWrapper(F(later) - F(earlier), output_field=DurationField())
-        aggregates[f"{name}_count"] = Count("pk", filter=both)
-        for p in (50, 95, 99):
-            aggregates[f"{name}_p{p}"] = _PercentileSeconds(value, fraction=p / 100)
-    found = rows.aggregate(**aggregates)
-    stages_found = {
-        name: {key: found[f"{name}_{key}"] for key in ("count", "p50", "p95", "p99")}
-        for name, _, _ in stages
-    }
-    return stages_found, {key: found[key] for key in also}
-
-
-def percentiles(rows: QuerySet, value: Any) -> dict[str, float | None]:
-    """Count and p50/p95/p99 of ``value`` (a number, or a duration in seconds) over ``rows``:
-    computed by PostgreSQL, which spares sending every value (a run has hundreds of thousands
-    of samples); elsewhere (SQLite in the demo) in Python."""
-    duration = isinstance(getattr(value, "output_field", None), DurationField)
-    if connections[DEFAULT_DB_ALIAS].vendor == "postgresql":
-        aggregate = _PercentileSeconds if duration else _Percentile
-        return rows.aggregate(
-            count=Count("id"),
-            **{f"p{p}": aggregate(value, fraction=p / 100) for p in (50, 95, 99)},
-        )
-    found = rows.annotate(v=value).values_list("v", flat=True)
-    ordered = sorted(v.total_seconds() if duration else v for v in found if v is not None)
-    if not ordered:
-        return {"count": 0, "p50": None, "p95": None, "p99": None}
-    return {
-        "count": len(ordered),
-        **{f"p{p}": _interpolated(ordered, p / 100) for p in (50, 95, 99)},
-    }
-
-
-def _interpolated(ordered: list[float], fraction: float) -> float:
-    """percentile_cont's definition: linear interpolation between the closest ranks."""
-    position = fraction * (len(ordered) - 1)
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+def _column(field: models.Field) -> str:
+    """A field's column name (which only fields without a column of their own lack)."""
+    if field.column is None:
+        raise TypeError(f"{field} has no column")
+    return field.column

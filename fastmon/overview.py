@@ -1,13 +1,13 @@
-"""Reads for pages, the API and commands: the queries live here, not in views."""
+"""What the pages, the API and the commands show: the dashboard, a run's page and the lists
+they page through. The queries live here, not in views."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.db.models import (
     Count,
     F,
-    Max,
     Prefetch,
     Q,
     QuerySet,
@@ -15,14 +15,23 @@ from django.db.models import (
 from django.db.models.functions import Substr
 from django.utils import timezone
 
-from fastmon.conf import fastmon_settings
-from fastmon.models import DeadLetter, LiveEvent, Run, StfFile, TfSample
-from fastmon.processing.stats import processing_summary
+from fastmon.models import DeadLetter, Run, StfFile, TfSample
+from fastmon.processing.figures import processing_summary
 from fastmon.quality.flags import current_quality, overall_quality, run_quality
 from fastmon.statistics.read import achieved_fraction, run_statistics
 
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
 
-def runs_with_counts() -> QuerySet[Run]:
+
+class RunCounts(TypedDict):
+    """What ``runs_with_counts`` adds to each run."""
+
+    stf_announced: int
+    stf_sampled: int
+
+
+def runs_with_counts() -> QuerySet[WithAnnotations[Run, RunCounts]]:
     """Runs, newest first, with how many STFs were announced and sampled, in one query."""
     return Run.objects.annotate(
         stf_announced=Count("stf_files"),
@@ -60,37 +69,12 @@ def tf_sample_rows(samples: QuerySet[TfSample]) -> QuerySet:
     )  # fmt: skip
 
 
-def events_since(sequence: int, limit: int, upto: int | None = None) -> QuerySet[LiveEvent]:
-    events = LiveEvent.objects.filter(id__gt=sequence)
-    if upto is not None:
-        events = events.filter(id__lte=upto)
-    return events.order_by("id")[:limit]
-
-
-def newest_event_sequence() -> int:
-    return LiveEvent.objects.aggregate(newest=Max("id"))["newest"] or 0
-
-
-def replay_start(since: int, maximum: int) -> int:
-    """Where a replay after ``since`` starts so that it sends at most ``maximum`` events."""
-    newer = LiveEvent.objects.filter(id__gt=since).order_by("-id").values_list("id", flat=True)
-    oldest_kept = list(newer[maximum : maximum + 1])
-    return oldest_kept[0] if oldest_kept else since
-
-
-def may_read(user: Any) -> bool:
-    """The pages' and the websocket's rule: anyone, unless PAGES_REQUIRE_LOGIN."""
-    if not fastmon_settings.PAGES_REQUIRE_LOGIN:
-        return True
-    return bool(user is not None and user.is_authenticated)
-
-
 def dashboard() -> dict[str, Any]:
     """The dashboard as first drawn; live events take it from there."""
     runs = list(runs_with_counts()[:10])
     current = runs[0] if runs else None
     samples = list(TfSample.objects.select_related("stf", "run").order_by("-id")[:200])
-    recent_stfs = StfFile.objects.exclude(received_at=None).order_by("-id")
+    recent_stfs = StfFile.objects.exclude(received_at__isnull=True).order_by("-id")
     chart_samples = [
         {
             "at": sample.created_at.timestamp(),

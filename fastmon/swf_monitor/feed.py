@@ -1,7 +1,7 @@
 """The swf-monitor feed (SWF_MONITOR_FEED): each TF sample registered in swf-monitor's
 fastmon-files table before the testbed hears of it, and sample status kept the same on both
-sides. From a thread of its own (``MonitorFeed``) or a Celery task, so a slow monitor never
-delays ingest.
+sides. From a thread of its own (``fastmon.runtime.loops.MonitorFeed``) or a Celery task, so a
+slow monitor never delays ingest.
 
 The hand-off downstream cannot lose a slice: a sample's ``tf_file_registered`` (and every
 subscriber's copy) is written *held*; the feed POSTs the sample, and only once swf-monitor has
@@ -15,22 +15,19 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-import time
 from datetime import datetime, timedelta
 
-from django.db import DatabaseError, connection, transaction
+from django.db import transaction
 from django.db.models import F, Q, Value
 from django.db.models.functions import Replace
 from django.utils import timezone
 
 from fastmon.conf import fastmon_settings
 from fastmon.models import OutboxMessage, TfSample
-from fastmon.outbox import swf_monitor
 from fastmon.outbox.relay import count_attempt
-from fastmon.processing.parameters import fetch_missing_parameters
 from fastmon.retry import backoff_delay
 from fastmon.statistics.counters import count_status_moves
+from fastmon.swf_monitor import client as swf_monitor
 
 logger = logging.getLogger("fastmon.outbox")
 
@@ -209,55 +206,3 @@ def sync_from_monitor(limit: int = SYNC_STFS) -> int:
             count_status_moves(moves)
             changed += len(moves)
     return changed
-
-
-class MonitorFeed:
-    """The thread that talks to swf-monitor (besides heartbeats): it keeps its fastmon-files
-    fed while SWF_MONITOR_FEED is on, and asks it for the runs' workflow parameters."""
-
-    def __init__(self) -> None:
-        self.stopping = threading.Event()
-        self.thread: threading.Thread | None = None
-
-    @staticmethod
-    def enabled() -> bool:
-        """Wherever swf-monitor is named: the feed when it is on, the runs' parameters always."""
-        return bool(fastmon_settings.SWF_MONITOR_URL)
-
-    def start(self) -> None:
-        if self.enabled():
-            self.thread = threading.Thread(target=self._loop, name="fastmon-feed", daemon=True)
-            self.thread.start()
-
-    def stop(self) -> None:
-        """Briefly: a POST in flight that is cut short is sent again by the next run."""
-        if self.thread is not None:
-            self.stopping.set()
-            self.thread.join(timeout=2.0)
-
-    def _loop(self) -> None:
-        """Own database connection (Django's are per thread), closed after a failure."""
-        attempt, delay = 0, 0.0
-        next_sync = time.monotonic()
-        try:
-            while not self.stopping.wait(delay):
-                try:
-                    feeding = fastmon_settings.SWF_MONITOR_FEED
-                    tried = relay_to_monitor(FEED_BATCH) if feeding else 0
-                    if time.monotonic() >= next_sync:
-                        fetch_missing_parameters()
-                        if feeding:
-                            sync_from_monitor()
-                        next_sync = time.monotonic() + fastmon_settings.SWF_MONITOR_SYNC_S
-                    attempt = 0
-                    delay = 0.0 if tried == FEED_BATCH else fastmon_settings.OUTBOX_POLL_S
-                except Exception as exc:  # the thread must outlive anything one round meets
-                    delay = backoff_delay(attempt, cap=fastmon_settings.OUTBOX_RETRY_MAX_S)
-                    attempt += 1
-                    expected = isinstance(exc, swf_monitor.MonitorUnavailable | DatabaseError)
-                    log = logger.warning if expected else logger.exception
-                    log("swf-monitor feed waits %.1fs: %s", delay, exc)
-                    if isinstance(exc, DatabaseError):
-                        connection.close()
-        finally:
-            connection.close()

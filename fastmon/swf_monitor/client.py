@@ -89,12 +89,6 @@ def _body(error: urllib.error.HTTPError) -> str:
         return ""
 
 
-def send_heartbeat(payload: dict[str, Any], timeout: float | None = None) -> None:
-    answer = call("POST", HEARTBEAT_PATH, payload, timeout=timeout)
-    if not answer.ok:
-        raise MonitorUnavailable(f"heartbeat refused: HTTP {answer.status} {answer.text[:200]}")
-
-
 def fastmon_files(**query: str) -> list[dict[str, Any]]:
     """swf-monitor's fastmon-files rows matching ``query`` (``tf_filename``, ``stf_filename``)."""
     answer = call("GET", FASTMON_FILES_PATH, query=query)

@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from fastmon import metrics
-from fastmon.ingest.messages import Outcome
-from fastmon.ingest.schema import KNOWN_TYPES
+from fastmon.inbound.messages import Outcome
+from fastmon.inbound.schema import KNOWN_TYPES
 
 # A committed batch as the loop needs it: how many messages of each msg_type met each outcome
 # (cheaper to send across from the ingest process than a result per message).

@@ -3,10 +3,14 @@ old ones (a sample names the version that chose it)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Max
 
 from fastmon.models import SamplingPolicy
+from fastmon.sampling.policy import Policy
 
 
 def current_policy(namespace: str, run_type: str) -> SamplingPolicy | None:
@@ -35,6 +39,7 @@ def current_policy(namespace: str, run_type: str) -> SamplingPolicy | None:
 def save_policy_version(policy: SamplingPolicy, created_by: str = "") -> SamplingPolicy:
     """Save a policy as a new version: earlier versions stay, as the ledger of what chose past
     samples."""
+    check_params(policy.params)
     policy.full_clean(exclude=["version"])
     with transaction.atomic():
         latest = (
@@ -47,3 +52,17 @@ def save_policy_version(policy: SamplingPolicy, created_by: str = "") -> Samplin
         policy.created_by = created_by
         policy.save()
     return policy
+
+
+def policy_of(row: SamplingPolicy) -> Policy:
+    """The policy a stored version describes."""
+    return Policy.from_params(row.params)
+
+
+def check_params(params: Any) -> None:
+    """Refuse parameters no policy can be made of, naming the field (the admin, the API and
+    ``save_policy_version`` all ask here)."""
+    try:
+        Policy.from_params(params)
+    except (TypeError, ValueError) as exc:
+        raise ValidationError({"params": str(exc)}) from exc

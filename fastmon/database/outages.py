@@ -1,5 +1,5 @@
-"""The consumer's database connections: which failures pass (an outage waited out), and
-connections dropped when they broke or grew old."""
+"""Database outages: telling one from a refused row, which failures pass (an outage waited out),
+and connections dropped when they broke or grew old."""
 
 from __future__ import annotations
 
@@ -7,12 +7,25 @@ import time
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from django.db import InterfaceError, OperationalError, connections
+from django.db import (
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connections,
+)
 
 from fastmon.conf import fastmon_settings
 
 # Failures that pass: the database or its connection is away for a while.
 TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Database errors other than a refused row are not the message's fault: they must reach
+    the caller (the consumer retries; nothing is acked)."""
+    return isinstance(exc, DatabaseError) and not isinstance(exc, IntegrityError | DataError)
 
 
 def refresh_db_connections() -> None:

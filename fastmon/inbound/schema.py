@@ -262,7 +262,16 @@ class UnknownMessage(Message):
     """A ``msg_type`` fastmon does not consume (including its own ``tf_file_registered``)."""
 
 
-KNOWN_TYPES: dict[str, type[Message]] = {
+# Each parsed type by name (not ``type[Message]``), so that validating gives a ParsedMessage.
+MessageType = (
+    type[RunMessage]
+    | type[StfMessage]
+    | type[SliceMessage]
+    | type[SliceResultMessage]
+    | type[WorkerMessage]
+    | type[UnknownMessage]
+)
+KNOWN_TYPES: dict[str, MessageType] = {
     **dict.fromkeys(RunMessage.TYPES, RunMessage),
     **dict.fromkeys(StfMessage.TYPES, StfMessage),
     **dict.fromkeys(SliceMessage.TYPES, SliceMessage),

@@ -1,0 +1,95 @@
+"""run_fastmon's background loops besides its reports on itself (``heartbeat``): the quality
+tick, its own sampler for a site without Celery, and the swf-monitor feed. Each is a ``Loop``:
+one thread, started after the consumer subscribes, stopped by its deadline."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from django.db import DatabaseError
+
+from fastmon import metrics
+from fastmon.conf import fastmon_settings
+from fastmon.quality.evaluate import on_tick
+from fastmon.retry import backoff_delay
+from fastmon.runtime.loop import Loop
+from fastmon.sampling.dispatch import due_for_sampling
+from fastmon.sampling.service import sample_stfs
+from fastmon.swf_monitor.client import MonitorUnavailable
+from fastmon.swf_monitor.feed import FEED_BATCH, relay_to_monitor, sync_from_monitor
+from fastmon.swf_monitor.parameters import fetch_missing_parameters
+
+
+class QualityTicker(Loop):
+    """Every CHECK_INTERVAL_S, the time-window checks of the running runs (what only the
+    passing of time reveals: a stall, a rate drop, dead letters piling up)."""
+
+    name = "quality"
+    what = "quality checks"
+    logger = logging.getLogger("fastmon.quality")
+
+    def enabled(self) -> bool:
+        return bool(fastmon_settings.CHECKS)
+
+    def first_wait(self) -> float:
+        return fastmon_settings.CHECK_INTERVAL_S
+
+    def iterate(self) -> float:
+        on_tick()
+        return fastmon_settings.CHECK_INTERVAL_S
+
+    def retry_delay(self, attempt: int) -> float:
+        return fastmon_settings.CHECK_INTERVAL_S  # a tick skipped, the next on time
+
+
+class Sampler(Loop):
+    """run_fastmon's own sampler, for a site without Celery (``SAMPLING_WORKERS``): samples the
+    oldest unsampled STFs a chunk at a time with the same service and ledger as the Celery task.
+    It reads the database, not a hand-off, so nothing is lost across restarts; a chunk in hand
+    is finished before it stops."""
+
+    name = "sampler"
+    what = "sampler"
+    logger = logging.getLogger("fastmon.sampling")
+
+    def iterate(self) -> float:
+        names = due_for_sampling(fastmon_settings.SAMPLING_TASK_CHUNK)
+        if names:
+            with metrics.SAMPLING_SECONDS.time():
+                sample_stfs(names)
+            return 0.0
+        return fastmon_settings.SAMPLING_POLL_S
+
+
+class MonitorFeed(Loop):
+    """The thread that talks to swf-monitor (besides heartbeats): it keeps its fastmon-files fed
+    while SWF_MONITOR_FEED is on, and asks it for the runs' workflow parameters. Stopped
+    briefly: a POST in flight that is cut short is sent again by the next run."""
+
+    name = "feed"
+    what = "swf-monitor feed"
+    logger = logging.getLogger("fastmon.outbox")
+    expected = (MonitorUnavailable, DatabaseError)
+    stop_within = 2.0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.next_sync = time.monotonic()
+
+    def enabled(self) -> bool:
+        """Wherever swf-monitor is named: the feed when it is on, the runs' parameters always."""
+        return bool(fastmon_settings.SWF_MONITOR_URL)
+
+    def iterate(self) -> float:
+        feeding = fastmon_settings.SWF_MONITOR_FEED
+        tried = relay_to_monitor(FEED_BATCH) if feeding else 0
+        if time.monotonic() >= self.next_sync:
+            fetch_missing_parameters()
+            if feeding:
+                sync_from_monitor()
+            self.next_sync = time.monotonic() + fastmon_settings.SWF_MONITOR_SYNC_S
+        return 0.0 if tried == FEED_BATCH else fastmon_settings.OUTBOX_POLL_S
+
+    def retry_delay(self, attempt: int) -> float:
+        return backoff_delay(attempt, cap=fastmon_settings.OUTBOX_RETRY_MAX_S)
