@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,12 +34,7 @@ import django  # noqa: E402
 import websockets  # noqa: E402
 
 from benchmarks.consume import broker, recreate_database  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from fastmon.testing.network import free_port  # noqa: E402
 
 
 def start(argv: list[str], settings: dict, ready: str, log: Path) -> subprocess.Popen:

@@ -1,9 +1,8 @@
-"""Settings: defaults, the testbed's environment variables, override_settings, the check."""
+"""Settings: defaults, the testbed's environment variables, override_settings."""
 
 from __future__ import annotations
 
 import pytest
-from django.core.checks import run_checks
 from django.test import override_settings
 
 from fastmon.conf import fastmon_settings
@@ -62,12 +61,3 @@ def test_the_fastmon_dict_wins_over_the_environment(monkeypatch: pytest.MonkeyPa
 def test_an_unknown_setting_name_is_an_error() -> None:
     with pytest.raises(AttributeError, match="NAMESPCE"):
         fastmon_settings.NAMESPCE  # noqa: B018
-
-
-def test_the_system_check_flags_unknown_keys_and_a_non_dict() -> None:
-    with override_settings(FASTMON={"NAMESPCE": "x"}):
-        assert [m.id for m in run_checks() if m.id.startswith("fastmon")] == ["fastmon.W001"]
-    with override_settings(FASTMON=["NAMESPACE"]):
-        assert [m.id for m in run_checks() if m.id.startswith("fastmon")] == ["fastmon.E001"]
-    with override_settings(FASTMON={"NAMESPACE": "x"}):
-        assert not [m for m in run_checks() if m.id.startswith("fastmon")]

@@ -6,9 +6,6 @@ template, and no Celery: run_fastmon samples."""
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
 import urllib.request
 import uuid
 from collections.abc import Callable
@@ -18,21 +15,16 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from fastmon.models import StfFile, TfSample
-from fastmon.testing.broker import publish
-from fastmon.testing.messages import example
-from tests.conftest import ROOT, ServiceProcess, broker_login, wait_until
+from fastmon.testing.messages import example, stf_name
+from fastmon.testing.network import free_port
+from fastmon.testing.processes import ServiceProcess
+from fastmon.testing.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 HOST = "tests.host_settings"
 PREFIX = "/swf-monitor"
 StartProcess = Callable[..., ServiceProcess]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def serve(start_process: StartProcess, *options: str, **settings_changes: object) -> str:
@@ -99,20 +91,8 @@ def test_a_stripped_prefix_with_root_path_reaches_the_websocket(start_process) -
     assert first_frame(f"ws://{address}/fastmon/ws/live/", SSO)["type"] == "live"
 
 
-def test_the_hosts_schema_builds_without_a_name_collision() -> None:
-    """drf-spectacular's warnings (identical component names, enum collisions) are errors."""
-    built = subprocess.run(
-        [sys.executable, "manage.py", "spectacular", "--validate", "--fail-on-warn",
-         "--settings", HOST],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert built.returncode == 0, built.stderr[-3000:]
-    assert "FastmonFastMonFile:" in built.stdout
-    assert "\n    FastMonFile:" in built.stdout  # the host's own, untouched
-
-
 def test_run_fastmon_without_celery_samples_every_stf_of_a_run(
-    start_process, stomp_address, unique_topic
+    start_process, publish, unique_topic
 ) -> None:
     changes = {"SUBSCRIBE_DESTINATIONS": [unique_topic],
                "AGENT_NAME": f"fastmon-agent-test-{uuid.uuid4().hex[:8]}"}  # fmt: skip
@@ -121,9 +101,9 @@ def test_run_fastmon_without_celery_samples_every_stf_of_a_run(
     assert "sampling in this process (no Celery)" in consumer.output()
 
     run = 100700
-    names = [f"swf.{run}.{n:06d}.stf" for n in range(1, 41)]
+    names = [stf_name(run, n) for n in range(1, 41)]
     bodies = [json.dumps(example("stf_ready", run_id=run, filename=name)) for name in names]
-    publish(stomp_address, broker_login(), unique_topic, bodies)
+    publish(unique_topic, bodies)
     wait_until(lambda: StfFile.objects.filter(run__run_number=run, status="sampled").count() == 40,
                60, "every STF of the run sampled", context=consumer.output)  # fmt: skip
     assert TfSample.objects.filter(run__run_number=run).count() == 40 * 7

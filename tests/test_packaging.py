@@ -12,11 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
-
 # Building reaches the package index for the build backend.
 pytestmark = pytest.mark.integration
 
+ROOT = Path(__file__).resolve().parents[1]
 VENDOR = "fastmon/static/fastmon/vendor"
 FILES = ["uPlot.iife.min.js", "uPlot.min.css", "uPlot.LICENSE"]
 
@@ -51,9 +50,8 @@ def test_a_wheel_installed_in_a_fresh_virtualenv_finds_the_chart_library(
     subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", str(wheel)], check=True,
                    capture_output=True, timeout=300)  # fmt: skip
     # Outside the checkout, so the installed package is the one found.
-    found = subprocess.run(
-        [python, "-c", "import importlib.resources as r; "
-         f"print(r.files('fastmon').joinpath('static/fastmon/vendor/{FILES[0]}').read_text()[:200])"],
-        cwd=tmp_path, check=True, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    code = ("import importlib.resources as r; print(r.files('fastmon')"
+            f".joinpath('static/fastmon/vendor/{FILES[0]}').read_text()[:200])")  # fmt: skip
+    found = subprocess.run([python, "-c", code], cwd=tmp_path, check=True, capture_output=True,
+                           text=True, timeout=60)  # fmt: skip
     assert "uPlot" in found.stdout

@@ -14,16 +14,18 @@ from fastmon.inbound.messages import InboundMessage
 from fastmon.ingest.pipeline import ingest_batch
 from fastmon.models import OutboxMessage, StfFile, Subscriber, TfSample
 from fastmon.tasks import periodic_checks, relay_outbox_task, sample_stfs
-from fastmon.testing.broker import subscribed
-from fastmon.testing.messages import example
+from fastmon.testing.announcing import announce
+from fastmon.testing.broker import broker_login, subscribed
+from fastmon.testing.messages import example, stf_name
+from fastmon.testing.waiting import wait_until
 from tests.celery import app
-from tests.conftest import broker_login, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 WORKER = ["-m", "celery", "-A", "tests", "worker", "--loglevel", "info", "--concurrency", "1",
           "--without-gossip", "--without-mingle", "--without-heartbeat"]  # fmt: skip
 GIB = 1024**3
+RUN = 101993
 
 
 @pytest.fixture
@@ -32,24 +34,21 @@ def worker_queue(redis_url: str) -> None:
     app.control.purge()
 
 
-def announce(directory: Path, numbers: range, size: int) -> list[str]:
-    messages = []
+def announce_sparse(directory: Path, numbers: range, size: int) -> list[str]:
+    """STF files of ``size`` (sparse: nothing on disk) announced ready in one batch, whose
+    commit enqueues their sampling."""
     for number in numbers:
-        path = directory / f"swf.101993.{number:06d}.stf"
-        with path.open("wb") as f:
+        with (directory / stf_name(RUN, number)).open("wb") as f:
             f.truncate(size)
-        body = example("stf_ready", filename=path.name, sequence=number,
-                       file_url=f"file://{path}", size_bytes=size)  # fmt: skip
-        messages.append(InboundMessage(json.dumps(body)))
-    ingest_batch(messages)  # the commit enqueues the sampling
-    return [m for m in (json.loads(i.body)["filename"] for i in messages)]
+    return announce("stf_ready", RUN, *numbers, data_dir=directory, size_bytes=size,
+                    together=True)  # fmt: skip
 
 
 def test_the_commit_enqueues_sampling_and_a_worker_samples_each_stf_once(
     worker_queue, start_process, tmp_path: Path
 ) -> None:
     worker = start_process({"DATA_ROOTS": [str(tmp_path)]}, command="celery", argv=WORKER)
-    names = announce(tmp_path, range(1, 6), 64 * 1024**2)
+    names = announce_sparse(tmp_path, range(1, 6), 64 * 1024**2)
 
     wait_until(lambda: StfFile.objects.filter(status=StfFile.Status.SAMPLED).count() == 5,
                60, "five STFs sampled by the worker")  # fmt: skip
@@ -68,7 +67,7 @@ def test_a_task_whose_worker_is_killed_is_done_by_the_next_worker(
     settings = {"DATA_ROOTS": [str(tmp_path)], "SAMPLING_TASK_CHUNK": 50}
     first = start_process(settings, command="celery", argv=WORKER)
     first.wait_for_log("ready.")
-    announce(tmp_path, range(1, 13), 2 * GIB)  # one task, ~3.6 GB of sampled ranges to read
+    announce_sparse(tmp_path, range(1, 13), 2 * GIB)  # one task, ~3.6 GB of sampled ranges to read
 
     wait_until(lambda: StfFile.objects.filter(sampling_attempts=1).exists(), 30,
                "the worker to start on the task")  # fmt: skip

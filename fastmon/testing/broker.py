@@ -11,8 +11,15 @@ from contextlib import contextmanager
 
 import stomp
 
+from fastmon.conf import fastmon_settings
+
 Address = tuple[str, int]
 Login = tuple[str | None, str | None]
+
+
+def broker_login() -> Login:
+    """The login the site's own fastmon uses (``BROKER_USER``, ``BROKER_PASSWORD``)."""
+    return fastmon_settings.BROKER_USER, fastmon_settings.BROKER_PASSWORD
 
 
 class Collector(stomp.ConnectionListener):

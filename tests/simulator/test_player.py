@@ -1,0 +1,201 @@
+"""The simulator's runs: the sequence of a run in each shape, pauses, a clean stop, the STF files
+it writes read back as fastmon reads them, and its pacing."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fastmon.inbound.schema import decode_body, validate_message
+from fastmon.sampling.reading import local_path, read_tf_ranges
+from fastmon.sampling.spans import tf_offset
+from fastmon.simulator.player import SimulationOptions, Simulator
+from fastmon.simulator.shapes import MIN_WAIT_S
+from fastmon.testing.messages import example, msg_types
+from fastmon.testing.waiting import wait_until
+
+FAST = 1e6  # STFs per second: no waiting, for tests of the sequence alone
+
+
+def play(**options: Any) -> list[dict[str, Any]]:
+    """Every body one simulation sends, in order, each checked to parse as fastmon parses it."""
+    sent: list[dict[str, Any]] = []
+
+    def send(destination: str, body: str) -> None:
+        assert destination == "/topic/epictopic"
+        validate_message(decode_body(body, 1 << 20))
+        sent.append(json.loads(body))
+
+    Simulator(SimulationOptions(**{"rate": FAST, **options}), send).run()
+    return sent
+
+
+# -- the sequence of a run ---------------------------------------------------------------------
+
+
+def assert_like_example(body: dict[str, Any], name: str, run_id_type: type = int) -> None:
+    """Same keys, in the same order, and the same types as the spec's example."""
+    spec = example(name)
+    assert list(body) == list(spec), name
+    for key, value in spec.items():
+        expected = run_id_type if key == "run_id" else type(value)
+        assert isinstance(body[key], expected), f"{name}.{key}: {body[key]!r}"
+
+
+def test_runner_run_in_order_with_bodies_shaped_as_the_examples(tmp_path: Path) -> None:
+    bodies = play(runs=2, stfs_per_run=3, namespace="epic-fastmon", first_run=100010,
+                  data_dir=tmp_path, stf_size=4096)  # fmt: skip
+    one_run = ["run_imminent", "start_run", *["stf_gen", "stf_ready"] * 3, "end_run"]
+    assert msg_types(bodies) == one_run * 2
+    for body in bodies:
+        name = body["msg_type"]
+        assert_like_example(body, name)
+        assert body["namespace"] == "epic-fastmon"
+    assert [b["run_id"] for b in bodies] == [100010] * 9 + [100011] * 9
+    gens = [b for b in bodies if b["msg_type"] == "stf_gen"]
+    assert [g["sequence"] for g in gens] == [1, 2, 3] * 2
+    assert gens[0]["filename"] == "swf.100010.000001.stf"
+    assert {b.get("execution_id", "-") for b in bodies[:9]} == {"stf_datataking-sim-100010", "-"}
+    assert bodies[8]["total_stf_files"] == 3
+    ticks = [b["simulation_tick"] for b in bodies[:9]]
+    assert ticks == sorted(ticks)
+
+
+def test_daqsim_run_in_order_with_string_run_ids(tmp_path: Path) -> None:
+    bodies = play(shape="daqsim", stfs_per_run=2, first_run=100010, data_dir=tmp_path,
+                  stf_size=4096, pause_after=1, pause_for=0, namespace="epic-fastmon")  # fmt: skip
+    assert msg_types(bodies) == ["run_imminent", "start_run", "stf_gen", "stf_ready", "stf_gen",
+                             "stf_ready", "end_run"]  # fmt: skip
+    assert {b["run_id"] for b in bodies} == {"100010"}
+    for body in bodies:
+        if body["msg_type"] != "stf_ready":  # the data agent's, not the DAQ simulator's
+            assert "namespace" not in body and "sender" not in body
+    assert_like_example(bodies[2], "stf_gen_daqsim", str)
+    assert_like_example(bodies[3], "stf_ready", str)
+    assert bodies[2]["checksum"] == bodies[3]["checksum"]
+    assert bodies[2]["size"] == bodies[3]["size_bytes"] == 4096
+    assert bodies[0]["run_conditions"]["beam_energy"]
+    assert bodies[0]["timestamp"].isdigit() and bodies[1]["ts"].isdigit()
+
+
+def test_without_files_nothing_is_written_and_no_checksum_is_claimed() -> None:
+    bodies = play(stfs_per_run=1, stf_size=2 * 1024**3)
+    ready = bodies[3]
+    assert (ready["file_url"], ready["checksum"], ready["size_bytes"]) == (None, None, 2 * 1024**3)
+    assert "tf_count" not in ready
+
+
+def test_stf_ready_can_be_left_to_a_real_data_agent() -> None:
+    assert msg_types(play(stfs_per_run=2, stf_ready=False)) == [
+        "run_imminent", "start_run", "stf_gen", "stf_gen", "end_run"
+    ]  # fmt: skip
+
+
+def test_runner_pauses_after_every_n_stfs_but_not_after_the_last() -> None:
+    sent: list[tuple[float, str]] = []
+    options = SimulationOptions(stfs_per_run=5, rate=FAST, pause_after=2, pause_for=0.2)
+    Simulator(options, lambda _, body: sent.append((time.monotonic(), body))).run()
+    bodies = [json.loads(body) for _, body in sent]
+    stfs = ["stf_gen", "stf_ready"]
+    standby = ["pause_run", "resume_run"]
+    assert msg_types(bodies) == ["run_imminent", "start_run", *stfs * 2, *standby, *stfs * 2,
+                             *standby, *stfs, "end_run"]  # fmt: skip
+    pause, resume = bodies[6], bodies[7]
+    assert (pause["substate"], resume["substate"]) == ("standby", "physics")
+    assert sent[7][0] - sent[6][0] >= 0.19
+    assert bodies[-1]["total_stf_files"] == 5
+
+
+def test_daqsim_pause_is_a_gap_without_messages() -> None:
+    sent: list[tuple[float, str]] = []
+    options = SimulationOptions(shape="daqsim", stfs_per_run=2, rate=FAST, pause_after=1,
+                                pause_for=0.2, stf_ready=False)  # fmt: skip
+    Simulator(options, lambda _, body: sent.append((time.monotonic(), body))).run()
+    assert msg_types([json.loads(body) for _, body in sent]) == [
+        "run_imminent", "start_run", "stf_gen", "stf_gen", "end_run"
+    ]  # fmt: skip
+    assert sent[3][0] - sent[2][0] >= 0.19
+
+
+def test_stop_ends_the_open_run_with_what_was_sent(tmp_path: Path) -> None:
+    sent: list[dict[str, Any]] = []
+    simulator = Simulator(
+        SimulationOptions(runs=None, stfs_per_run=10**9, rate=200, data_dir=tmp_path,
+                          stf_size=1024, sparse=True),
+        lambda _, body: sent.append(json.loads(body)),
+    )  # fmt: skip
+    thread = threading.Thread(target=simulator.run)
+    thread.start()
+    wait_until(lambda: "stf_gen" in msg_types(sent), 5, "an STF announced")
+    simulator.stop()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert sent[-1]["msg_type"] == "end_run"
+    assert sent[-1]["total_stf_files"] == msg_types(sent).count("stf_gen") > 0
+    assert msg_types(sent).count("end_run") == 1
+
+
+def test_options_are_checked() -> None:
+    with pytest.raises(ValueError, match=r"runs must .*; rate must"):
+        SimulationOptions(rate=0, runs=0)
+    with pytest.raises(ValueError, match="runner or daqsim"):
+        SimulationOptions(shape="other")  # type: ignore[arg-type]
+
+
+# -- STF files, read back as fastmon reads them -----------------------------------------------
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_written_files_are_read_back_by_storage_with_the_announced_checksums(
+    tmp_path: Path, sparse: bool
+) -> None:
+    size, tf_count = 2_500_001, 10  # over the content pattern, and not a multiple of tf_count
+    bodies = play(stfs_per_run=2, data_dir=tmp_path / "data", stf_size=size, sparse=sparse,
+                  tf_count=tf_count)  # fmt: skip
+    readies = [b for b in bodies if b["msg_type"] == "stf_ready"]
+    assert len(readies) == 2
+    for ready in readies:
+        assert ready["tf_count"] == tf_count
+        path = local_path(ready["file_url"], ready["filename"], [str(tmp_path / "data")])
+        (whole,), read = read_tf_ranges(path, tf_count, [(0, tf_count - 1)])
+        assert (whole.size_bytes, whole.checksum) == (ready["size_bytes"], ready["checksum"])
+        assert read == size
+        content = path.read_bytes()
+        (part,), _ = read_tf_ranges(path, tf_count, [(3, 5)])
+        piece = content[tf_offset(3, tf_count, size) : tf_offset(6, tf_count, size)]
+        assert part.checksum == f"ad:{zlib.adler32(piece)}"
+        if sparse:
+            assert path.stat().st_blocks * 512 < size
+    assert readies[0]["checksum"] != readies[1]["checksum"] or sparse
+
+
+# -- pacing ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("rate", "window"), [(4.0, 1.1), (2000.0, 0.6)])
+def test_rate_is_held_from_the_testbed_to_load_tests(rate: float, window: float) -> None:
+    """Sanity, not a benchmark: bounds are generous for a busy machine."""
+    simulator = Simulator(
+        SimulationOptions(runs=None, stfs_per_run=10**9, rate=rate, stf_ready=False),
+        lambda destination, body: None,
+    )
+    thread = threading.Thread(target=simulator.run)
+    started = time.monotonic()
+    thread.start()
+    # The STFs of ``window`` seconds at the rate, sent within twice that: half the rate at least.
+    target = round(window * rate)
+    try:
+        wait_until(lambda: simulator.progress().stfs >= target, 2 * window,
+                   f"{target} STFs at {rate} STF/s")  # fmt: skip
+    finally:
+        simulator.stop()
+        elapsed = time.monotonic() - started
+        thread.join(5)
+    stfs = simulator.progress().stfs
+    assert stfs <= (elapsed + MIN_WAIT_S) * rate + 1  # never ahead of the schedule
