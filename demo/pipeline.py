@@ -33,7 +33,8 @@ from demo.asgi import application
 from fastmon.conf import fastmon_settings
 from fastmon.live import push
 from fastmon.models import StfFile, TfSample
-from fastmon.runtime.consumer import Consumer, ExitCode
+from fastmon.runtime.consumer import Consumer
+from fastmon.runtime.startup import ExitCode
 from fastmon.simulator.downstream import DownstreamOptions
 from fastmon.simulator.player import SimulationOptions, Simulator
 from fastmon.simulator.sending import (

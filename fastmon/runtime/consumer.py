@@ -19,15 +19,12 @@ import threading
 import time
 from collections import Counter, deque
 from datetime import UTC, datetime
-from enum import IntEnum
 
-from django.db import DatabaseError
 from django.utils.module_loading import import_string
 
 from fastmon import metrics
 from fastmon.conf import fastmon_settings
-from fastmon.database.outages import TRANSIENT_DB_ERRORS, refresh_db_connections
-from fastmon.models import Run
+from fastmon.database.outages import TRANSIENT_DB_ERRORS
 from fastmon.outbox.relay import outbox_lag, relay_outbox
 from fastmon.retry import backoff_delay
 from fastmon.runtime.heartbeat import StatusReporter
@@ -35,6 +32,7 @@ from fastmon.runtime.ingest_worker import IngestDied, IngestProcess, InlineInges
 from fastmon.runtime.intake import Intake
 from fastmon.runtime.loop import Loop
 from fastmon.runtime.loops import MonitorFeed, QualityTicker, Sampler
+from fastmon.runtime.startup import ExitCode, wait_for_database
 from fastmon.runtime.summary import Stats, count_batch
 from fastmon.sampling import dispatch
 from fastmon.transport.base import (
@@ -57,17 +55,6 @@ _SAMPLING_WORDS = {
 }
 # Batches handed to ingest at once: one committing, the next waiting behind it.
 MAX_IN_FLIGHT = 2
-
-
-class ExitCode(IntEnum):
-    """What run_fastmon's exit status tells an operator."""
-
-    OK = 0
-    CONFIG = 2  # bad settings (a destination without /topic/ or /queue/, ...) or no tables
-    AUTH = 3  # the broker refused the login
-    UNREACHABLE = 4  # no broker answered within STARTUP_CONNECT_TIMEOUT_S
-    DATABASE = 5  # the database did not answer within STARTUP_CONNECT_TIMEOUT_S
-    REFUSED = 6  # the broker refused the connection or a subscription
 
 
 class Consumer:
@@ -214,21 +201,9 @@ class Consumer:
     def _start(self) -> ExitCode | None:
         """Check the database, then connect: give up with an exit code only at start."""
         deadline = time.monotonic() + fastmon_settings.STARTUP_CONNECT_TIMEOUT_S
-        attempt = 0
-        while True:
-            try:
-                refresh_db_connections()
-                Run.objects.exists()
-                break
-            except TRANSIENT_DB_ERRORS as exc:
-                if time.monotonic() >= deadline or self.stopping.is_set():
-                    logger.error("database unreachable: %s", exc)
-                    return ExitCode.DATABASE
-                self._pause(attempt, f"database unreachable ({exc})")
-                attempt += 1
-            except DatabaseError as exc:
-                logger.error("database not ready (run `manage.py migrate`?): %s", exc)
-                return ExitCode.CONFIG
+        failure = wait_for_database(deadline, self.stopping, self._pause)
+        if failure is not None:
+            return failure
         attempt = 0
         while not self.stopping.is_set():
             try:

@@ -45,7 +45,8 @@ from fastmon.inbound.schema import STF_FILENAME_RE
 from fastmon.ingest.pipeline import ingest_batch
 from fastmon.models import StfFile
 from fastmon.retry import backoff_delay
-from fastmon.runtime.consumer import Consumer, ExitCode
+from fastmon.runtime.consumer import Consumer
+from fastmon.runtime.startup import ExitCode
 from fastmon.sampling.reading import read_tf_ranges
 
 logger = logging.getLogger("fastmon.watch")

@@ -16,7 +16,7 @@ import pytest
 from fastmon.inbound.messages import Outcome
 from fastmon.ingest.pipeline import ingest_message
 from fastmon.models import DeadLetter, StfFile
-from fastmon.runtime.consumer import ExitCode
+from fastmon.runtime.startup import ExitCode
 from fastmon.runtime.watch import Settling, ingest_files, stf_ready_body
 from fastmon.testing.messages import example_body, stf_name
 from fastmon.testing.network import TcpProxy
