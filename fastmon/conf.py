@@ -47,6 +47,15 @@ def _agent_name() -> str:
     return f"fastmon-agent-{getpass.getuser()}-1"
 
 
+# The testbed's detector map (docs/content.md): the simulator writes it, DETECTORS defaults to it.
+TESTBED_DETECTORS: list[dict[str, Any]] = [
+    {"name": "SVT", "sources": [100, 131], "channels": 4096},
+    {"name": "MPGD", "sources": [200, 215], "channels": 2048},
+    {"name": "BEMC", "sources": [300, 323], "channels": 512},
+    {"name": "dRICH", "sources": [400, 447], "channels": 1024},
+    {"name": "ZDC", "sources": [900, 901], "channels": 64},
+]
+
 # A callable default is evaluated at each access (environment fallbacks).
 DEFAULTS: dict[str, Any | Callable[[], Any]] = {
     # Testbed namespace fastmon serves. Messages naming another namespace are dropped;
@@ -263,6 +272,23 @@ DEFAULTS: dict[str, Any | Callable[[], Any]] = {
     # recovers; published through the outbox as msg_type fastmon_alarm.
     "ALARM_LEVEL": "bad",
     "ALARM_DESTINATION": "/topic/fastmon.alarms",
+    # Content monitoring (fastmon.content): the sampled TFs decoded into histograms per run and
+    # detector. CONTENT_ENABLED False leaves the envelope monitoring alone.
+    "CONTENT_ENABLED": True,
+    # The decoder: a class with ``boundaries`` and ``decode`` (fastmon.content.decoding).
+    "CONTENT_DECODER": "fastmon.content.etf1.Etf1Decoder",
+    # The detector map: [{"name", "sources": [first, last], "channels"}], source ranges apart
+    # (`manage.py check` refuses overlaps). The default is the testbed's.
+    "DETECTORS": TESTBED_DETECTORS,
+    # A site's own histograms: dotted paths of callables given (decoded hits, detector map) of
+    # a batch of TFs and returning {"<group>/<name>": boost_histogram.Histogram}.
+    "CONTENT_TASKS": [],
+    # Seconds between merges of the samples' partial histograms into their runs' (a cycle).
+    "CONTENT_CYCLE_S": 5.0,
+    # The moving window: the last N cycles' contributions, kept beside the run's whole.
+    "CONTENT_WINDOW_CYCLES": 12,
+    # An STF whose sampled bytes exceed this is sampled without content (memory stays bounded).
+    "CONTENT_MAX_BYTES_PER_STF": 256 * 1024 * 1024,
 }
 
 
