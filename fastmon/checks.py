@@ -7,7 +7,8 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
-from fastmon.conf import DEFAULTS
+from fastmon.conf import DEFAULTS, fastmon_settings
+from fastmon.content.detectors import DetectorMap
 
 
 @register()
@@ -15,7 +16,12 @@ def check_fastmon_settings(app_configs: Any = None, **kwargs: Any) -> list[Warni
     user_settings = getattr(settings, "FASTMON", {})
     if not isinstance(user_settings, dict):
         return [Error("settings.FASTMON must be a dict.", id="fastmon.E001")]
-    return [
+    problems: list[Warning | Error] = []
+    try:
+        DetectorMap.from_setting(fastmon_settings.DETECTORS)
+    except ValueError as exc:
+        problems.append(Error(f"FASTMON['DETECTORS']: {exc}", id="fastmon.E002"))
+    return problems + [
         Warning(
             f"Unknown key {key!r} in settings.FASTMON: it has no effect.",
             hint=f"Known keys: {', '.join(sorted(DEFAULTS))}.",

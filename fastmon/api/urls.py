@@ -2,7 +2,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from fastmon.api import views
+from fastmon.api import content, views
 
 
 class OptionalSlashRouter(DefaultRouter):
@@ -25,7 +25,19 @@ router.register("slices", views.SliceViewSet, basename="slice")
 router.register("alarms", views.AlarmViewSet, basename="alarm")
 router.register("events", views.EventViewSet, basename="event")
 
+# A run's content first: the router's runs/<run_number>/ routes do not take these paths.
 urlpatterns = [
+    path("runs/<int:run_number>/content/", content.RunContentView.as_view(), name="run-content"),
+    path(
+        "runs/<int:run_number>/histograms.root",
+        content.RunHistogramsRootView.as_view(),
+        name="run-histograms-root",
+    ),
+    path(
+        "runs/<int:run_number>/histograms/<str:group>/<str:name>/",
+        content.HistogramView.as_view(),
+        name="run-histogram",
+    ),
     path("schema/", views.SchemaView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="fastmon:api-schema"), name="api-docs"),
     path("", include(router.urls)),

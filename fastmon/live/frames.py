@@ -137,3 +137,9 @@ def quality_event(
         run_number=run_number,
         payload={"overall": overall, "current": current, "checks": moved},
     )
+
+
+def content_event(run_number: int, summary: dict[str, Any]) -> LiveEvent:
+    """A run's histograms were merged: its cycle and counts, and the histograms' names (not
+    their bins), so pages fetch what they show."""
+    return LiveEvent(kind=LiveEvent.Kind.CONTENT, run_number=run_number, payload=summary)

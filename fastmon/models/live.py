@@ -17,6 +17,7 @@ class LiveEvent(models.Model):
         ALARM = "alarm"
         PROCESSING = "processing", "fast processing of a run moved on"
         QUALITY = "quality", "a run's quality changed"
+        CONTENT = "content", "a run's histograms were merged"
 
     kind = models.CharField(max_length=20, choices=Kind.choices)
     run_number = models.BigIntegerField(null=True, blank=True)

@@ -46,6 +46,16 @@ class TfSample(models.Model):
         "SamplingPolicy", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     seed = models.BigIntegerField(null=True, blank=True)
+
+    class Boundaries(models.TextChoices):
+        ANNOUNCED = "announced", "the announcement's tf_offsets"
+        INDEX = "index", "the file's own index"
+        EQUAL = "equal", "an equal share of the file per TF"
+
+    # Where the sampled TFs' byte ranges came from.
+    tf_boundaries = models.CharField(
+        max_length=10, choices=Boundaries.choices, default=Boundaries.EQUAL
+    )
     policy_overrides = models.JSONField(
         default=dict, blank=True, help_text="Policy parameters the run's workflow set."
     )

@@ -31,7 +31,7 @@ from fastmon.runtime.heartbeat import StatusReporter
 from fastmon.runtime.ingest_worker import IngestDied, IngestProcess, InlineIngest, frames_of
 from fastmon.runtime.intake import Intake
 from fastmon.runtime.loop import Loop
-from fastmon.runtime.loops import MonitorFeed, QualityTicker, Sampler
+from fastmon.runtime.loops import ContentMerger, MonitorFeed, QualityTicker, Sampler
 from fastmon.runtime.startup import ExitCode, wait_for_database
 from fastmon.runtime.summary import Stats, count_batch
 from fastmon.sampling import dispatch
@@ -170,7 +170,7 @@ class Consumer:
 
     def _start_loops(self) -> None:
         if self.destinations:
-            self.loops.append(QualityTicker())
+            self.loops += [QualityTicker(), ContentMerger()]
         if self.relay:
             self.loops.append(MonitorFeed())
         if self.sampling == dispatch.RUN_FASTMON:

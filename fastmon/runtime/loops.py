@@ -1,6 +1,7 @@
 """run_fastmon's background loops besides its reports on itself (``heartbeat``): the quality
-tick, its own sampler for a site without Celery, and the swf-monitor feed. Each is a ``Loop``:
-one thread, started after the consumer subscribes, stopped by its deadline."""
+tick, its own sampler for a site without Celery, the swf-monitor feed and the content merger.
+Each is a ``Loop``: one thread, started after the consumer subscribes, stopped by its
+deadline."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from django.db import DatabaseError
 
 from fastmon import metrics
 from fastmon.conf import fastmon_settings
+from fastmon.content.merging import MERGE_BATCH, merge_cycle
 from fastmon.quality.evaluate import on_tick
 from fastmon.retry import backoff_delay
 from fastmon.runtime.loop import Loop
@@ -93,3 +95,22 @@ class MonitorFeed(Loop):
 
     def retry_delay(self, attempt: int) -> float:
         return backoff_delay(attempt, cap=fastmon_settings.OUTBOX_RETRY_MAX_S)
+
+
+class ContentMerger(Loop):
+    """Every CONTENT_CYCLE_S, the samples' partial histograms folded into their runs'
+    (``fastmon.content.merging``); a backlog is worked off without waiting."""
+
+    name = "content"
+    what = "content merger"
+    logger = logging.getLogger("fastmon.content")
+
+    def enabled(self) -> bool:
+        return bool(fastmon_settings.CONTENT_ENABLED)
+
+    def first_wait(self) -> float:
+        return fastmon_settings.CONTENT_CYCLE_S
+
+    def iterate(self) -> float:
+        merged = merge_cycle()
+        return 0.0 if merged == MERGE_BATCH else fastmon_settings.CONTENT_CYCLE_S

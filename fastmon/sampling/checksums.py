@@ -77,10 +77,12 @@ def announced_range_checksums(
 
 
 class Checksums:
-    """Adler-32 of each span, fed bytes at their offsets in increasing order per span."""
+    """Adler-32 of each span, fed bytes at their offsets in increasing order per span; with
+    ``keep``, each span's bytes kept too (``kept``), for content monitoring."""
 
-    def __init__(self, spans: Spans) -> None:
+    def __init__(self, spans: Spans, keep: bool = False) -> None:
         self.spans = list(spans)
+        self.kept: list[bytearray] | None = [bytearray() for _ in self.spans] if keep else None
         self.adler = [1] * len(self.spans)
         self.done = [start for start, _ in self.spans]  # the next offset each span expects
         self.first = 0  # spans before it are complete
@@ -99,6 +101,8 @@ class Checksums:
                                   kind="OutOfOrder")  # fmt: skip
             piece = memoryview(data)[low - offset : high - offset]
             self.adler[index] = adler32(piece, self.adler[index])
+            if self.kept is not None:
+                self.kept[index] += piece
             self.done[index] = high
         while self.first < len(self.spans) and self.done[self.first] >= self.spans[self.first][1]:
             self.first += 1  # complete: never looked at again

@@ -45,8 +45,14 @@ class XRootDReader:
         _check(status)
         return int(info.size)
 
-    def adler32(self, spans: Spans) -> list[int]:
-        sums = Checksums(spans)
+    def read_at(self, offset: int, length: int) -> bytes:
+        """A few bytes (a trailer, an index): one plain read."""
+        status, data = self.file.read(offset=offset, size=length, timeout=self.timeout)
+        _check(status)
+        return bytes(data)
+
+    def adler32(self, spans: Spans, sums: Checksums | None = None) -> list[int]:
+        sums = sums or Checksums(spans)
         for chunks in map(self._vector_read, self._batches(spans)):
             for chunk in chunks:
                 sums.feed(chunk.offset, chunk.buffer)
@@ -116,11 +122,21 @@ class HttpReader:
                               kind="HTTPError")  # fmt: skip
         return int(answer.headers["content-length"])
 
-    def adler32(self, spans: Spans) -> list[int]:
+    def read_at(self, offset: int, length: int) -> bytes:
+        """A few bytes (a trailer, an index): one ranged GET, its body at most ``length``."""
+        if length <= 0:
+            return b""
+        sums = Checksums([(offset, offset + length)], keep=True)
+        self._get([(offset, offset + length)], sums)
+        sums.results()  # every byte came, or RemoteError
+        assert sums.kept is not None
+        return bytes(sums.kept[0])
+
+    def adler32(self, spans: Spans, sums: Checksums | None = None) -> list[int]:
         """Small spans several to a request (a round trip saved each), large ones one to a
         request (the transfer dwarfs the round trip, and a server sends a single range
         straight from the file, a multipart answer through its buffers)."""
-        sums = Checksums(spans)
+        sums = sums or Checksums(spans)
         todo = [span for span in spans if span[1] > span[0]]
         while todo:
             small = [span for span in todo if span[1] - span[0] < MULTIRANGE_BELOW]

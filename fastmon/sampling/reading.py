@@ -8,14 +8,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import unquote, urlparse
 
 from fastmon.conf import fastmon_settings
 from fastmon.retry import backoff_delay
-from fastmon.sampling.checksums import adler32
+from fastmon.sampling.checksums import Checksums, adler32
 from fastmon.sampling.clients import HttpReader, XRootDReader
 from fastmon.sampling.roots import RemoteError, RemoteURL, host_slot, parse_remote, remote_roots
-from fastmon.sampling.spans import byte_spans
+from fastmon.sampling.spans import EQUAL, TfBoundaries, byte_spans
 
 logger = logging.getLogger("fastmon.sampling")
 
@@ -64,24 +65,29 @@ def read_tf_ranges(
     tf_count: int,
     ranges: Sequence[tuple[int, int]],
     boundaries: Sequence[int] | None = None,
+    kept: list[bytes | bytearray] | None = None,
 ) -> tuple[list[Measured], int]:
     """Size and Adler-32 of each ``(tf_first, tf_last)`` range, and the bytes read in all.
 
-    ``boundaries`` (``tf_count + 1`` byte offsets, when the announcement gives them) place the
-    TFs; otherwise TF i spans an equal share of the file.
+    ``boundaries`` (``tf_count + 1`` byte offsets, when known) place the TFs; otherwise TF i
+    spans an equal share of the file. With ``kept``, each range's bytes are appended to it.
     """
     results, total = [], 0
     with path.open("rb") as stream:
         file_size = path.stat().st_size
         for start, end in byte_spans(tf_count, ranges, boundaries, file_size):
             stream.seek(start)
-            adler, remaining = 1, end - start
+            adler, remaining, pieces = 1, end - start, []
             while remaining > 0:
                 chunk = stream.read(min(CHUNK_BYTES, remaining))
                 if not chunk:
                     raise OSError(f"{path} ended at byte {end - remaining}, before {end}")
                 adler = adler32(chunk, adler)
                 remaining -= len(chunk)
+                if kept is not None:
+                    pieces.append(chunk)
+            if kept is not None:
+                kept.append(b"".join(pieces))
             results.append(Measured(end - start, f"ad:{adler}"))
             total += end - start
     return results, total
@@ -96,9 +102,13 @@ class ReadReport:
     file_size: int
     protocol: str  # file, root or http
     seconds: float
+    boundaries: TfBoundaries = EQUAL
+    # Each range's bytes, when asked to keep them (and they fit the limit).
+    kept: Sequence[bytes | bytearray] | None = None
 
 
-Boundaries = Callable[[int], Sequence[int] | None]  # the TF offsets, given the file's size
+# The TF offsets, given the file's size and a way to read a few of its bytes (an index).
+Boundaries = Callable[[int, Callable[[int, int], bytes]], TfBoundaries]
 
 
 def read_stf(
@@ -108,10 +118,12 @@ def read_stf(
     tf_count: int,
     ranges: Sequence[tuple[int, int]],
     boundaries: Boundaries,
+    keep_up_to: int = 0,
 ) -> ReadReport:
     """Read the sampled ranges where the STF lives; ``Unreachable`` says why it cannot be, with
     the URL and the error class (a remote read is retried first, with backoff, while its error
-    is transient)."""
+    is transient). The ranges' bytes are kept in the report when they come to at most
+    ``keep_up_to`` bytes in all."""
     began = time.monotonic()
     try:
         remote = parse_remote(file_url) if file_url else None
@@ -120,8 +132,12 @@ def read_stf(
     if remote is None:
         path = local_path(file_url, stf_filename, data_roots)
         size = path.stat().st_size
-        measured, read = read_tf_ranges(path, tf_count, ranges, boundaries(size))
-        return ReadReport(measured, read, size, "file", time.monotonic() - began)
+        with path.open("rb") as stream:
+            found = boundaries(size, lambda offset, length: _read_at(stream, offset, length))
+        spans = byte_spans(tf_count, ranges, found.offsets, size)
+        kept: list[bytes | bytearray] | None = [] if _keeping(spans, keep_up_to) else None
+        measured, read = read_tf_ranges(path, tf_count, ranges, found.offsets, kept)
+        return ReadReport(measured, read, size, "file", time.monotonic() - began, found, kept)
     try:
         roots = remote_roots(data_roots)
     except ValueError as exc:
@@ -132,7 +148,7 @@ def read_stf(
     while True:
         try:
             with host_slot(remote):
-                return _read_remote(remote, tf_count, ranges, boundaries, began)
+                return _read_remote(remote, tf_count, ranges, boundaries, keep_up_to, began)
         except RemoteError as exc:
             if not exc.transient or attempt >= fastmon_settings.REMOTE_READ_RETRIES:
                 raise Unreachable(f"{remote}: {exc.kind}: {exc}") from None
@@ -148,16 +164,19 @@ def _read_remote(
     tf_count: int,
     ranges: Sequence[tuple[int, int]],
     boundaries: Boundaries,
+    keep_up_to: int,
     began: float,
 ) -> ReadReport:
     reader = XRootDReader(url) if url.protocol == "root" else HttpReader(url)
     try:
         size = reader.size()
-        spans = byte_spans(tf_count, ranges, boundaries(size), size)
+        found = boundaries(size, reader.read_at)
+        spans = byte_spans(tf_count, ranges, found.offsets, size)
         if any(end > size for _, end in spans):
             raise RemoteError(f"a range ends past the file's {size} bytes", transient=False,
                               kind="ShortFile")  # fmt: skip
-        checksums = reader.adler32(spans)
+        sums = Checksums(spans, keep=_keeping(spans, keep_up_to))
+        checksums = reader.adler32(spans, sums)
     finally:
         reader.close()
     measured = [
@@ -165,4 +184,14 @@ def _read_remote(
         for (start, end), adler in zip(spans, checksums, strict=True)
     ]
     read = sum(end - start for start, end in spans)
-    return ReadReport(measured, read, size, url.protocol, time.monotonic() - began)
+    return ReadReport(measured, read, size, url.protocol, time.monotonic() - began, found,
+                      sums.kept)  # fmt: skip
+
+
+def _keeping(spans: Sequence[tuple[int, int]], up_to: int) -> bool:
+    return 0 < sum(end - start for start, end in spans) <= up_to
+
+
+def _read_at(stream: BinaryIO, offset: int, length: int) -> bytes:
+    stream.seek(offset)
+    return stream.read(length)

@@ -15,7 +15,7 @@ from fastmon.conf import fastmon_settings
 from fastmon.database.bulk import bulk_insert, insert_rows
 from fastmon.live.events import record_live_events
 from fastmon.live.frames import tf_samples_event
-from fastmon.models import OutboxMessage, SamplingPolicy, StfFile, TfSample
+from fastmon.models import ContentPartial, OutboxMessage, SamplingPolicy, StfFile, TfSample
 from fastmon.outbox.bodies import (
     fastmon_file_body,
     fastmon_file_change,
@@ -49,6 +49,8 @@ class SamplePlan:
     overrides: Mapping[str, Any] = field(default_factory=dict)
     # What reading the STF took (None: not read, sizes estimated).
     read: ReadReport | None = None
+    # The sampled TFs' histograms, stored (fastmon.content), when they were decoded.
+    content: bytes | None = None
 
 
 def record_tf_samples(plans: Sequence[SamplePlan]) -> list[TfSample]:
@@ -89,6 +91,7 @@ def record_tf_samples(plans: Sequence[SamplePlan]) -> list[TfSample]:
                 checksum=tf_range.checksum,
                 metadata=dict(tf_range.metadata),
                 size_estimated=tf_range.size_estimated,
+                tf_boundaries=plan.read.boundaries.kind if plan.read else TfSample.Boundaries.EQUAL,
                 policy=plan.policy,
                 seed=seeds[plan.policy.pk] if plan.policy else None,
                 policy_overrides=dict(plan.overrides),
@@ -98,6 +101,7 @@ def record_tf_samples(plans: Sequence[SamplePlan]) -> list[TfSample]:
             if name not in known
         ]
         bulk_insert(TfSample, samples)  # sets created_at on each
+        _store_content(plans, {sample.stf_id for sample in samples})
         count_new_samples(samples)
         quality.on_samples(_seen_by_run(samples))
         insert_rows(OutboxMessage, _outgoing_for(samples, feed))
@@ -106,6 +110,16 @@ def record_tf_samples(plans: Sequence[SamplePlan]) -> list[TfSample]:
             by_stf.setdefault(sample.stf_id, []).append(sample)
         record_live_events([tf_samples_event(group) for group in by_stf.values()])
     return samples
+
+
+def _store_content(plans: Sequence[SamplePlan], stored: set[int]) -> None:
+    """Each STF's partial histograms, with its samples: none for a sample rolled back or
+    already stored (a redelivered task), so the merger counts every sample once."""
+    ContentPartial.objects.bulk_create([
+        ContentPartial(run_id=plan.stf.run_id, stf_id=plan.stf.pk, data=plan.content)
+        for plan in plans
+        if plan.content is not None and plan.stf.run_id is not None and plan.stf.pk in stored
+    ])  # fmt: skip
 
 
 def _seen_by_run(samples: list[TfSample]) -> dict[int, list[SampleSeen]]:

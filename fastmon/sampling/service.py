@@ -8,6 +8,7 @@ import logging
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import TypeGuard
 
 from django.db import transaction
 from django.db.models import F, Min, QuerySet
@@ -15,6 +16,8 @@ from django.utils import timezone
 
 from fastmon import metrics
 from fastmon.conf import fastmon_settings
+from fastmon.content.decoding import ReadAt, configured_decoder
+from fastmon.content.task import sampled_content
 from fastmon.database.bulk import update_each
 from fastmon.database.outages import is_outage
 from fastmon.live.events import record_live_events
@@ -25,7 +28,9 @@ from fastmon.sampling.checksums import ANNOUNCED, REREAD, announced_range_checks
 from fastmon.sampling.ledger import current_policy, policy_of
 from fastmon.sampling.policy import Policy, StfFacts, TfRange, sample
 from fastmon.sampling.reading import ReadReport, Unreachable, read_stf
+from fastmon.sampling.roots import RemoteError
 from fastmon.sampling.samples import SamplePlan, record_tf_samples
+from fastmon.sampling.spans import EQUAL, TfBoundaries
 
 logger = logging.getLogger("fastmon.sampling")
 
@@ -183,21 +188,25 @@ def _plan_one(
     ranges = sample(policy, facts)
     if not ranges:
         return None
-    measured, report = _measure(stf, ranges, tf_count)
-    return SamplePlan(stf, measured, chosen[0], overrides, report)
+    measured, report, content = _measure(stf, ranges, tf_count)
+    return SamplePlan(stf, measured, chosen[0], overrides, report, content)
 
 
 def _measure(
     stf: StfFile, ranges: list[TfRange], tf_count: int
-) -> tuple[list[TfRange], ReadReport | None]:
-    """Real sizes and Adler-32 from the file, where it lives, when it is reachable; else
-    estimated sizes, with the reason."""
+) -> tuple[list[TfRange], ReadReport | None, bytes | None]:
+    """Real sizes and Adler-32 from the file, where it lives, when it is reachable, and the
+    content of the sampled TFs (stored histograms); else estimated sizes, with the reason."""
     context = {"state": stf.state, "substate": stf.substate}
     spans = [(r.tf_first, r.tf_last) for r in ranges]
 
+    content_on = fastmon_settings.CONTENT_ENABLED and stf.run_id is not None
+    keep_up_to = fastmon_settings.CONTENT_MAX_BYTES_PER_STF if content_on else 0
+
     def read() -> ReadReport:  # every read counts in the metrics, a second one too
         report = read_stf(stf.file_url, stf.stf_filename, fastmon_settings.DATA_ROOTS, tf_count,
-                          spans, lambda size: _tf_boundaries(stf, tf_count, size))  # fmt: skip
+                          spans, lambda size, read_at: _tf_boundaries(stf, tf_count, size, read_at),
+                          keep_up_to=keep_up_to)  # fmt: skip
         metrics.READ_SECONDS.labels(report.protocol).observe(report.seconds)
         metrics.READ_BYTES.labels(report.protocol).inc(report.bytes_read)
         return report
@@ -207,19 +216,25 @@ def _measure(
     except (Unreachable, OSError, ValueError) as exc:  # ValueError: a URL Python cannot parse
         stf_size = stf.size_bytes or fastmon_settings.ESTIMATED_STF_SIZE_BYTES
         estimated = {**context, "estimated_because": str(exc)}
-        return [
-            replace(
-                r,
-                file_size_bytes=stf_size * r.tf_count // tf_count,
-                size_estimated=True,
-                metadata=estimated,
-            )
-            for r in ranges
-        ], None
+        return (
+            [
+                replace(
+                    r,
+                    file_size_bytes=stf_size * r.tf_count // tf_count,
+                    size_estimated=True,
+                    metadata=estimated,
+                )
+                for r in ranges
+            ],
+            None,
+            None,
+        )
+    content = sampled_content(stf.stf_filename, ranges, report.kept, report.boundaries)
+    keep_up_to = 0  # a second read is for its checksums only
     again = _read_again(read, stf.stf_filename) if _verified(stf.stf_filename) else None
     announced = announced_range_checksums(
         stf.metadata.get("stf_ready", {}).get("tf_checksums"), tf_count, spans,
-        _tf_boundaries(stf, tf_count, report.file_size), report.file_size,
+        report.boundaries.offsets, report.file_size,
     )  # fmt: skip
     measured = []
     for n, (r, m) in enumerate(zip(ranges, report.measured, strict=True)):
@@ -229,7 +244,7 @@ def _measure(
         metadata = {**context, **compared}
         measured.append(replace(r, file_size_bytes=m.size_bytes, checksum=m.checksum,
                                 metadata=metadata))  # fmt: skip
-    return measured, report
+    return measured, report, content
 
 
 def _read_again(read: Callable[[], ReadReport], stf_filename: str) -> ReadReport | None:
@@ -248,16 +263,30 @@ def _verified(stf_filename: str) -> bool:
     return zlib.crc32(stf_filename.encode()) / 2**32 < fastmon_settings.VERIFY_READ_FRACTION
 
 
-def _tf_boundaries(stf: StfFile, tf_count: int, file_size: int) -> list[int] | None:
-    """TF byte offsets when the announcement gave usable ones (``tf_offsets``)."""
+def _tf_boundaries(stf: StfFile, tf_count: int, file_size: int, read_at: ReadAt) -> TfBoundaries:
+    """TF byte offsets: the announcement's (``tf_offsets``) when usable, else the file's own
+    index as the decoder finds it (two small reads), else none (equal shares)."""
     offsets = stf.metadata.get("stf_ready", {}).get("tf_offsets")
-    if (
+    if _usable(offsets, tf_count, file_size):
+        return TfBoundaries(offsets, TfSample.Boundaries.ANNOUNCED)
+    try:
+        found = configured_decoder().boundaries(read_at, file_size)
+    except (OSError, RemoteError):
+        raise  # the file itself is away: the read fails (and is retried) as a data read would
+    except Exception:
+        logger.exception("the decoder could not read %s's index", stf.stf_filename)
+        found = None
+    if _usable(found, tf_count, file_size):
+        return TfBoundaries(found, TfSample.Boundaries.INDEX)
+    return EQUAL
+
+
+def _usable(offsets: object, tf_count: int, file_size: int) -> TypeGuard[list[int]]:
+    return (
         isinstance(offsets, list)
         and len(offsets) == tf_count + 1
         and all(isinstance(o, int) for o in offsets)
         and offsets == sorted(offsets)
         and offsets[0] >= 0
         and offsets[-1] <= file_size
-    ):
-        return offsets
-    return None
+    )

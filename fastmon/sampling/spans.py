@@ -4,6 +4,27 @@ else an equal share of the file per TF."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TfBoundaries:
+    """Where an STF's TFs start (``tf_count + 1`` offsets, the last where the TFs end), and
+    who said so: the announcement (``announced``), the file's own index (``index``), or nobody
+    (``equal``: ``offsets`` is None and each TF is an equal share of the file)."""
+
+    offsets: Sequence[int] | None
+    kind: str
+
+    def within(self, tf_first: int, tf_last: int) -> list[int] | None:
+        """The offsets of TFs ``tf_first..tf_last`` relative to the first's start."""
+        if self.offsets is None:
+            return None
+        base = self.offsets[tf_first]
+        return [offset - base for offset in self.offsets[tf_first : tf_last + 2]]
+
+
+EQUAL = TfBoundaries(None, "equal")
 
 
 def tf_offset(index: int, tf_count: int, file_size: int) -> int:

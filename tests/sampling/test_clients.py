@@ -15,6 +15,7 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 
+from fastmon.content.etf1 import TRAILER
 from fastmon.ingest.pipeline import ingest_message
 from fastmon.models import StfFile, TfSample
 from fastmon.sampling.reading import read_tf_ranges
@@ -65,28 +66,31 @@ def test_samples_over_xrootd_and_http_equal_local_reads_of_only_the_sampled_rang
         assert stf.bytes_read == read < stf.file_bytes == SIZE  # a partial read
         assert stf.read_protocol == ("root" if stf.run.run_number == 100801 else "http")
 
-    # What the servers were asked for: the sampled spans, nothing else.
+    # What the servers were asked for: the sampled spans, and the trailer that says whether
+    # the file has a TF index (these have none: equal shares), nothing else.
     wanted: dict[str, set[tuple[str, int, int]]] = {"root": set(), "http": set()}
+    trailers = {(path.name, SIZE - TRAILER.size, SIZE) for path in files}
     for stf in StfFile.objects.all():
         ranges = [(s.tf_first, s.tf_last) for s in stf.tf_samples.all()]
         wanted[stf.read_protocol] |= {
             (names[stf.stf_filename].name, start, end)
             for start, end in byte_spans(1000, ranges, None, SIZE)
         }
+    assert {s.tf_boundaries for s in TfSample.objects.all()} == {"equal"}
     http_asked = set()
     for line in Path(settings.HTTP_LOG).read_text().splitlines()[http_seen:]:
         if f"/{relative}/" in line and line.startswith("GET"):
             name = re.search(r"/([^/ ]+\.stf) ", line)[1]
             for start, end in re.findall(r"(\d+)-(\d+)", line.split("range=bytes=")[1]):
                 http_asked.add((name, int(start), int(end) + 1))
-    assert http_asked == wanted["http"] and len(http_asked) == 21
+    assert http_asked == wanted["http"] | trailers and len(http_asked) == 21 + 3
     pieces = [
         (int(length), int(offset))
         for length, offset in re.findall(r"readV (\d+)@(\d+)",
                                          "\n".join(Path(settings.XROOTD_LOG).read_text(
                                              errors="replace").splitlines()[xrootd_seen:]))
     ]  # fmt: skip
-    xrootd_bytes = sum(length for length, _ in pieces)
+    xrootd_bytes = sum(length for length, _ in pieces)  # vector reads: the spans only
     assert xrootd_bytes == sum(s.bytes_read for s in StfFile.objects.filter(read_protocol="root"))
     spans = [(start, end) for _, start, end in wanted["root"]]
     assert all(any(start <= offset and offset + length <= end for start, end in spans)
@@ -175,8 +179,9 @@ def test_a_server_of_one_range_an_answer_and_the_bearer_token(
     assert [(s.file_size_bytes, s.checksum) for s in samples] == [
         (m.size_bytes, m.checksum) for m in local]  # fmt: skip
     assert {h["Authorization"] for h in OneRangeServer.seen} == {"Bearer wlcg-token"}
-    # One multi-range request answered with its first range, then one range a request.
-    assert len(OneRangeServer.seen) == 1 + 1 + 6
+    # The trailer (no TF index here), one multi-range request answered with its first range,
+    # then one range a request.
+    assert len(OneRangeServer.seen) == 1 + 1 + 1 + 6
 
 
 @pytest.mark.django_db

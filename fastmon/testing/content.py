@@ -1,0 +1,79 @@
+"""ETF1 files with known hits, for tests and host sites: what was written is returned, so a
+test can decode exactly the sampled TF ranges on its own and compare with what fastmon
+serves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fastmon.content import etf1
+from fastmon.content.detectors import DetectorMap, detector_map
+
+
+@dataclass(frozen=True)
+class WrittenStf:
+    offsets: list[int]  # each TF's, then the index's (what stf_ready's tf_offsets carries)
+    source: np.ndarray  # every hit's, in file order
+    channel: np.ndarray
+    adc: np.ndarray
+    bx: np.ndarray
+    tf: np.ndarray  # every hit's TF
+
+    def occupancy(self, detector: str, ranges: list[tuple[int, int]]) -> np.ndarray:
+        """The (source, channel) counts of one detector's hits in these TF ranges, decoded
+        independently of fastmon's decoder: straight from what was written."""
+        found = detector_map()
+        d = next(x for x in found if x.name == detector)
+        chosen = np.zeros(len(self.tf), dtype=bool)
+        for first, last in ranges:
+            chosen |= (self.tf >= first) & (self.tf <= last)
+        chosen &= (self.source >= d.first_source) & (self.source <= d.last_source)
+        flat = (self.source[chosen] - d.first_source) * d.channels + self.channel[chosen]
+        counts = np.bincount(flat, minlength=d.n_sources * d.channels)
+        return counts.reshape(d.n_sources, d.channels).astype(float)
+
+
+def write_etf1_stf(
+    path: Path,
+    tf_count: int = 100,
+    hits_per_source: float = 2.0,
+    seed: int = 0,
+    detectors: DetectorMap | None = None,
+    unmapped: tuple[int, ...] = (),
+) -> WrittenStf:
+    """An ETF1 STF of ``tf_count`` TFs, every source of the map (and the ``unmapped`` ids)
+    sending Poisson(``hits_per_source``) hits a TF, channels within range."""
+    rng = np.random.default_rng(seed)
+    detectors = detectors or detector_map()
+    sources = [(s, d.channels) for d in detectors for s in range(d.first_source,
+                                                                 d.last_source + 1)]  # fmt: skip
+    sources += [(s, 64) for s in unmapped]
+    offsets, at, columns = [], 0, []
+    with path.open("wb") as stream:
+        for n in range(tf_count):
+            blocks = []
+            for source, channels in sources:
+                hits = np.zeros(rng.poisson(hits_per_source), dtype=etf1.HIT)
+                hits["channel"] = rng.integers(0, channels, len(hits))
+                hits["bx"] = rng.integers(0, etf1.BX_PER_TF, len(hits))
+                hits["adc"] = rng.integers(0, 4096, len(hits))
+                blocks.append((source, hits))
+                columns.append((np.full(len(hits), source), hits, np.full(len(hits), n)))
+            tf = etf1.encode_tf(n, n * etf1.BX_PER_TF, blocks)
+            offsets.append(at)
+            stream.write(tf)
+            at += len(tf)
+        offsets.append(at)
+        stream.write(etf1.index_and_trailer(offsets))
+    every = np.concatenate([c[1] for c in columns])
+    return WrittenStf(
+        offsets,
+        source=np.concatenate([c[0] for c in columns]).astype(np.int64),
+        channel=every["channel"].astype(np.int64),
+        adc=every["adc"].astype(np.int64),
+        bx=every["bx"].astype(np.int64),
+        tf=np.concatenate([c[2] for c in columns]).astype(np.int64),
+    )
