@@ -4,6 +4,7 @@ serves."""
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,3 +78,28 @@ def write_etf1_stf(
         bx=every["bx"].astype(np.int64),
         tf=np.concatenate([c[2] for c in columns]).astype(np.int64),
     )
+
+
+def reference_occupancy(path: Path, ranges: list[tuple[int, int]], detector: str) -> np.ndarray:
+    """A detector's (source, channel) counts over these TF ranges of an ETF1 file, by a plain
+    walk of the layout with ``struct`` (slow, simple, and sharing no code with fastmon's
+    decoder): the reference a test compares what fastmon serves with."""
+    d = next(x for x in detector_map() if x.name == detector)
+    counts = np.zeros((d.n_sources, d.channels))
+    data = path.read_bytes()
+    _, tf_count, index_at = struct.unpack_from("<4sIQ", data, len(data) - 16)
+    offsets = struct.unpack_from(f"<{tf_count + 1}Q", data, index_at)
+    for first, last in ranges:
+        for n in range(first, last + 1):
+            at = offsets[n]
+            n_sources = struct.unpack_from("<H", data, at + 6)[0]
+            at += 32
+            for _ in range(n_sources):
+                source, n_hits = struct.unpack_from("<II", data, at)
+                at += 16
+                for k in range(n_hits):
+                    channel = struct.unpack_from("<H", data, at + 8 * k)[0]
+                    if d.first_source <= source <= d.last_source:
+                        counts[source - d.first_source, channel] += 1
+                at += 8 * n_hits
+    return counts
