@@ -23,7 +23,7 @@ from fastmon.subscribers.service import save_subscriber
 SUBSCRIPTION_FIELDS = ["name", "destination", "filters", "fraction", "active", "idle_expiry_s"]
 TF_SAMPLE_FIELDS = ["tf_filename", "stf", "run", "tf_first", "tf_last", "tf_count",
                     "file_size_bytes", "checksum", "size_estimated", "policy", "seed", "status",
-                    "metadata", "published_at", "monitor_state"]  # fmt: skip
+                    "metadata", "published_at", "monitor_state", "tf_boundaries"]  # fmt: skip
 
 
 @admin.register(Run)

@@ -65,7 +65,7 @@ def tf_sample_rows(samples: QuerySet[TfSample]) -> QuerySet:
         "tf_file_id", "stf_file", "tf_filename", "tf_first", "tf_last", "tf_count",
         "file_size_bytes", "checksum", "status", "metadata", "created_at", "updated_at",
         "run_number", "size_estimated", "policy_name", "policy_version", "seed", "published_at",
-        "monitor_state", "monitor_file_id",
+        "monitor_state", "monitor_file_id", "tf_boundaries",
     )  # fmt: skip
 
 

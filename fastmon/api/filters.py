@@ -40,7 +40,8 @@ class TfSampleFilter(filters.FilterSet):
 
     class Meta:
         model = TfSample
-        fields = ["tf_filename", "stf_filename", "status", "run_number", "size_estimated"]
+        fields = ["tf_filename", "stf_filename", "status", "run_number", "size_estimated",
+                  "tf_boundaries"]  # fmt: skip
 
     def filter_run_number(self, samples: QuerySet, name: str, value: int) -> QuerySet:
         # The run's id looked up first: the page's count then scans one index, no join.

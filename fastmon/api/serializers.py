@@ -43,7 +43,7 @@ class FastMonFileSerializer(ModelSerializer):
             "tf_file_id", "stf_file", "tf_filename", "tf_first", "tf_last", "tf_count",
             "file_size_bytes", "checksum", "status", "metadata", "created_at", "updated_at",
             "run_number", "size_estimated", "policy", "seed", "published_at",
-            "monitor_state", "monitor_file_id",
+            "monitor_state", "monitor_file_id", "tf_boundaries",
         ]  # fmt: skip
         # Downstream agents move a sample along (processing, processed, done, failed).
         read_only_fields = [f for f in fields if f not in {"status", "metadata"}]
