@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from django.conf import settings
 from django.test import override_settings
+from rest_framework.test import APIClient
 
 from fastmon.content import served
 from fastmon.content.merging import merge_cycle
@@ -61,6 +62,9 @@ def test_boundaries_come_from_the_index_or_the_announcement(data_root: Path) -> 
         assert {s.tf_boundaries for s in samples} == {kind}
         for s in samples:  # whole TFs: a sample's size is its TFs' bytes
             assert s.file_size_bytes == stf.offsets[s.tf_last + 1] - stf.offsets[s.tf_first]
+    listed = APIClient().get("/fastmon/api/fastmon-files/", {"tf_boundaries": "index"}).json()
+    assert {row["stf_file"] for row in listed} == {stf_name(RUN, 1)}
+    assert {row["tf_boundaries"] for row in listed} == {"index"}
 
 
 def test_served_occupancy_equals_an_independent_decode_of_the_sampled_ranges(
