@@ -24,6 +24,7 @@ from django.db import OperationalError
 
 from demo import PREFIX, backends, say
 from fastmon.simulator.faults import parse_fault
+from fastmon.simulator.files import CONTENTS
 from fastmon.simulator.player import SimulationOptions
 from fastmon.simulator.sending import byte_size
 
@@ -55,7 +56,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--stf-size",
         type=byte_size,
         default=256 * 1024,
-        help="bytes per STF file, or with K, M, G (default 256K)",
+        help="bytes per STF file, or with K, M, G (default 256K; an ETF1 file comes near it)",
+    )
+    parser.add_argument(
+        "--tf-count",
+        type=int,
+        default=100,
+        help="TFs per STF file, announced (default %(default)s: about 160 hits a TF at 256K)",
+    )
+    parser.add_argument(
+        "--content",
+        choices=CONTENTS,
+        default="etf1",
+        help="what the STF files hold: ETF1 (realistic hits over the detector map) or "
+        "pseudo-random bytes, which fastmon samples without content (default %(default)s)",
+    )
+    parser.add_argument(
+        "--no-tf-offsets",
+        action="store_true",
+        help="leave the ETF1 files' TF offsets out of stf_ready",
     )
     parser.add_argument(
         "--pause-after",
@@ -94,7 +113,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         backends.channel_layer(args.redis_url, "")
         args.simulation = SimulationOptions(
             runs=args.runs or None, stfs_per_run=args.stfs, rate=args.rate,
-            destination=args.destination, stf_size=args.stf_size,
+            destination=args.destination, stf_size=args.stf_size, tf_count=args.tf_count,
+            content=args.content, tf_offsets=not args.no_tf_offsets,
             pause_after=args.pause_after or None,
             faults=tuple(parse_fault(text) for text in args.fault),
             # Checked here; the data directory is the demo settings' own.

@@ -31,6 +31,7 @@ from django.db import DatabaseError, connections
 from demo import PREFIX, backends, say
 from demo.asgi import application
 from fastmon.conf import fastmon_settings
+from fastmon.content.detectors import detector_map
 from fastmon.live import push
 from fastmon.models import StfFile, TfSample
 from fastmon.runtime.consumer import Consumer
@@ -41,6 +42,7 @@ from fastmon.simulator.sending import (
     FastPathOnBroker,
     ReceiptBatches,
     agent_transport,
+    file_kind,
     progress_line,
 )
 from fastmon.subscribers.rules import parse_subscription
@@ -78,7 +80,7 @@ async def run(args: argparse.Namespace, listener: socket.socket) -> int:
         await serving
         return 1
     options = replace(args.simulation, namespace=fastmon_settings.NAMESPACE,
-                      data_dir=Path(settings.STF_DIR))  # fmt: skip
+                      data_dir=Path(settings.STF_DIR), detectors=detector_map())  # fmt: skip
     say(f"{PREFIX} http://127.0.0.1:{listener.getsockname()[1]}/fastmon/")
     used = backends.describe(args.database_url, args.broker_url, args.redis_url)
     say(f"{PREFIX} {used}; simulator: {plan(options)}; Ctrl-C stops")
@@ -207,5 +209,6 @@ def plan(options: SimulationOptions) -> str:
     runs = "runs until stopped" if options.runs is None else f"{options.runs} runs"
     return (
         f"{runs} of {options.stfs_per_run} STFs at {options.rate} STF/s, "
-        f"STF files of {options.stf_size} bytes in {options.data_dir}"
+        f"{file_kind(options)} STF files of {options.tf_count} TFs, {options.stf_size} bytes, "
+        f"in {options.data_dir}"
     )

@@ -5,7 +5,9 @@ rate with pauses, ``end_run``) in one of the two shapes the testbed uses: the wo
 (``runner``) or the standalone DAQ simulator's (``daqsim``). After each ``stf_gen`` it can also
 play the data agent (``stf_ready``: file URL, size, checksum), which is what fastmon samples on.
 With a data directory it writes each STF file first, with deterministic content (the same seed
-gives the same bytes and checksums), or sparse (zeros, no disk used) for large sizes.
+gives the same bytes and checksums): ETF1 with realistic hits, whose TF offsets ``stf_ready``
+announces (``tf_offsets``), or pseudo-random bytes, or sparse (zeros, no disk used) for large
+sizes.
 
 How messages travel is not its business: it is given a ``send(destination, body)`` callable and
 an optional ``flush()`` called before every wait, so a sender may batch (broker receipts) and
@@ -24,8 +26,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from fastmon.content.detectors import DetectorMap
 from fastmon.simulator.faults import Fault, Faults
-from fastmon.simulator.files import write_stf_file
+from fastmon.simulator.files import CONTENTS, Content, write_stf
 from fastmon.simulator.shapes import (
     DEFAULT_TF_COUNT,
     DESTINATION,
@@ -59,9 +62,14 @@ class SimulationOptions:
     # Announce the files written under data_dir as this URL prefix (root://..., http://...)
     # instead of file:// URLs: for STFs read remotely, the prefix serving data_dir.
     url_prefix: str | None = None
-    stf_size: int = 64 * 1024 * 1024
-    sparse: bool = False
+    stf_size: int = 64 * 1024 * 1024  # ETF1 comes near it; the real size is announced
+    sparse: bool = False  # zeros whatever the content
+    content: Content = "etf1"  # or "random": pseudo-random bytes
+    # ETF1 files written have tf_count TFs (DEFAULT_TF_COUNT when None); stf_ready announces
+    # their offsets, and tf_count with them, unless tf_offsets is False.
     tf_count: int | None = None
+    tf_offsets: bool = True
+    detectors: DetectorMap | None = None  # whose sources ETF1 files hold; None: the testbed's
     pause_after: int | None = None
     pause_for: float = 5.0
     first_run: int | None = None
@@ -75,6 +83,7 @@ class SimulationOptions:
             (not self.rate > 0, "rate must be above 0 STF/s"),
             (self.shape not in ("runner", "daqsim"), "shape must be runner or daqsim"),
             (self.stf_size < 0, "STF size cannot be negative"),
+            (self.content not in CONTENTS, f"content must be one of {', '.join(CONTENTS)}"),
             (self.tf_count is not None and self.tf_count < 1, "tf_count must be at least 1"),
             (self.pause_after is not None and self.pause_after < 1, "pause_after must be >= 1"),
             (self.pause_for < 0, "pause_for cannot be negative"),
@@ -228,18 +237,23 @@ class Simulator:
         """The STF's file first (when writing them), so it exists once announced."""
         options = self.options
         start = datetime.now()
-        end = start + timedelta(seconds=(options.tf_count or DEFAULT_TF_COUNT) * TF_SECONDS)
+        tf_count = options.tf_count or DEFAULT_TF_COUNT
+        end = start + timedelta(seconds=tf_count * TF_SECONDS)
         stf = Stf(run.number, sequence, start, end, tick, options.stf_size)
+        if run_dir is not None:
+            path = run_dir / stf.filename
+            written = write_stf(path, options.stf_size, content=options.content,
+                                sparse=options.sparse, seed=options.seed, tf_count=tf_count,
+                                sequence=sequence, detectors=options.detectors)  # fmt: skip
+            # run_dir is a directory of data_dir's
+            url = (f"{options.url_prefix}{run_dir.name}/{stf.filename}" if options.url_prefix
+                   else path.as_uri())  # fmt: skip
+            offsets = written.tf_offsets if options.tf_offsets else None
+            stf = replace(stf, size=written.size, checksum=written.checksum, file_url=url,
+                          tf_offsets=offsets)  # fmt: skip
         if (factor := self.faults.size_factor(sequence)) != 1:  # announced so; file unchanged
-            stf = replace(stf, size=round(options.stf_size * factor))
-        if run_dir is None:
-            return stf
-        path = run_dir / stf.filename
-        checksum = write_stf_file(path, options.stf_size, options.sparse, options.seed)
-        if options.url_prefix:  # run_dir is a directory of data_dir's
-            url = f"{options.url_prefix}{run_dir.name}/{stf.filename}"
-            return replace(stf, checksum=checksum, file_url=url)
-        return replace(stf, checksum=checksum, file_url=path.as_uri())
+            stf = replace(stf, size=round(stf.size * factor))
+        return stf
 
     def _announce(self, run: Run, stf: Stf) -> None:
         options = self.options

@@ -59,13 +59,21 @@ def describe(options: SimulationOptions, transport: StompTransport) -> str:
     runs = "runs until stopped" if options.runs is None else f"{options.runs} run(s)"
     files = "no files"
     if options.data_dir is not None:
-        kind = "sparse " if options.sparse else ""
-        files = f"{kind}STF files of {options.stf_size} bytes in {options.data_dir}"
+        files = f"{file_kind(options)} STF files of {options.stf_size} bytes in {options.data_dir}"
     return (
         f"fastmon_simulate: {runs} of {options.stfs_per_run} STFs at {options.rate} STF/s, "
         f"{options.shape} shape{', with stf_ready' if options.stf_ready else ''}, {files}; "
         f"to {options.destination} on {transport.describe()}"
     )
+
+
+def file_kind(options: SimulationOptions) -> str:
+    """What the STF files written hold, in a word or three."""
+    if options.sparse:
+        return "sparse"
+    if options.content == "random":
+        return "pseudo-random"
+    return "ETF1 (tf_offsets announced)" if options.tf_offsets else "ETF1"
 
 
 def progress_line(progress: Progress, runs: int | None) -> str:

@@ -57,6 +57,9 @@ class Stf:
     size: int
     checksum: str | None = None
     file_url: str | None = None
+    # Each TF's byte offset, then where the TFs end (an ETF1 file's index): announced in
+    # stf_ready as fastmon's extension ``tf_offsets``, with the ``tf_count`` they make.
+    tf_offsets: tuple[int, ...] | None = None
 
     @property
     def filename(self) -> str:
@@ -166,7 +169,8 @@ def stf_ready(
     agent: str = DATA_AGENT_NAME,
     tf_count: int | None = None,
 ) -> Body:
-    """The data agent's notice that an STF is stored (``tf_count`` only when one was chosen)."""
+    """The data agent's notice that an STF is stored: ``tf_count`` only when one was chosen or
+    the STF has ``tf_offsets`` (then it is theirs, ``len(tf_offsets) - 1``, and they follow)."""
     body = {
         "msg_type": "stf_ready", "namespace": namespace, "sender": agent, "processed_by": agent,
         "filename": stf.filename, "run_id": run_id, "file_url": stf.file_url,
@@ -174,6 +178,11 @@ def stf_ready(
         "start": stf.start.strftime(COMPACT_FORMAT), "end": stf.end.strftime(COMPACT_FORMAT),
         **_state("run", "physics"), "sequence": stf.sequence, "simulation_tick": stf.tick,
     }  # fmt: skip
+    if stf.tf_offsets is not None:
+        written = len(stf.tf_offsets) - 1
+        if tf_count not in (None, written):
+            raise ValueError(f"tf_count {tf_count} is not the {written} TFs of the offsets")
+        return {**body, "tf_count": written, "tf_offsets": list(stf.tf_offsets)}
     return body if tf_count is None else {**body, "tf_count": tf_count}
 
 

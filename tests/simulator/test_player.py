@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from fastmon.content import etf1
 from fastmon.inbound.schema import decode_body, validate_message
 from fastmon.sampling.reading import local_path, read_tf_ranges
 from fastmon.sampling.spans import tf_offset
@@ -21,6 +22,7 @@ from fastmon.testing.messages import example, msg_types
 from fastmon.testing.waiting import wait_until
 
 FAST = 1e6  # STFs per second: no waiting, for tests of the sequence alone
+EXTENSIONS = ["tf_count", "tf_offsets"]  # fastmon's, in stf_ready after the testbed's fields
 
 
 def play(**options: Any) -> list[dict[str, Any]]:
@@ -40,9 +42,10 @@ def play(**options: Any) -> list[dict[str, Any]]:
 
 
 def assert_like_example(body: dict[str, Any], name: str, run_id_type: type = int) -> None:
-    """Same keys, in the same order, and the same types as the spec's example."""
+    """Same keys, in the same order, and the same types as the spec's example; fastmon's
+    extensions, when there, after them."""
     spec = example(name)
-    assert list(body) == list(spec), name
+    assert list(body) == list(spec) + [key for key in EXTENSIONS if key in body], name
     for key, value in spec.items():
         expected = run_id_type if key == "run_id" else type(value)
         assert isinstance(body[key], expected), f"{name}.{key}: {body[key]!r}"
@@ -63,6 +66,7 @@ def test_runner_run_in_order_with_bodies_shaped_as_the_examples(tmp_path: Path) 
     assert gens[0]["filename"] == "swf.100010.000001.stf"
     assert {b.get("execution_id", "-") for b in bodies[:9]} == {"stf_datataking-sim-100010", "-"}
     assert bodies[8]["total_stf_files"] == 3
+    assert {len(b["tf_offsets"]) for b in bodies if b["msg_type"] == "stf_ready"} == {1001}
     ticks = [b["simulation_tick"] for b in bodies[:9]]
     assert ticks == sorted(ticks)
 
@@ -79,7 +83,8 @@ def test_daqsim_run_in_order_with_string_run_ids(tmp_path: Path) -> None:
     assert_like_example(bodies[2], "stf_gen_daqsim", str)
     assert_like_example(bodies[3], "stf_ready", str)
     assert bodies[2]["checksum"] == bodies[3]["checksum"]
-    assert bodies[2]["size"] == bodies[3]["size_bytes"] == 4096
+    written = tmp_path / "swf.100010.run" / bodies[2]["filename"]  # ETF1, of the size it came to
+    assert bodies[2]["size"] == bodies[3]["size_bytes"] == written.stat().st_size
     assert bodies[0]["run_conditions"]["beam_energy"]
     assert bodies[0]["timestamp"].isdigit() and bodies[1]["ts"].isdigit()
 
@@ -151,28 +156,70 @@ def test_options_are_checked() -> None:
 # -- STF files, read back as fastmon reads them -----------------------------------------------
 
 
-@pytest.mark.parametrize("sparse", [False, True])
+def index_of(data: bytes) -> list[int] | None:
+    """The TF offsets an ETF1 file's index and trailer give."""
+    return etf1.read_boundaries(lambda at, n: data[at : at + n], len(data))
+
+
+@pytest.mark.parametrize("content", ["etf1", "random", "sparse"])
 def test_written_files_are_read_back_by_storage_with_the_announced_checksums(
-    tmp_path: Path, sparse: bool
+    tmp_path: Path, content: str
 ) -> None:
     size, tf_count = 2_500_001, 10  # over the content pattern, and not a multiple of tf_count
+    sparse = content == "sparse"
     bodies = play(stfs_per_run=2, data_dir=tmp_path / "data", stf_size=size, sparse=sparse,
+                  content="random" if content == "random" else "etf1",  # sparse: zeros anyway
                   tf_count=tf_count)  # fmt: skip
     readies = [b for b in bodies if b["msg_type"] == "stf_ready"]
     assert len(readies) == 2
     for ready in readies:
         assert ready["tf_count"] == tf_count
         path = local_path(ready["file_url"], ready["filename"], [str(tmp_path / "data")])
-        (whole,), read = read_tf_ranges(path, tf_count, [(0, tf_count - 1)])
-        assert (whole.size_bytes, whole.checksum) == (ready["size_bytes"], ready["checksum"])
-        assert read == size
-        content = path.read_bytes()
-        (part,), _ = read_tf_ranges(path, tf_count, [(3, 5)])
-        piece = content[tf_offset(3, tf_count, size) : tf_offset(6, tf_count, size)]
+        content_bytes = path.read_bytes()
+        assert ready["size_bytes"] == len(content_bytes)
+        assert ready["checksum"] == f"ad:{zlib.adler32(content_bytes)}"
+        offsets = ready.get("tf_offsets")
+        (whole,), read = read_tf_ranges(path, tf_count, [(0, tf_count - 1)], offsets)
+        (part,), _ = read_tf_ranges(path, tf_count, [(3, 5)], offsets)
+        if content == "etf1":  # the TFs where the file's index puts them, the index left out
+            assert offsets == index_of(content_bytes)
+            assert read == whole.size_bytes == offsets[-1] < len(content_bytes)
+            assert whole.checksum == f"ad:{zlib.adler32(content_bytes[: offsets[-1]])}"
+            piece = content_bytes[offsets[3] : offsets[6]]
+        else:  # no offsets: TF i is an equal share of the file, all of it
+            assert offsets is None and read == size
+            assert (whole.size_bytes, whole.checksum) == (size, ready["checksum"])
+            piece = content_bytes[tf_offset(3, tf_count, size) : tf_offset(6, tf_count, size)]
         assert part.checksum == f"ad:{zlib.adler32(piece)}"
         if sparse:
             assert path.stat().st_blocks * 512 < size
     assert readies[0]["checksum"] != readies[1]["checksum"] or sparse
+
+
+@pytest.mark.parametrize(
+    ("options", "announced"),
+    [
+        ({}, {"tf_count": 1000, "tf_offsets": 1001}),
+        ({"tf_count": 30}, {"tf_count": 30, "tf_offsets": 31}),
+        ({"tf_offsets": False}, {}),
+        ({"tf_offsets": False, "tf_count": 30}, {"tf_count": 30}),
+        ({"content": "random"}, {}),
+        ({"sparse": True, "tf_count": 30}, {"tf_count": 30}),
+    ],
+)
+def test_stf_ready_announces_an_etf1_files_tf_offsets_unless_told_not_to(
+    tmp_path: Path, options: dict[str, Any], announced: dict[str, int]
+) -> None:
+    """With tf_offsets, the tf_count they make; without, tf_count only when one was chosen."""
+    bodies = play(stfs_per_run=1, data_dir=tmp_path, stf_size=256 * 1024, **options)
+    ready = next(b for b in bodies if b["msg_type"] == "stf_ready")
+    found = {key: ready[key] for key in EXTENSIONS if key in ready}
+    if "tf_offsets" in found:
+        found["tf_offsets"] = len(found["tf_offsets"])
+    assert found == announced
+    path = local_path(ready["file_url"], ready["filename"], [str(tmp_path)])
+    etf1_file = options.get("content", "etf1") == "etf1" and not options.get("sparse")
+    assert (path.read_bytes()[:4] == etf1.MAGIC) == etf1_file
 
 
 # -- pacing ------------------------------------------------------------------------------------

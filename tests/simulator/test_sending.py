@@ -1,11 +1,12 @@
-"""fastmon_simulate against the real ActiveMQ: whole runs in order, a clean stop on SIGINT; and
-the sizes its command line takes."""
+"""fastmon_simulate against the real ActiveMQ: whole runs in order, a clean stop on SIGINT, the
+files it writes and what stf_ready says of them; and the sizes its command line takes."""
 
 from __future__ import annotations
 
 import json
 import signal
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -62,3 +63,38 @@ def test_command_stopped_by_sigint_ends_the_run_and_exits_0(
     assert msg_types(bodies).count("end_run") == 1
     assert bodies[-1]["total_stf_files"] == msg_types(bodies).count("stf_gen")
     assert "fastmon_simulate stopped" in process.output()
+
+
+@pytest.mark.parametrize(
+    ("flags", "magic", "announced"),
+    [
+        ([], b"ETF1", ["tf_count", "tf_offsets"]),
+        (["--no-tf-offsets"], b"ETF1", []),
+        (["--content", "random", "--tf-count", "20"], None, ["tf_count"]),
+    ],
+)
+def test_command_writes_etf1_files_and_announces_their_tf_offsets_unless_told_not_to(
+    start_process: StartProcess,
+    stomp_address: tuple[str, int],
+    unique_topic: str,
+    tmp_path: Path,
+    flags: list[str],
+    magic: bytes | None,
+    announced: list[str],
+) -> None:
+    data = tmp_path / "stf"
+    with subscribed(stomp_address, broker_login(), unique_topic) as (_, collector):
+        process = simulate(start_process, unique_topic, "--stfs", "2", "--rate", "50",
+                           "--data-dir", str(data), "--stf-size", "300K", *flags)  # fmt: skip
+        assert process.wait() == 0, process.output()
+        bodies = collector.json_bodies(7)
+    readies = [b for b in bodies if b["msg_type"] == "stf_ready"]
+    assert len(readies) == 2
+    for ready in readies:
+        content = next(data.glob(f"*/{ready['filename']}")).read_bytes()
+        assert ready["size_bytes"] == len(content)
+        assert [key for key in ("tf_count", "tf_offsets") if key in ready] == announced
+        assert (content[:4] == magic) if magic else not content.startswith(b"ETF1")
+        if "tf_offsets" in ready:
+            assert len(ready["tf_offsets"]) == ready["tf_count"] + 1 == 1001
+            assert ready["tf_offsets"][-1] == len(content) - 8 * 1001 - 16

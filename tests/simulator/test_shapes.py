@@ -60,3 +60,15 @@ def test_daqsim_stf_gen_and_stf_ready_are_the_spec_examples_byte_for_byte() -> N
     body = stf_ready(101993, stf, "epic-fastmon", "data-agent-daq-3")
     assert json.dumps(body) == example_body("stf_ready").strip()
     assert stf_ready(101993, stf, tf_count=500)["tf_count"] == 500
+
+
+def test_stf_ready_carries_the_tf_offsets_of_its_stf_and_the_tf_count_they_make() -> None:
+    ready = example("stf_ready")
+    start, end = at(ready["start"], COMPACT), at(ready["end"], COMPACT)
+    stf = Stf(101993, 1, start, end, 15.3, 4096, "ad:1", "file:///x", tf_offsets=(0, 32, 64, 96))
+    body = stf_ready(101993, stf)
+    assert list(body)[-2:] == ["tf_count", "tf_offsets"]
+    assert (body["tf_count"], body["tf_offsets"]) == (3, [0, 32, 64, 96])
+    assert stf_ready(101993, stf, tf_count=3) == body
+    with pytest.raises(ValueError, match="tf_count 5"):
+        stf_ready(101993, stf, tf_count=5)

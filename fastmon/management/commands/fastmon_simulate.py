@@ -7,7 +7,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from fastmon.conf import fastmon_settings
+from fastmon.content.detectors import detector_map
 from fastmon.simulator.faults import parse_fault
+from fastmon.simulator.files import CONTENTS
 from fastmon.simulator.player import SimulationOptions, Simulator
 from fastmon.simulator.sending import (
     ReceiptBatches,
@@ -122,17 +124,34 @@ class Command(BaseCommand):
             "--stf-size",
             type=byte_size,
             default=defaults.stf_size,
-            help="STF size in bytes, or with K, M, G (default 64M)",
+            help="STF size in bytes, or with K, M, G (default 64M); an ETF1 file comes near "
+            "it, and its real size is announced",
         )
         parser.add_argument(
-            "--sparse", action="store_true", help="write sparse files (zeros, no disk used)"
+            "--content",
+            choices=CONTENTS,
+            default=defaults.content,
+            help="what the files hold: ETF1 (TFs of realistic hits over the FASTMON DETECTORS "
+            "map, with their index) or pseudo-random bytes (default %(default)s)",
+        )
+        parser.add_argument(
+            "--sparse",
+            action="store_true",
+            help="write sparse files (zeros, no disk used), whatever --content says",
         )
         parser.add_argument(
             "--tf-count",
             type=int,
             default=None,
-            help="TFs per STF, announced in stf_ready (default: none announced, "
-            "fastmon assumes its DEFAULT_TF_COUNT)",
+            help="TFs per STF: an ETF1 file has this many (default 1000), and stf_ready "
+            "announces it (without it and without offsets, none is announced and fastmon "
+            "assumes its DEFAULT_TF_COUNT)",
+        )
+        parser.add_argument(
+            "--no-tf-offsets",
+            action="store_true",
+            help="leave the ETF1 files' TF offsets (tf_offsets, and the tf_count they make) "
+            "out of stf_ready",
         )
         parser.add_argument(
             "--seed",
@@ -160,6 +179,8 @@ class Command(BaseCommand):
                 stf_ready=not options["no_stf_ready"], data_dir=options["data_dir"],
                 url_prefix=options["url_prefix"],
                 stf_size=options["stf_size"], sparse=options["sparse"],
+                content=options["content"], tf_offsets=not options["no_tf_offsets"],
+                detectors=detector_map() if options["data_dir"] else None,
                 tf_count=options["tf_count"], pause_after=options["pause_after"],
                 pause_for=options["pause_for"], first_run=options["first_run"],
                 seed=options["seed"],
