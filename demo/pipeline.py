@@ -33,7 +33,7 @@ from demo.asgi import application
 from fastmon.conf import fastmon_settings
 from fastmon.content.detectors import detector_map
 from fastmon.live import push
-from fastmon.models import StfFile, TfSample
+from fastmon.models import RunContent, StfFile, TfSample
 from fastmon.runtime.consumer import Consumer
 from fastmon.runtime.startup import ExitCode
 from fastmon.simulator.downstream import DownstreamOptions
@@ -175,8 +175,8 @@ class Simulation:
 
     async def _line(self) -> str:
         try:
-            stfs, samples = await sync_to_async(counts)()
-            stored = f"{stfs} STFs ingested, {samples} TF samples"
+            stfs, samples, decoded = await sync_to_async(counts)()
+            stored = f"{stfs} STFs ingested, {samples} TF samples, {decoded} TFs decoded"
         except DatabaseError as exc:
             stored = f"database unavailable ({str(exc).strip()})"
         progress = self.simulator.progress()
@@ -200,9 +200,11 @@ def fast_path() -> FastPathOnBroker:
     ))  # fmt: skip
 
 
-def counts() -> tuple[int, int]:
-    """STFs and TF samples stored, over all runs."""
-    return StfFile.objects.count(), TfSample.objects.count()
+def counts() -> tuple[int, int, int]:
+    """STFs and TF samples stored, and TFs decoded into the runs' histograms, over all runs."""
+    decoded = sum(summary.get("tfs_decoded", 0)
+                  for summary in RunContent.objects.values_list("summary", flat=True))  # fmt: skip
+    return StfFile.objects.count(), TfSample.objects.count(), decoded
 
 
 def plan(options: SimulationOptions) -> str:

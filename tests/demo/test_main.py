@@ -125,6 +125,14 @@ def watch_the_pipeline(demo: Demo) -> None:
         return slices["done"] > 0
 
     wait_until(answered, 30, "slices answered by the played workers", context=demo.output)
+    content = f"{url}api/runs/{sample['run_number']}/content/"
+
+    def decoded() -> bool:  # the merger's cycle is 5 s: content within the first minute
+        with urllib.request.urlopen(content, timeout=10) as response:
+            found = json.loads(response.read())
+        return found["tfs_decoded"] > 0 and found["corrupt_tfs"] == 0
+
+    wait_until(decoded, 30, "the run's content merged", context=demo.output)
 
 
 def assert_stopped_cleanly(demo: Demo) -> None:
@@ -133,7 +141,9 @@ def assert_stopped_cleanly(demo: Demo) -> None:
     assert output.rstrip().endswith("fastmon demo: stopped cleanly"), output
     assert "Traceback" not in output, output
     assert "could not push" not in output, output
-    assert re.search(r"\d+ STFs ingested, [1-9]\d* TF samples", output), output
+    assert re.search(r"\d+ STFs ingested, [1-9]\d* TF samples, [1-9]\d* TFs decoded", output), (
+        output
+    )
 
 
 def test_the_demo_runs_the_pipeline_on_its_embedded_default_and_stops_on_sigint(
