@@ -84,7 +84,10 @@ class DetectorMap:
 
     def lookup(self, sources: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Each source's detector index (-1: unmapped) and channel count (0: unmapped)."""
-        inside = sources < self.table_size
+        if not self.table_size:  # an empty map: every source unmapped
+            unmapped = np.full(len(sources), -1, dtype=np.int64)
+            return unmapped, np.zeros(len(sources), dtype=np.int64)
+        inside = (sources >= 0) & (sources < self.table_size)
         clipped = np.where(inside, sources, 0).astype(np.int64)
         detector = np.where(inside, self.detector_of[clipped], -1)
         channels = np.where(detector >= 0, self.channels_of[clipped], 0)

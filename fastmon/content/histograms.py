@@ -2,30 +2,33 @@
 counts beside them, filled from decoded hits, added exactly, and stored compactly.
 
 Per detector: ``<DET>/occupancy`` (source x channel, one bin each), ``<DET>/adc``, ``<DET>/bx``
-(bunch crossing within the TF) and ``<DET>/hits_per_tf``. Fills are ``np.bincount`` into the
-histograms' own storage: the axes are integer-binned, so a bin index is arithmetic, and this is
-exact and about ten times faster than a 2D ``Histogram.fill`` (benchmarks/content.py). All
-storage is double, so uproot writes TH1D and TH2D.
+(bunch crossing within the TF) and ``<DET>/hits_per_tf``. The axes are integer-binned, so a
+hit's bin is arithmetic: a batch is counted with ``np.add.at`` and ``np.bincount`` into flat
+arrays, then added to the histograms' own storage, exactly and several times faster than
+``Histogram.fill`` per hit. ETF1's hits are counted where they lie in the TF bytes, a cache-sized
+chunk at a time (the decode+fill rate is what limits content monitoring: benchmarks/content.py);
+any other decoder's from its per-hit arrays. All storage is double: uproot writes TH1D, TH2D.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 import boost_histogram as bh
 import numpy as np
 from boost_histogram.serialization import from_uhi, to_uhi
 from django.utils.module_loading import import_string
+from zlib_ng import zlib_ng
 
 from fastmon.conf import fastmon_settings
 from fastmon.content.decoding import Decoded
 from fastmon.content.detectors import Detector, DetectorMap
+from fastmon.content.etf1 import BlockDecoded, HitBlocks
 
 logger = logging.getLogger("fastmon.content")
 
@@ -35,6 +38,14 @@ BX_BINS, BX_RANGE = 512, 1 << 16
 HITS_PER_TF_EDGES = [0.0, 1.0, *np.geomspace(2, 1e6, 60).round(1).tolist()]
 # Unmapped source ids listed by name; more are summed under "other".
 MAX_UNMAPPED_IDS = 32
+# Records counted at a time: each chunk's temporaries stay in the CPU's cache.
+CHUNK_RECORDS = 1 << 14
+# The integer bins as shifts of a 16-bit field (an ADC or BX bin is 8 or 128 values wide).
+_ADC_SHIFT, _BX_SHIFT = (
+    (ADC_RANGE // ADC_BINS).bit_length() - 1,
+    (BX_RANGE // BX_BINS).bit_length() - 1,
+)
+assert ADC_RANGE == ADC_BINS << _ADC_SHIFT and BX_RANGE == BX_BINS << _BX_SHIFT
 
 Task = Callable[[Decoded, DetectorMap], dict[str, bh.Histogram]]
 
@@ -122,7 +133,8 @@ class Content:
             "histograms": sorted(self.histograms),
         }
 
-    # -- stored form: zlib of a JSON head and the bins, float64, each histogram's in turn ---
+    # -- stored form: zlib (by zlib-ng: three times faster, a larger stream) of a JSON head
+    # and the bins, float64, each histogram's in turn -----------------------------------------
 
     def dumps(self) -> bytes:
         head: dict[str, Any] = {"counts": self._counts(), "histograms": []}
@@ -134,11 +146,11 @@ class Content:
             head["histograms"].append({"name": name, "uhi": uhi, "shape": values.shape})
             arrays.append(values.tobytes())
         encoded = json.dumps(head, default=_json_default).encode()
-        return zlib.compress(len(encoded).to_bytes(4, "little") + encoded + b"".join(arrays), 1)
+        return zlib_ng.compress(len(encoded).to_bytes(4, "little") + encoded + b"".join(arrays), 1)
 
     @classmethod
     def loads(cls, data: bytes) -> Content:
-        raw = zlib.decompress(data)
+        raw = zlib_ng.decompress(data)
         length = int.from_bytes(raw[:4], "little")
         head = json.loads(raw[4 : 4 + length])
         at, histograms = 4 + length, {}
@@ -179,7 +191,8 @@ def _bound_unmapped(unmapped: dict[str, int]) -> None:
 
 
 def fill(content: Content, decoded: Decoded, detectors: DetectorMap) -> None:
-    """Add a batch's hits (and its corrupt and undecodable TFs) to ``content``."""
+    """Add a batch's hits (and its corrupt and undecodable TFs) to ``content``: a value outside
+    an axis goes where ``Histogram.fill`` would put it (a flow bin, or none for occupancy)."""
     content.tfs_decoded += len(decoded.decoded)
     content.undecodable += decoded.undecodable
     for broken in decoded.corrupt:
@@ -188,43 +201,145 @@ def fill(content: Content, decoded: Decoded, detectors: DetectorMap) -> None:
         content.corrupt_first_reason = content.corrupt_first_reason or broken.reason
     if not len(decoded.decoded):
         return
+    if isinstance(decoded, BlockDecoded):
+        counts = _count_blocks(content, decoded.blocks, decoded.decoded, detectors)
+    else:
+        counts = _count_hits(content, decoded, detectors)
+    _add(content, detectors, *counts)
+    for task in configured_tasks():
+        _add_task(content, task, decoded, detectors)
+
+
+# A batch's bins, flat, per detector in turn: occupancy (``_Tables``' layout), adc and bx (each
+# with its flow bins), and hits per TF (detector x decoded TF).
+Counts = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _count_blocks(content: Content, blocks: HitBlocks, tfs: np.ndarray,
+                  detectors: DetectorMap) -> Counts:  # fmt: skip
+    """The counts of hits that lie in blocks of records (``HitBlocks``), from values per block
+    and the records' own fields, without copying the hits out first."""
+    n, tables = len(detectors), _tables(detectors)
+    det, _ = detectors.lookup(blocks.source)
+    mapped = det >= 0
+    if not mapped.all():
+        ids, inverse = np.unique(blocks.source[~mapped], return_inverse=True)
+        _add_unmapped(content, ids, np.bincount(inverse, weights=blocks.count[~mapped]))
+    known, slot = np.where(mapped, det, 0), np.where(mapped, det, n)  # n: the dump slot
+    # Counted in double, as the histograms store them (exact to 2**53; and add.at of 1.0 into
+    # doubles is faster than of 1 into integers). Each has a dump bin past its real ones.
+    counts = (np.zeros(tables.total + 1), np.zeros((n + 1) * (ADC_BINS + 2)),
+              np.zeros((n + 1) * (BX_BINS + 2)))  # fmt: skip
+    if len(blocks.count):  # a batch of TFs without hits has no blocks
+        # A hit's occupancy bin is base + channel * stride (``_Tables``); its adc and bx bins,
+        # its slot's first plus the field's bin.
+        base = np.where(mapped, tables.offset[known] + blocks.source - tables.first[known],
+                        tables.total)  # fmt: skip
+        stride = np.where(mapped, tables.sources[known], 0)
+        firsts = (slot * (ADC_BINS + 2) + 1, slot * (BX_BINS + 2) + 1)
+        _count_records(blocks, (base, stride, *firsts), (tables.total, 0, n * (ADC_BINS + 2) + 1,
+                       n * (BX_BINS + 2) + 1), *counts)  # fmt: skip
+    # Hits per detector and TF, from the blocks' counts (every decoded TF: none is a count).
+    column = np.searchsorted(tfs, blocks.tf)
+    per_tf = np.bincount(slot * len(tfs) + column, weights=blocks.count,
+                         minlength=(n + 1) * len(tfs)).reshape(n + 1, len(tfs))  # fmt: skip
+    return (*counts, per_tf)
+
+
+def _count_records(blocks: HitBlocks, per_block: tuple[np.ndarray, ...],
+                   dump: tuple[int, ...], occupancy: np.ndarray, adcs: np.ndarray,
+                   bxs: np.ndarray) -> None:  # fmt: skip
+    """Count every record of the span the blocks cover, a chunk at a time (its temporaries
+    stay in the CPU's cache): the records between blocks (headers) with the ``dump`` values,
+    each block's with its own (``per_block``: occupancy base and stride, adc's first bin, bx's
+    first bin). So each histogram is one ``add.at`` or ``bincount`` of an index made of a value
+    per segment of records (``np.repeat``, cheap) and the record's field."""
+    ends = blocks.first + blocks.count
+    lengths = np.zeros(2 * len(ends), dtype=np.int64)  # between blocks, then a block, in turn
+    lengths[2::2], lengths[1::2] = blocks.first[1:] - ends[:-1], blocks.count
+    small = np.uint16 if max(len(adcs), len(bxs)) <= 1 << 16 else np.uint32
+    segment = []
+    for value, outside, dtype in zip(per_block, dump, (np.int64, np.int64, small, small),
+                                     strict=True):  # fmt: skip
+        column = np.full(len(lengths), outside, dtype=dtype)
+        column[1::2] = value
+        segment.append(column)
+    base, stride, adc_first, bx_first = segment
+    records = blocks.records[int(blocks.first[0]) : int(ends[-1])]
+    segment_ends = np.cumsum(lengths)
+    wanted = np.arange(CHUNK_RECORDS, len(records), CHUNK_RECORDS)
+    cuts = [*np.unique(np.searchsorted(segment_ends, wanted) + 1).tolist(), len(lengths)]
+    done = record = 0
+    for cut in cuts:
+        if cut <= done:
+            continue
+        lens, upto = lengths[done:cut], int(segment_ends[cut - 1])
+        # The fields, copied out contiguous: one pass, after which each use is several times
+        # faster than reading them strided from the records.
+        channel, bx, adc = records[record:upto, :3].T.copy()
+        index = np.repeat(stride[done:cut], lens)
+        index *= channel
+        index += np.repeat(base[done:cut], lens)
+        np.add.at(occupancy, index, 1.0)
+        adc >>= _ADC_SHIFT
+        np.minimum(adc, ADC_BINS, out=adc)  # its last bin: the overflow
+        adc = adc.astype(small, copy=False) + np.repeat(adc_first[done:cut], lens)
+        adcs += np.bincount(adc, minlength=len(adcs))
+        bx >>= _BX_SHIFT
+        bx = bx.astype(small, copy=False) + np.repeat(bx_first[done:cut], lens)
+        bxs += np.bincount(bx, minlength=len(bxs))
+        done, record = cut, upto
+
+
+def _count_hits(content: Content, decoded: Decoded, detectors: DetectorMap) -> Counts:
+    """The same counts from any decoder's per-hit arrays."""
     index, _ = detectors.lookup(decoded.source)
     mapped = index >= 0
     if not mapped.all():
         ids, counts = np.unique(decoded.source[~mapped], return_counts=True)
-        for source, count in zip(ids.tolist(), counts.tolist(), strict=True):
-            content.unmapped[str(source)] = content.unmapped.get(str(source), 0) + count
-        _bound_unmapped(content.unmapped)
-    tables = _Tables.of(detectors)
-    det, source = index[mapped], decoded.source[mapped]
-    channel, adc, bx, tf = (decoded.channel[mapped], decoded.adc[mapped], decoded.bx[mapped],
-                            decoded.tf[mapped])  # fmt: skip
-    n = len(detectors)
-    occupancy = np.bincount(tables.offset[det] + (source - tables.first[det]) * tables.channels[det]
-                            + channel, minlength=tables.total)  # fmt: skip
-    adc_bin = np.minimum(adc * ADC_BINS // ADC_RANGE + 1, ADC_BINS + 1)  # 0: under, last: over
+        _add_unmapped(content, ids, counts)
+    n, tables = len(detectors), _tables(detectors)
+    det, source, channel = index[mapped], decoded.source[mapped], decoded.channel[mapped]
+    inside = (channel >= 0) & (channel < tables.channels[det])
+    at = det[inside]
+    occupancy = np.bincount(tables.offset[at] + source[inside] - tables.first[at]
+                            + channel[inside] * tables.sources[at],
+                            minlength=tables.total)  # fmt: skip
+    adc_bin = np.clip(decoded.adc[mapped] * ADC_BINS // ADC_RANGE + 1, 0, ADC_BINS + 1)
     adcs = np.bincount(det * (ADC_BINS + 2) + adc_bin, minlength=n * (ADC_BINS + 2))
-    bxs = np.bincount(det * BX_BINS + bx * BX_BINS // BX_RANGE, minlength=n * BX_BINS)
+    bx_bin = np.clip(decoded.bx[mapped] * BX_BINS // BX_RANGE + 1, 0, BX_BINS + 1)
+    bxs = np.bincount(det * (BX_BINS + 2) + bx_bin, minlength=n * (BX_BINS + 2))
     batch = int(decoded.decoded.max()) + 1
-    per_tf = np.bincount(det * batch + tf, minlength=n * batch).reshape(n, batch)
-    per_tf = per_tf[:, decoded.decoded]
+    per_tf = np.bincount(det * batch + decoded.tf[mapped], minlength=n * batch)
+    return occupancy, adcs, bxs, per_tf.reshape(n, batch)[:, decoded.decoded]
+
+
+def _add_unmapped(content: Content, ids: np.ndarray, counts: np.ndarray) -> None:
+    for source, count in zip(ids.tolist(), counts.tolist(), strict=True):
+        content.unmapped[str(source)] = content.unmapped.get(str(source), 0) + int(count)
+    _bound_unmapped(content.unmapped)
+
+
+def _add(content: Content, detectors: DetectorMap, occupancy: np.ndarray, adcs: np.ndarray,
+         bxs: np.ndarray, per_tf: np.ndarray) -> None:  # fmt: skip
+    """A batch's counts into the detectors' histograms, in boost-histogram's own storage."""
+    tables = _tables(detectors)
     for i, detector in enumerate(detectors):
         hists = _booked(content, detector)
-        start = tables.offset[i]
-        size = detector.n_sources * detector.channels
-        hists[0].view()[...] += occupancy[start : start + size].reshape(
-            detector.n_sources, detector.channels
-        )
-        hists[1].view(flow=True)[...] += adcs[i * (ADC_BINS + 2) : (i + 1) * (ADC_BINS + 2)]
-        hists[2].view()[...] += bxs[i * BX_BINS : (i + 1) * BX_BINS]
         hists[3].fill(per_tf[i])
         hits = int(per_tf[i].sum())
-        if hits:
-            content.hits[detector.name] = content.hits.get(detector.name, 0) + hits
-            content.tfs[detector.name] = (content.tfs.get(detector.name, 0)
-                                          + int(np.count_nonzero(per_tf[i])))  # fmt: skip
-    for task in configured_tasks():
-        _add_task(content, task, decoded, detectors)
+        if not hits:
+            continue
+        content.hits[detector.name] = content.hits.get(detector.name, 0) + hits
+        content.tfs[detector.name] = (content.tfs.get(detector.name, 0)
+                                      + int(np.count_nonzero(per_tf[i])))  # fmt: skip
+        start, size = int(tables.offset[i]), detector.n_sources * detector.channels
+        # A 2D histogram's storage is column-major: its transpose matches the flat layout.
+        hists[0].view().T[...] += occupancy[start : start + size].reshape(
+            detector.channels, detector.n_sources
+        )
+        hists[1].view(flow=True)[...] += adcs[i * (ADC_BINS + 2) : (i + 1) * (ADC_BINS + 2)]
+        hists[2].view(flow=True)[...] += bxs[i * (BX_BINS + 2) : (i + 1) * (BX_BINS + 2)]
 
 
 def _booked(content: Content, detector: Detector) -> list[bh.Histogram]:
@@ -260,18 +375,22 @@ def configured_tasks() -> list[Task]:
 
 @dataclass(frozen=True)
 class _Tables:
-    """Per detector index: its first source, channels and where its occupancy bins start in
-    one flat array."""
+    """Per detector index: its first source, sources, channels, and where its occupancy bins
+    start in one flat array, in which a detector's bin of (source, channel) is ``offset +
+    (source - first) + channel * sources`` (the source varies fastest, as in its histogram)."""
 
     first: np.ndarray
+    sources: np.ndarray
     channels: np.ndarray
     offset: np.ndarray
     total: int
 
-    @classmethod
-    def of(cls, detectors: DetectorMap) -> _Tables:
-        sizes = [d.n_sources * d.channels for d in detectors]
-        offsets = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
-        return cls(np.array([d.first_source for d in detectors], dtype=np.int64),
+
+@lru_cache(maxsize=16)
+def _tables(detectors: DetectorMap) -> _Tables:
+    sizes = [d.n_sources * d.channels for d in detectors]
+    offsets = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
+    return _Tables(np.array([d.first_source for d in detectors], dtype=np.int64),
+                   np.array([d.n_sources for d in detectors], dtype=np.int64),
                    np.array([d.channels for d in detectors], dtype=np.int64), offsets,
                    int(sum(sizes)))  # fmt: skip
