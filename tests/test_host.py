@@ -11,10 +11,16 @@ import uuid
 from collections.abc import Callable
 
 import pytest
+from django.conf import settings
+from django.test import override_settings
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
+from fastmon.content.merging import merge_cycle
 from fastmon.models import StfFile, TfSample
+from fastmon.sampling.service import sample_stfs
+from fastmon.testing.announcing import announce
+from fastmon.testing.content import write_etf1_stf
 from fastmon.testing.messages import example, stf_name
 from fastmon.testing.network import free_port
 from fastmon.testing.processes import ServiceProcess
@@ -108,3 +114,22 @@ def test_run_fastmon_without_celery_samples_every_stf_of_a_run(
                60, "every STF of the run sampled", context=consumer.output)  # fmt: skip
     assert TfSample.objects.filter(run__run_number=run).count() == 40 * 7
     assert "could not enqueue" not in consumer.output()
+
+
+def test_a_runs_content_and_its_root_file_under_the_hosts_prefix(start_process, tmp_path) -> None:
+    """Full-path requests reach the content API, and every URL it gives honours the prefix."""
+    with override_settings(FASTMON={**settings.FASTMON, "DATA_ROOTS": [str(tmp_path)]}):
+        written = write_etf1_stf(tmp_path / stf_name(100940, 1), 50)
+        names = announce("stf_ready", 100940, 1, data_dir=tmp_path, tf_count=50,
+                         tf_offsets=written.offsets)  # fmt: skip
+        sample_stfs(names)
+    merge_cycle()
+    address = serve(start_process)
+    found = json.loads(page(address, f"{PREFIX}/fastmon/api/runs/100940/content/"))
+    assert found["tfs_decoded"] > 0
+    assert found["root_url"] == f"http://{address}{PREFIX}/fastmon/api/runs/100940/histograms.root"
+    occupancy = next(h["url"] for h in found["histograms"] if h["name"] == "BEMC/occupancy")
+    assert occupancy.startswith(f"http://{address}{PREFIX}/fastmon/api/runs/100940/histograms/")
+    request = urllib.request.Request(f"{occupancy}?format=root", headers=SSO)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.read(4) == b"root"  # a ROOT file's magic
