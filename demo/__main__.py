@@ -88,7 +88,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=[],
         metavar="KIND@N[:VALUE]",
         help="inject a fault in every run, repeatable: gap@N, duplicate@N, stall@N:SECONDS, "
-        "slow@N:FACTOR, oversize@N:FACTOR (e.g. --fault gap@12 --fault stall@25:40)",
+        "slow@N:FACTOR, oversize@N:FACTOR; and, into the ETF1 files from STF N on (@N-M: N to "
+        "M), hot_channel@N:DET[:SOURCE[:CHANNEL]], dead_channel@N:DET[:SOURCE[:CHANNEL]], "
+        "dead_source@N:DET[:SOURCE], gain@N:DET:FACTOR, noise@N:DET:RATE, "
+        "corrupt@N[:FRACTION] (e.g. --fault gap@12 --fault hot_channel@20:SVT)",
     )
     parser.add_argument(
         "--stf-url-prefix",
@@ -117,8 +120,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             content=args.content, tf_offsets=not args.no_tf_offsets,
             pause_after=args.pause_after or None,
             faults=tuple(parse_fault(text) for text in args.fault),
-            # Checked here; the data directory is the demo settings' own.
-            url_prefix=args.stf_url_prefix, data_dir=Path() if args.stf_url_prefix else None,
+            # Checked here, detector faults over the testbed's map, which the demo's is; the data
+            # directory is the demo settings' own.
+            url_prefix=args.stf_url_prefix, data_dir=Path(),
         )  # fmt: skip
     except ValueError as exc:
         parser.error(str(exc))

@@ -7,7 +7,8 @@ a TF has no block there), a channel profile that is not flat (a falloff, a few b
 central bump), an ADC spectrum of a narrow pedestal and a Landau-like signal peak (Moyal) on
 0..4095, and bunch crossings over the filled part of each orbit of the TF (EIC: 1160 of 1260
 slots filled, an abort gap after them). The rates are scaled so that the file comes near the
-size asked for (its real size is what the writer reports).
+size asked for (its real size is what the writer reports). Detector faults
+(``detector_faults``) are done to the hits as they are drawn, from a generator of their own.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import math
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Literal
@@ -25,6 +26,7 @@ import numpy as np
 from fastmon.conf import TESTBED_DETECTORS
 from fastmon.content import etf1
 from fastmon.content.detectors import Detector, DetectorMap
+from fastmon.simulator.detector_faults import Damage, DetectorFault, noise_rate
 
 ADC_MAX = 4095  # 12-bit ADC: larger amplitudes saturate here
 ORBIT_SLOTS, FILLED_SLOTS = 1260, 1160  # EIC bunch slots per orbit, the filled ones first
@@ -146,7 +148,8 @@ class Etf1Stf:
     """One STF file's bytes in ETF1: ``chunks()`` yields them in order (TFs a batch at a time,
     then the index and trailer); afterwards ``tf_offsets`` holds each TF's offset and, last,
     the index's (``tf_count + 1`` numbers). ``first_bx`` of TF ``i`` is
-    ``(sequence * tf_count + i) * BX_PER_TF``: increasing through a run."""
+    ``(sequence * tf_count + i) * BX_PER_TF``: increasing through a run. ``faults``: the
+    detector faults of this STF (``detector_faults``), drawn from a generator of their own."""
 
     def __init__(
         self,
@@ -157,6 +160,7 @@ class Etf1Stf:
         name: str = "",
         sequence: int = 0,
         detectors: DetectorMap | None = None,
+        faults: Sequence[DetectorFault] = (),
     ) -> None:
         if tf_count < 1:
             raise ValueError("tf_count must be at least 1")
@@ -170,16 +174,26 @@ class Etf1Stf:
             raise ValueError(f"{len(self.sources)} sources: ETF1 holds at most 65535 a TF")
         columns = np.cumsum([0, *(d.n_sources for d in self.detectors)])
         self.columns = list(zip(columns[:-1].tolist(), columns[1:].tolist(), strict=True))
-        relative = np.concatenate(
-            [np.zeros(0), *(np.full(d.n_sources, profile_of(d).rate) for d in self.detectors)]
-        )
-        self.rates = relative * _scale(relative, size, tf_count)
-        digest = hashlib.sha256(f"{seed}\0{name}".encode()).digest()
-        self.rng = np.random.default_rng(int.from_bytes(digest[:16], "little"))
+        relative = self._per_source(profile_of(d).rate for d in self.detectors)
+        self.channels = self._per_source(d.channels for d in self.detectors).astype(np.int64)
+        self.noise = self._per_source(noise_rate(faults, d) for d in self.detectors)
+        self.rates = relative * _scale(relative, size, tf_count, self.noise)
+        self.rng = _generator(seed, name)
+        self.damage: Damage | None = None
+        if faults:
+            by_detector = zip(self.detectors, self.columns, strict=True)
+            rates = {d.name: float(self.rates[a]) for d, (a, _) in by_detector}
+            rng = _generator(seed, name, "faults")
+            self.damage = Damage(faults, tf_count=tf_count, rates=rates, rng=rng, adc_max=ADC_MAX,
+                                 draw=lambda d, n: self._hits(d, n, rng))  # fmt: skip
         self.tf_offsets: list[int] = []
 
+    def _per_source(self, values: Iterable[float]) -> np.ndarray:
+        """A value per detector, as one per source (column)."""
+        return np.repeat(np.fromiter(values, float), [d.n_sources for d in self.detectors])
+
     def expected_bytes_per_tf(self) -> float:
-        return _tf_bytes(self.rates)
+        return _tf_bytes(self.rates + self.noise)
 
     def chunks(self) -> Iterator[memoryview]:
         per_tf = max(self.expected_bytes_per_tf(), 1.0)
@@ -197,6 +211,13 @@ class Etf1Stf:
         """TFs ``first`` .. ``first + n - 1`` as little-endian 8-byte words, and where each
         starts (in words)."""
         counts = self.rng.poisson(self.rates, size=(n, len(self.sources)))
+        drawn = []
+        for detector, (a, b) in zip(self.detectors, self.columns, strict=True):
+            total = int(counts[:, a:b].sum())
+            hits = self._hits(detector, total, self.rng) if total else np.empty(0, etf1.HIT)
+            if self.damage is not None:
+                counts[:, a:b], hits = self.damage.apply(detector, counts[:, a:b], hits)
+            drawn.append(hits)
         present = counts > 0
         block = np.where(present, _SLOTS_PER_SOURCE_HEADER + counts, 0)
         tf_words = _SLOTS_PER_TF_HEADER + block.sum(axis=1)
@@ -209,14 +230,13 @@ class Etf1Stf:
             counts[present].astype(np.uint64) << np.uint64(32)
         )
         words[heads + 1] = 0
-        for detector, (a, b) in zip(self.detectors, self.columns, strict=True):
-            hits = counts[:, a:b].ravel()
-            total = int(hits.sum())
-            if total:
-                ends = np.cumsum(hits)
+        for hits, (a, b) in zip(drawn, self.columns, strict=True):
+            cells = counts[:, a:b].ravel()
+            if len(hits):
+                ends = np.cumsum(cells)
                 first_hit = block_start[:, a:b].ravel() + _SLOTS_PER_SOURCE_HEADER
-                place = np.repeat(first_hit - (ends - hits), hits)
-                words[place + np.arange(total)] = self._hits(detector, total)
+                place = np.repeat(first_hit - (ends - cells), cells)
+                words[place + np.arange(len(hits))] = hits.view("<u8")
         raw = words.view(np.uint8).data
         n_sources = present.sum(axis=1).tolist()
         for i, (start, count) in enumerate(zip(tf_start.tolist(), n_sources, strict=True)):
@@ -224,20 +244,35 @@ class Etf1Stf:
             first_bx = (self.sequence * self.tf_count + index) * etf1.BX_PER_TF
             etf1.TF_HEADER.pack_into(raw, 8 * start, etf1.MAGIC, etf1.VERSION, count, index,
                                      0, first_bx, 8 * int(tf_words[i]))  # fmt: skip
+        for i in self.damage.corrupt_in(first, n) if self.damage is not None else ():
+            self._break(words, first + i, int(tf_start[i]), present[i], block_start[i])
         return words, tf_start
 
-    def _hits(self, detector: Detector, n: int) -> np.ndarray:
-        """``n`` hits of ``detector`` as 8-byte words, from one 64-bit draw each: a 16-bit
-        part of it picks the channel, another the bunch crossing, another the ADC."""
+    def _break(self, words: np.ndarray, index: int, start: int, present: np.ndarray,
+               block_start: np.ndarray) -> None:  # fmt: skip
+        """Make TF ``index`` (at word ``start``) corrupt, its size and the index untouched: in
+        every other one its first hit's channel past its source's count (its detector's
+        corrupt TF), else a bad version (the TF header's; a bad magic would make a sample
+        starting there another format, not a corrupt TF)."""
+        column = int(np.argmax(present))
+        if index % 2 and present[column] and self.channels[column] <= 0xFFFF:
+            at = int(block_start[column]) + _SLOTS_PER_SOURCE_HEADER
+            words[at : at + 1].view(etf1.HIT)["channel"] = self.channels[column]
+        else:
+            words[start : start + 1].view("<u2")[2] = etf1.VERSION + 1  # bytes 4-5
+
+    def _hits(self, detector: Detector, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` hits of ``detector`` (``etf1.HIT``), from one 64-bit draw each: a 16-bit part
+        of it picks the channel, another the bunch crossing, another the ADC."""
         channel_table, adc_table = _tables(detector)
-        draws = np.asarray(self.rng.bit_generator.random_raw(n), dtype=np.uint64)
+        draws = np.asarray(rng.bit_generator.random_raw(n), dtype=np.uint64)
         parts = draws.view(np.uint16).reshape(n, 4)
         hits = np.empty(n, dtype=etf1.HIT)
         hits["channel"] = channel_table[parts[:, 0]]
         hits["bx"] = _bx_table()[parts[:, 1]]
         hits["adc"] = adc_table[parts[:, 2]]
         hits["flags"] = 0
-        return hits.view("<u8")
+        return hits
 
 
 def _tf_bytes(rates: np.ndarray) -> float:
@@ -247,9 +282,15 @@ def _tf_bytes(rates: np.ndarray) -> float:
     return etf1.TF_HEADER.size + float(blocks.sum())
 
 
-def _scale(relative: np.ndarray, size: int, tf_count: int) -> float:
-    """The factor of the relative rates that makes the file's expected size ``size`` (0 when
-    even empty TFs, the index and the trailer exceed it)."""
+def _generator(seed: int, name: str, *purpose: str) -> np.random.Generator:
+    digest = hashlib.sha256("\0".join([str(seed), name, *purpose]).encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:16], "little"))
+
+
+def _scale(relative: np.ndarray, size: int, tf_count: int, extra: np.ndarray) -> float:
+    """The factor of the relative rates that, with the ``extra`` hits per source per TF,
+    makes the file's expected size ``size`` (0 when even empty TFs, the index and the trailer,
+    or the extra hits, exceed it)."""
     fixed = 8 * (tf_count + 1) + etf1.TRAILER.size
     per_tf = (size - fixed) / tf_count
     if per_tf <= etf1.TF_HEADER.size or not relative.sum() > 0:
@@ -257,5 +298,7 @@ def _scale(relative: np.ndarray, size: int, tf_count: int) -> float:
     low, high = 0.0, per_tf / (etf1.HIT.itemsize * float(relative.sum()))  # too large a size
     for _ in range(60):
         middle = (low + high) / 2
-        low, high = (middle, high) if _tf_bytes(relative * middle) < per_tf else (low, middle)
+        low, high = (
+            (middle, high) if _tf_bytes(relative * middle + extra) < per_tf else (low, middle)
+        )
     return (low + high) / 2

@@ -1,12 +1,18 @@
 """Faults the simulator can inject, so a demo run goes bad and recovers as a real one would:
 ``gap@N`` (STF N never announced), ``duplicate@N`` (its stf_gen sent twice), ``stall@N:S``
 (S seconds of silence before STF N, still running), ``slow@N:F`` (STFs N to N+9 at F times the
-rate), ``oversize@N:X`` (STF N announced X times its size)."""
+rate), ``oversize@N:X`` (STF N announced X times its size). And the detector faults written into
+the ETF1 content (``detector_faults``: hot_channel, dead_channel, dead_source, gain, noise,
+corrupt)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+from fastmon.content.detectors import DetectorMap
+from fastmon.simulator.content import default_detectors
+from fastmon.simulator.detector_faults import DETECTOR_KINDS, DetectorFault, parse_detector_fault
 
 KINDS = {"gap": None, "duplicate": None, "stall": 30.0, "slow": 0.2, "oversize": 10.0}
 SLOW_STFS = 10
@@ -19,12 +25,20 @@ class Fault:
     value: float | None = None
 
 
-def parse_fault(text: str) -> Fault:
-    """``kind@N[:value]``, refused with a clear message."""
+AnyFault = Fault | DetectorFault
+
+
+def parse_fault(text: str, detectors: DetectorMap | None = None) -> AnyFault:
+    """``kind@N[:value]``, or a detector fault's spec checked against ``detectors`` (the map the
+    files are written over; the testbed's by default), refused with a clear message."""
     kind, _, rest = text.partition("@")
+    if kind in DETECTOR_KINDS:
+        return parse_detector_fault(text, default_detectors() if detectors is None else detectors)
     number, _, value = rest.partition(":")
     if kind not in KINDS:
-        raise ValueError(f"fault {text!r}: kind must be one of {', '.join(KINDS)}")
+        raise ValueError(
+            f"fault {text!r}: kind must be one of {', '.join([*KINDS, *DETECTOR_KINDS])}"
+        )
     try:
         sequence = int(number)
         amount = float(value) if value else KINDS[kind]
@@ -40,8 +54,14 @@ def parse_fault(text: str) -> Fault:
 class Faults:
     """What the faults do to STF ``n`` of each run."""
 
-    def __init__(self, faults: Iterable[Fault] = ()) -> None:
-        self.faults = tuple(faults)
+    def __init__(self, faults: Iterable[AnyFault] = ()) -> None:
+        given = tuple(faults)
+        self.faults = tuple(f for f in given if isinstance(f, Fault))
+        self.detector = tuple(f for f in given if isinstance(f, DetectorFault))
+
+    def detector_faults(self, n: int) -> tuple[DetectorFault, ...]:
+        """Those written into STF ``n``'s content."""
+        return tuple(f for f in self.detector if f.active(n))
 
     def _value(self, kind: str, n: int, default: float) -> float:
         for fault in self.faults:

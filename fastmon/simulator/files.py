@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Literal
 
 from fastmon.content.detectors import DetectorMap
 from fastmon.simulator.content import Etf1Stf
+from fastmon.simulator.detector_faults import NEEDS_ETF1, DetectorFault
 from fastmon.simulator.shapes import DEFAULT_TF_COUNT
 
 Content = Literal["etf1", "random"]
@@ -54,16 +56,20 @@ def write_stf(
     tf_count: int = DEFAULT_TF_COUNT,
     sequence: int = 0,
     detectors: DetectorMap | None = None,
+    faults: Sequence[DetectorFault] = (),
 ) -> WrittenStf:
     """Write an STF file of about ``size`` bytes: sparse (exactly ``size`` zeros) whatever the
     content, else ETF1 of ``tf_count`` TFs over ``detectors`` (the testbed's map by default),
-    or ``size`` pseudo-random bytes; the same seed and file name give the same bytes."""
+    or ``size`` pseudo-random bytes; the same seed and file name give the same bytes. ETF1
+    alone takes detector ``faults``."""
+    if faults and (sparse or content != "etf1"):
+        raise ValueError(NEEDS_ETF1)
     if sparse or content == "random":
         return WrittenStf(size, write_stf_file(path, size, sparse, seed))
     if content != "etf1":
         raise ValueError(f"content must be one of {', '.join(CONTENTS)}, not {content!r}")
     stf = Etf1Stf(size, tf_count, seed=seed, name=path.name, sequence=sequence,
-                  detectors=detectors)  # fmt: skip
+                  detectors=detectors, faults=faults)  # fmt: skip
     adler, written = 1, 0
     with path.open("wb") as stream:
         for chunk in stf.chunks():

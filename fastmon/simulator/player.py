@@ -27,7 +27,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from fastmon.content.detectors import DetectorMap
-from fastmon.simulator.faults import Fault, Faults
+from fastmon.simulator.content import default_detectors
+from fastmon.simulator.detector_faults import NEEDS_ETF1, DetectorFault, fault_problem
+from fastmon.simulator.faults import AnyFault, Faults
 from fastmon.simulator.files import CONTENTS, Content, write_stf
 from fastmon.simulator.shapes import (
     DEFAULT_TF_COUNT,
@@ -74,7 +76,8 @@ class SimulationOptions:
     pause_for: float = 5.0
     first_run: int | None = None
     seed: int = 0
-    faults: tuple[Fault, ...] = ()  # injected in every run (``faults``)
+    # Injected in every run (``faults``); the detector faults into the ETF1 files written.
+    faults: tuple[AnyFault, ...] = ()
 
     def __post_init__(self) -> None:
         checks = [
@@ -93,6 +96,13 @@ class SimulationOptions:
             (bool(self.url_prefix) and not str(self.url_prefix).endswith("/"),
              "url_prefix must end with /"),
         ]  # fmt: skip
+        if detector_faults := [f for f in self.faults if isinstance(f, DetectorFault)]:
+            checks += [
+                (self.content != "etf1" or self.sparse, NEEDS_ETF1),
+                (self.data_dir is None, "detector faults need the STF files written (a data_dir)"),
+            ]
+            detectors = default_detectors() if self.detectors is None else self.detectors
+            checks += [(True, p) for f in detector_faults if (p := fault_problem(f, detectors))]
         if problems := [message for failed, message in checks if failed]:
             raise ValueError("; ".join(problems))
 
@@ -244,7 +254,8 @@ class Simulator:
             path = run_dir / stf.filename
             written = write_stf(path, options.stf_size, content=options.content,
                                 sparse=options.sparse, seed=options.seed, tf_count=tf_count,
-                                sequence=sequence, detectors=options.detectors)  # fmt: skip
+                                sequence=sequence, detectors=options.detectors,
+                                faults=self.faults.detector_faults(sequence))  # fmt: skip
             # run_dir is a directory of data_dir's
             url = (f"{options.url_prefix}{run_dir.name}/{stf.filename}" if options.url_prefix
                    else path.as_uri())  # fmt: skip

@@ -98,7 +98,10 @@ class Command(BaseCommand):
             default=[],
             metavar="KIND@N[:VALUE]",
             help="inject a fault in every run, repeatable: gap@N, duplicate@N, "
-            "stall@N:SECONDS, slow@N:FACTOR, oversize@N:FACTOR",
+            "stall@N:SECONDS, slow@N:FACTOR, oversize@N:FACTOR; and, into the ETF1 files "
+            "written (--data-dir) from STF N on (@N-M: N to M), hot_channel@N:DET[:SOURCE"
+            "[:CHANNEL]], dead_channel@N:DET[:SOURCE[:CHANNEL]], dead_source@N:DET[:SOURCE], "
+            "gain@N:DET:FACTOR, noise@N:DET:RATE, corrupt@N[:FRACTION]",
         )
         parser.add_argument(
             "--pause-for",
@@ -184,7 +187,7 @@ class Command(BaseCommand):
                 tf_count=options["tf_count"], pause_after=options["pause_after"],
                 pause_for=options["pause_for"], first_run=options["first_run"],
                 seed=options["seed"],
-                faults=tuple(parse_fault(text) for text in options["fault"]),
+                faults=tuple(parse_fault(text, detector_map()) for text in options["fault"]),
             )  # fmt: skip
         except ValueError as exc:
             raise CommandError(str(exc)) from None
