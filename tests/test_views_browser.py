@@ -12,9 +12,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.db import connections
+from django.test import override_settings
 
+from fastmon.content.merging import merge_cycle
+from fastmon.ingest.pipeline import ingest_message
 from fastmon.models import Run, StfFile
+from fastmon.sampling.service import sample_stfs
+from fastmon.testing.announcing import announce
+from fastmon.testing.content import write_etf1_stf
 from fastmon.testing.messages import (
     EXAMPLE_RUN,
     example,
@@ -274,3 +281,52 @@ def test_run_quality_goes_bad_live_and_the_run_page_draws_its_flags(
     assert [bars.nth(i).get_attribute("class") for i in range(3)] == [
         "fastmon-q-good", "fastmon-q-bad", "fastmon-q-medium"]  # fmt: skip
     shot(runs, "run-quality")
+
+
+def test_the_run_page_draws_each_detector_and_follows_its_merges(
+    browser, start_process: StartProcess, tmp_path: Path
+) -> None:
+    """Per detector a panel (heatmap, spectra, download link), redrawn at the next merge
+    without a reload."""
+    port = serve(start_process)
+    with override_settings(FASTMON={**settings.FASTMON, "DATA_ROOTS": [str(tmp_path)]}):
+        ingest_message(json.dumps(example("run_imminent", run_id=RUN)))
+
+        def sample_and_merge(sequence: int) -> None:
+            written = write_etf1_stf(tmp_path / stf_name(RUN, sequence), 40, seed=sequence)
+            names = announce("stf_ready", RUN, sequence, data_dir=tmp_path, tf_count=40,
+                             tf_offsets=written.offsets)  # fmt: skip
+            sample_stfs(names)
+            merge_cycle()
+
+        sample_and_merge(1)
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(f"http://127.0.0.1:{port}/fastmon/runs/{RUN}/")
+        page.wait_for_selector("#fastmon-live-status[data-state='live']")
+        panels = page.locator("#detectors .fastmon-detector")
+        page.wait_for_function(
+            "document.querySelectorAll('#detectors .uplot').length == 10"  # adc and bx each
+        )
+        assert sorted(panels.evaluate_all("ps => ps.map(p => p.dataset.detector)")) == [
+            "BEMC", "MPGD", "SVT", "ZDC", "dRICH"]  # fmt: skip
+        assert (
+            float(
+                page.locator("[data-detector='BEMC'] canvas.fastmon-occupancy").get_attribute(
+                    "data-peak"
+                )
+            )
+            > 0
+        )
+        assert page.locator("[data-detector='BEMC'] .fastmon-adc .uplot").count() == 1
+        link = page.locator("[data-detector='BEMC'] .fastmon-download").get_attribute("href")
+        assert link.endswith(f"/fastmon/api/runs/{RUN}/histograms/BEMC/occupancy/?format=root")
+        assert "cycle 1," in page.locator("#content-cycle").inner_text()
+
+        sample_and_merge(2)  # the merge's live event redraws the panels: no reload
+        page.wait_for_function(
+            "document.getElementById('content-cycle').textContent.startsWith('cycle 2,')"
+        )
+        shot(page, "run-detectors")
+        assert errors == []

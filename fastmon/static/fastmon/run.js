@@ -1,6 +1,7 @@
 // A run's page: new STFs join the table, samples are drawn over their STF as they arrive,
 // fast-processing figures follow the slices' results.
 import { addRange, cell, connectLive, drawRanges, formatBytes, link, throttled } from "./live.js";
+import { contentPanels } from "./content.js";
 import { drawQuality } from "./quality.js";
 
 const table = document.getElementById("stfs");
@@ -59,6 +60,9 @@ const quality = document.getElementById("quality");
 const refreshQuality = throttled(() => drawQuality(quality), 500);
 drawQuality(quality);
 
+// Detectors: redrawn when the run's histograms are merged or a check's verdict moves.
+const refreshContent = contentPanels(document.getElementById("detectors"));
+
 drawRanges();
 connectLive({
   run: runNumber,
@@ -66,7 +70,10 @@ connectLive({
     for (const event of events) {
       if (event.kind === "stf") event.payload.stfs.forEach(addStf);
       else if (event.kind === "processing") refreshProcessing();
-      else if (event.kind === "quality") refreshQuality();
+      else if (event.kind === "quality") {
+        refreshQuality();
+        refreshContent();
+      } else if (event.kind === "content") refreshContent();
       else if (event.kind === "run") {
         refreshQuality(); // an end closes the flags
         document.getElementById("run-state").textContent = `${event.payload.state || "—"} / ${event.payload.substate || "—"}`;
