@@ -5,8 +5,12 @@ from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 
+from fastmon.content.detectors import detector_map
+from fastmon.content.histograms import Content
+from fastmon.content.references import Refused, choose_reference, reference_content
 from fastmon.models import (
     Alarm,
+    ContentReference,
     DeadLetter,
     QualityFlag,
     Run,
@@ -175,3 +179,63 @@ class QualityFlagAdmin(ReadOnlyAdmin):
     list_display = ["run", "check_name", "quality", "start", "end", "reason"]
     list_filter = ["check_name", "quality"]
     list_select_related = ["run"]
+
+
+class ContentReferenceForm(forms.ModelForm):
+    """A detector and a run: the run's histograms of the detector, as they are now, become its
+    reference (replacing the one it had)."""
+
+    detector = forms.ChoiceField(choices=())
+
+    class Meta:
+        model = ContentReference
+        fields = ["detector", "run"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields.get("detector")  # none on the read-only page
+        if isinstance(field, forms.ChoiceField):
+            field.choices = [(d.name, d.name) for d in detector_map()]
+
+    def validate_unique(self) -> None:
+        """Another reference of the same detector replaces it: no uniqueness error."""
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or self.cleaned_data
+        if data.get("detector") and data.get("run"):
+            try:
+                reference_content(data["detector"], data["run"])
+            except Refused as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return data
+
+
+@admin.register(ContentReference)
+class ContentReferenceAdmin(admin.ModelAdmin):
+    """Made by choosing a run and a detector; then read-only (a copy of the run's histograms
+    as they were: choose again to move it)."""
+
+    form = ContentReferenceForm
+    list_display = ["detector", "run", "chosen_at", "chosen_by"]
+    list_select_related = ["run"]
+    raw_id_fields = ["run"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return ["detector", "run", "chosen_at", "chosen_by", "histograms"] if obj else []
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.get_readonly_fields(request, obj) or ["detector", "run"]
+
+    @admin.display(description="histograms")
+    def histograms(self, obj: ContentReference) -> str:
+        return ", ".join(sorted(Content.loads(bytes(obj.data)).histograms))
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return obj is None and super().has_change_permission(request, obj)
+
+    def save_model(
+        self, request: HttpRequest, obj: ContentReference, form: Any, change: bool
+    ) -> None:
+        saved = choose_reference(form.cleaned_data["detector"], form.cleaned_data["run"],
+                                 by=request.user.get_username())  # fmt: skip
+        obj.pk = saved.pk

@@ -248,8 +248,8 @@ DEFAULTS: dict[str, Any | Callable[[], Any]] = {
     "HEALTH_MAX_DEAD_LETTERS": 100,
     "HEALTH_DEAD_LETTER_WINDOW_S": 300.0,
     # Data quality (fastmon.quality). Checks run on what fastmon stores, per STF batch, per
-    # tick and at end of run; each entry is {"class": dotted path, "name": optional, and the
-    # class's parameters}. [] turns checks off.
+    # tick, per content cycle and at end of run; each entry is {"class": dotted path, "name":
+    # optional, and the class's parameters}. [] turns checks off.
     "CHECKS": [
         {"class": "fastmon.quality.builtin.StfSequence"},
         {"class": "fastmon.quality.builtin.EndRunTotal"},
@@ -260,6 +260,12 @@ DEFAULTS: dict[str, Any | Callable[[], Any]] = {
         {"class": "fastmon.quality.builtin.TfChecksum"},
         {"class": "fastmon.quality.builtin.SliceFailures"},
         {"class": "fastmon.quality.builtin.DeadLetterRate"},
+        # Content checks, each over every detector of DETECTORS (or one: "detector": "BEMC").
+        {"class": "fastmon.quality.contentchecks.DeadChannels"},
+        {"class": "fastmon.quality.contentchecks.HotChannels"},
+        {"class": "fastmon.quality.contentchecks.MissingSources"},
+        {"class": "fastmon.quality.contentchecks.ReferenceComparison"},
+        {"class": "fastmon.quality.contentchecks.CorruptTFs"},
     ],
     # Seconds between run_fastmon's time-window evaluation (absence, rate, dead letters).
     "CHECK_INTERVAL_S": 5.0,

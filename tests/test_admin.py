@@ -69,3 +69,21 @@ def test_alarms_and_quality_flags_are_listed_read_only(client) -> None:
     edit = client.post(f"/admin/fastmon/alarm/{alarm.pk}/change/", {"reason": "x"})
     assert edit.status_code == 403
     assert client.get("/admin/fastmon/alarm/add/").status_code == 403
+
+
+def test_a_reference_is_made_by_choosing_a_run_and_a_detector_then_read_only(client) -> None:
+    from fastmon.models import ContentReference, Run
+    from fastmon.testing.content import filled_content, merged
+
+    client.force_login(User.objects.create_superuser("crew", "crew@example.org", "pw"))
+    run = merged(101993, filled_content())
+    empty = Run.objects.create(run_number=101994)
+    refused = client.post("/admin/fastmon/contentreference/add/",
+                          {"detector": "BEMC", "run": empty.pk})  # fmt: skip
+    assert "run 101994 has no BEMC content yet" in refused.content.decode()
+    added = client.post("/admin/fastmon/contentreference/add/", {"detector": "BEMC", "run": run.pk})
+    assert added.status_code == 302, added.content.decode()[:2000]
+    reference = ContentReference.objects.get()
+    assert (reference.detector, reference.run_id, reference.chosen_by) == ("BEMC", run.pk, "crew")
+    page = client.get(f"/admin/fastmon/contentreference/{reference.pk}/change/").content.decode()
+    assert "BEMC/occupancy" in page and 'name="detector"' not in page

@@ -329,4 +329,10 @@ def test_the_run_page_draws_each_detector_and_follows_its_merges(
             "document.getElementById('content-cycle').textContent.startsWith('cycle 2,')"
         )
         shot(page, "run-detectors")
+
+        page.goto(f"http://127.0.0.1:{port}/fastmon/")  # the current run's detector tiles
+        page.wait_for_function(
+            "document.querySelectorAll('#detector-tiles [data-detector]').length == 5"
+        )
+        assert page.locator("#detector-tiles [data-detector='BEMC'] p").inner_text() == "unknown"
         assert errors == []

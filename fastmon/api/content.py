@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 from fastmon.conf import fastmon_settings
 from fastmon.content import served
 from fastmon.models import Run
+from fastmon.quality.contentchecks import content_quality
 
 _WINDOW = OpenApiParameter(
     "window",
@@ -74,8 +75,10 @@ class RunContentView(_ContentView):
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, run_number: int) -> Response:
         """The run's cycle, when it was merged, TFs decoded, corrupt TFs, unmapped sources,
-        hits and TFs per detector, and its histograms with their URLs."""
-        found = served.summary(self.run(run_number))
+        hits and TFs per detector, its histograms with their URLs, and the content checks'
+        results per detector (``quality``)."""
+        run = self.run(run_number)
+        found = served.summary(run)
         found["histograms"] = [
             {"name": name, "url": request.build_absolute_uri(reverse(
                 "fastmon:run-histogram", args=[run_number, *name.split("/", 1)]))}
@@ -84,6 +87,7 @@ class RunContentView(_ContentView):
         found["root_url"] = request.build_absolute_uri(
             reverse("fastmon:run-histograms-root", args=[run_number])
         )
+        found["quality"] = content_quality(run)
         return Response(found)
 
 

@@ -2,7 +2,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from fastmon.api import content, views
+from fastmon.api import content, references, views
 
 
 class OptionalSlashRouter(DefaultRouter):
@@ -24,6 +24,7 @@ router.register("dead-letters", views.DeadLetterViewSet, basename="dead-letter")
 router.register("slices", views.SliceViewSet, basename="slice")
 router.register("alarms", views.AlarmViewSet, basename="alarm")
 router.register("events", views.EventViewSet, basename="event")
+router.register("references", references.ReferenceViewSet, basename="reference")
 
 # A run's content first: the router's runs/<run_number>/ routes do not take these paths.
 urlpatterns = [

@@ -11,7 +11,7 @@ cycles' deltas, whose sum is its moving window.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -27,17 +27,25 @@ MERGE_BATCH = 200
 _MERGER_LOCK = 0x66A57_C0DE
 
 
-def merge_cycle(limit: int = MERGE_BATCH) -> int:
-    """Fold up to ``limit`` waiting partials into their runs; return how many were folded (0
-    also when another merger holds the lock)."""
+class Merged(NamedTuple):
+    """What a merge did: the partials folded, and the runs (ids) whose content moved, which
+    the content checks judge next."""
+
+    partials: int = 0
+    run_ids: tuple[int, ...] = ()
+
+
+def merge_cycle(limit: int = MERGE_BATCH) -> Merged:
+    """Fold up to ``limit`` waiting partials into their runs (none when another merger holds
+    the lock)."""
     with transaction.atomic():
         if not _merger_lock():
-            return 0
+            return Merged()
         partials = list(
             ContentPartial.objects.select_for_update(skip_locked=True).order_by("id")[:limit]
         )
         if not partials:
-            return 0
+            return Merged()
         by_run: dict[int, Content] = defaultdict(Content)
         for partial in partials:
             by_run[partial.run_id] += Content.loads(bytes(partial.data))
@@ -48,7 +56,7 @@ def merge_cycle(limit: int = MERGE_BATCH) -> int:
         ]
         ContentPartial.objects.filter(pk__in=[p.pk for p in partials]).delete()
         record_live_events(events)
-    return len(partials)
+    return Merged(len(partials), tuple(sorted(by_run)))
 
 
 def _fold(run_id: int, delta: Content) -> dict[str, Any]:

@@ -9,7 +9,7 @@ Natural keys (run number, STF file name, TF file name, slice file name) are uniq
 redelivered messages update rows instead of duplicating them. Every table is ``fastmon_*``.
 """
 
-from fastmon.models.content import ContentCycle, ContentPartial, RunContent
+from fastmon.models.content import ContentCycle, ContentPartial, ContentReference, RunContent
 from fastmon.models.dead_letters import DeadLetter
 from fastmon.models.live import LiveEvent
 from fastmon.models.outbox import OutboxMessage, OutboxQuerySet
@@ -22,7 +22,8 @@ from fastmon.models.statistics import RunCounter
 from fastmon.models.subscribers import Subscriber
 
 __all__ = [
-    "Alarm", "CheckState", "ConsumerStatus", "ContentCycle", "ContentPartial", "DeadLetter",
+    "Alarm", "CheckState", "ConsumerStatus", "ContentCycle", "ContentPartial", "ContentReference",
+    "DeadLetter",
     "LiveEvent", "OutboxMessage", "OutboxQuerySet", "QualityFlag", "Run", "RunContent",
     "RunCounter", "SamplingPolicy", "Slice", "StfFile", "Subscriber", "TfSample",
 ]  # fmt: skip

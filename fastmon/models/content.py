@@ -52,3 +52,21 @@ class ContentCycle(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.run_id} cycle {self.cycle}"
+
+
+class ContentReference(models.Model):
+    """A detector's reference: a copy of one run's histograms of that detector as they were
+    when chosen (the run's later cycles do not move it), which content checks compare with.
+    One per detector: choosing another replaces it."""
+
+    detector = models.CharField(max_length=100, unique=True)
+    run = models.ForeignKey("fastmon.Run", on_delete=models.CASCADE, related_name="+")
+    chosen_at = models.DateTimeField()
+    chosen_by = models.CharField(max_length=150, blank=True, default="")
+    data = models.BinaryField()  # Content.dumps() of the detector's histograms
+
+    class Meta:
+        ordering = ["detector"]
+
+    def __str__(self) -> str:
+        return f"{self.detector} reference: run {self.run_id}"

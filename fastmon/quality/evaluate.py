@@ -1,7 +1,8 @@
 """When checks run, and what becomes of their verdicts: once per ingest batch (its STF
-announcements, then the runs it ended), on stored TF samples, and on a tick
-(``CHECK_INTERVAL_S``, run_fastmon's quality thread); always inside the transaction that stores
-what they judge, so a rolled-back batch rolls its checks back too.
+announcements, then the runs it ended), on stored TF samples, on a tick (``CHECK_INTERVAL_S``,
+run_fastmon's quality thread), and after each content merge for the runs it merged; inside the
+transaction that stores what they judge (a merge's checks right after its own), so a
+rolled-back batch rolls its checks back too.
 
 Checks fire only while a run is running (CHECK_RUNNING_STATES and not a CHECK_QUIET_SUBSTATES,
 or no state known, as in watch mode) and past CHECK_GRACE_S after fastmon saw its state change.
@@ -23,13 +24,17 @@ from django.db.models import Count
 from django.utils import timezone
 
 from fastmon.conf import fastmon_settings
+from fastmon.content.detectors import DetectorMap, detector_map
+from fastmon.content.histograms import Content
+from fastmon.content.references import references
 from fastmon.database.bulk import update_each
 from fastmon.live.events import record_live_events
 from fastmon.live.frames import quality_event
-from fastmon.models import CheckState, DeadLetter, Run, Slice
+from fastmon.models import CheckState, ContentCycle, DeadLetter, Run, RunContent, Slice
 from fastmon.quality import alarms, flags
 from fastmon.quality.framework import (
     Check,
+    ContentSeen,
     RunFacts,
     SampleSeen,
     StfSeen,
@@ -101,6 +106,35 @@ def on_tick(now: datetime | None = None) -> int:
                   lambda check, memory, facts, _: check.on_tick(memory, facts, now, window),
                   now)  # fmt: skip
     return len(evaluated)
+
+
+def on_content(run_ids: Iterable[int]) -> None:
+    """The content checks of runs whose histograms a merge just moved (by run id): each run's
+    content is read once, for every check, the references once for every run."""
+    run_ids = sorted(set(run_ids))
+    with transaction.atomic():
+        states = _states(run_ids, _implementing("on_content"))
+        if not states:
+            return
+        found: dict[int, ContentSeen] = {}
+        common = (references(), detector_map())
+
+        def content(check: Check, memory: dict, facts: RunFacts, rid: int) -> Verdict | None:
+            if rid not in found:
+                found[rid] = _content_seen(rid, *common)
+            return check.on_content(memory, facts, found[rid])
+
+        _evaluate(states, run_ids, "on_content", content)
+
+
+def _content_seen(run_id: int, refs: Mapping[str, Content], detectors: DetectorMap) -> ContentSeen:
+    row = RunContent.objects.filter(run_id=run_id).first()
+    if row is None:
+        return ContentSeen(Content(), Content(), Content(), refs, detectors)
+    delta = ContentCycle.objects.filter(run_id=run_id, cycle=row.cycle).values_list("data")
+    loaded = [bytes(data) for data in (row.data, row.window, *(d for (d,) in delta[:1]))]
+    whole, window, *last = [Content.loads(data) if data else Content() for data in loaded]
+    return ContentSeen(whole, window, last[0] if last else Content(), refs, detectors)
 
 
 def _end(states: Mapping[tuple[int, str], CheckState], run_ids: list[int]) -> None:

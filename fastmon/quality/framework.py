@@ -8,6 +8,9 @@ to keep the current one:
 - ``on_stfs``: STF announcements just stored (per ingest batch);
 - ``on_samples``: TF samples just stored;
 - ``on_tick``: a time window went by (``CHECK_INTERVAL_S``), for what absence reveals;
+- ``on_content``: a content cycle merged the run's histograms (``ContentSeen``: the whole
+  run, its moving window, the cycle's delta and the references by detector), so checks judge
+  what is inside the TFs at the merger's pace, never per sample;
 - ``on_end``: the run ended.
 
 Hooks must be cheap and deterministic: they run inside the transaction that stores what they
@@ -23,6 +26,8 @@ from typing import Any
 from django.utils.module_loading import import_string
 
 from fastmon.conf import fastmon_settings
+from fastmon.content.detectors import DetectorMap
+from fastmon.content.histograms import Content
 from fastmon.quality.verdicts import Quality, Verdict
 
 
@@ -72,6 +77,19 @@ class Window:
     slice_results_since: Callable[[int, datetime], Mapping[str, int]] = lambda run, since: {}
 
 
+@dataclass(frozen=True)
+class ContentSeen:
+    """A run's content as of the cycle just merged, read once for every check: ``whole`` (the
+    run), ``window`` (its last CONTENT_WINDOW_CYCLES cycles, where a fault that ended stops
+    showing), ``delta`` (this cycle alone), the references by detector, and the map."""
+
+    whole: Content
+    window: Content
+    delta: Content
+    references: Mapping[str, Content]
+    detectors: DetectorMap
+
+
 class Check:
     """A data-quality check. Subclasses declare their parameters as class attributes with
     defaults; ``FASTMON["CHECKS"]`` may override any of them and nothing else."""
@@ -100,6 +118,9 @@ class Check:
         return None
 
     def on_tick(self, memory: dict, run: RunFacts, now: datetime, window: Window) -> Verdict | None:
+        return None
+
+    def on_content(self, memory: dict, run: RunFacts, content: ContentSeen) -> Verdict | None:
         return None
 
     def on_end(self, memory: dict, run: RunFacts) -> Verdict | None:

@@ -13,7 +13,7 @@ from django.db import DatabaseError
 from fastmon import metrics
 from fastmon.conf import fastmon_settings
 from fastmon.content.merging import MERGE_BATCH, merge_cycle
-from fastmon.quality.evaluate import on_tick
+from fastmon.quality.evaluate import on_content, on_tick
 from fastmon.retry import backoff_delay
 from fastmon.runtime.loop import Loop
 from fastmon.sampling.dispatch import due_for_sampling
@@ -99,7 +99,8 @@ class MonitorFeed(Loop):
 
 class ContentMerger(Loop):
     """Every CONTENT_CYCLE_S, the samples' partial histograms folded into their runs'
-    (``fastmon.content.merging``); a backlog is worked off without waiting."""
+    (``fastmon.content.merging``), then the content checks of the runs merged; a backlog is
+    worked off without waiting."""
 
     name = "content"
     what = "content merger"
@@ -113,4 +114,6 @@ class ContentMerger(Loop):
 
     def iterate(self) -> float:
         merged = merge_cycle()
-        return 0.0 if merged == MERGE_BATCH else fastmon_settings.CONTENT_CYCLE_S
+        if merged.run_ids and fastmon_settings.CHECKS:
+            on_content(merged.run_ids)
+        return 0.0 if merged.partials == MERGE_BATCH else fastmon_settings.CONTENT_CYCLE_S

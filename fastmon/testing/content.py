@@ -1,6 +1,6 @@
 """ETF1 files with known hits, for tests and host sites: what was written is returned, so a
 test can decode exactly the sampled TF ranges on its own and compare with what fastmon
-serves."""
+serves. And content filled directly, merged as the content loop merges it, for checks."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ import numpy as np
 
 from fastmon.content import etf1
 from fastmon.content.detectors import DetectorMap, detector_map
+from fastmon.content.histograms import Content, book
+from fastmon.models import ContentPartial, Run, StfFile
+from fastmon.runtime.loops import ContentMerger
 
 
 @dataclass(frozen=True)
@@ -103,3 +106,31 @@ def reference_occupancy(path: Path, ranges: list[tuple[int, int]], detector: str
                         counts[source - d.first_source, channel] += 1
                 at += 8 * n_hits
     return counts
+
+
+def filled_content(adc_scale: float = 1.0, hits: int = 20_000, seed: int = 7) -> Content:
+    """Content without a file: every detector of the map given ``hits`` hits, the same for
+    the same seed; BEMC's ADC values scaled by ``adc_scale`` (a gain that moved)."""
+    rng = np.random.default_rng(seed)
+    made = Content(tfs_decoded=200)
+    for detector in detector_map():
+        made.histograms.update(book(detector))
+        name = detector.name
+        source = rng.integers(detector.first_source, detector.last_source + 1, hits)
+        made.histograms[f"{name}/occupancy"].fill(source, rng.integers(0, detector.channels, hits))
+        scale = adc_scale if name == "BEMC" else 1.0
+        made.histograms[f"{name}/adc"].fill(rng.normal(1000, 300, hits) * scale)
+        made.histograms[f"{name}/bx"].fill(rng.uniform(0, 1 << 16, hits))
+        made.histograms[f"{name}/hits_per_tf"].fill(rng.poisson(hits / 200, 200))
+        made.hits[name], made.tfs[name] = hits, 200
+    return made
+
+
+def merged(run_number: int, partial: Content, sequence: int = 1) -> Run:
+    """The run (made if new) with an STF whose partial is ``partial``, merged by the content
+    loop, which then runs the content checks."""
+    run, _ = Run.objects.get_or_create(run_number=run_number)
+    stf = StfFile.objects.create(stf_filename=f"run{run_number}_{sequence}.stf", run=run)
+    ContentPartial.objects.create(run=run, stf=stf, data=partial.dumps())
+    ContentMerger().iterate()
+    return run

@@ -148,3 +148,23 @@ export function contentPanels(section) {
   draw();
   return throttled(draw, 1000);
 }
+
+// The dashboard's summary of a run's detectors: a tile each, in its worst quality.
+export async function drawDetectorTiles(section, run) {
+  const summary = run ? await json(section.dataset.api.replace("/0/", `/${run}/`)) : null;
+  section.replaceChildren();
+  if (!summary) return;
+  for (const detector of Object.keys(summary.detectors).sort()) {
+    const verdict = worst((summary.quality || {})[detector]);
+    const tile = document.createElement("div");
+    tile.className = `fastmon-card fastmon-q-${verdict.quality}`;
+    tile.dataset.detector = detector;
+    tile.title = verdict.reason || "";
+    const name = document.createElement("h3");
+    name.textContent = detector;
+    const state = document.createElement("p");
+    state.textContent = verdict.quality === "null" ? "unknown" : verdict.quality;
+    tile.append(name, state);
+    section.appendChild(tile);
+  }
+}

@@ -1,5 +1,6 @@
 // The dashboard: cards, the live TF sample table and three charts (uPlot), fed by live events.
 import { cell, connectLive, formatBytes, link, showQuality, throttled } from "./live.js";
+import { drawDetectorTiles } from "./content.js";
 
 const WINDOW_S = 600;
 const BIN_S = 5;
@@ -109,6 +110,12 @@ function showRun(event) {
   document.getElementById("daq-state").textContent = `${event.payload.state || "—"} / ${event.payload.substate || "—"}`;
 }
 
+// The current run's detectors, a tile each in its worst quality: redrawn when its histograms
+// are merged or a verdict moves.
+const tiles = document.getElementById("detector-tiles");
+const refreshTiles = throttled((run) => drawDetectorTiles(tiles, run), 1000);
+drawDetectorTiles(tiles, currentRun());
+
 connectLive({
   onEvents(events) {
     counters.events += events.length;
@@ -124,6 +131,9 @@ connectLive({
       else if (event.kind === "quality" && event.run_number === currentRun()) {
         showQuality(document.getElementById("run-quality"), event.payload.overall);
         showQuality(document.getElementById("run-quality-now"), event.payload.current);
+        refreshTiles(event.run_number);
+      } else if (event.kind === "content" && event.run_number === currentRun()) {
+        refreshTiles(event.run_number);
       }
       else if (event.kind === "dead_letter") {
         const count = document.getElementById("dead-letters");
