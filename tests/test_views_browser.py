@@ -17,6 +17,7 @@ from django.db import connections
 from django.test import override_settings
 
 from fastmon.content.merging import merge_cycle
+from fastmon.content.references import choose_reference
 from fastmon.ingest.pipeline import ingest_message
 from fastmon.models import Run, StfFile
 from fastmon.sampling.service import sample_stfs
@@ -300,6 +301,7 @@ def test_the_run_page_draws_each_detector_and_follows_its_merges(
             merge_cycle()
 
         sample_and_merge(1)
+        choose_reference("BEMC", Run.objects.get(run_number=RUN))  # overlaid on BEMC's spectra
         page = browser.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))
@@ -320,6 +322,9 @@ def test_the_run_page_draws_each_detector_and_follows_its_merges(
             > 0
         )
         assert page.locator("[data-detector='BEMC'] .fastmon-adc .uplot").count() == 1
+        legend = page.locator("[data-detector='BEMC'] .fastmon-adc .u-legend").inner_text()
+        assert "reference" in legend
+        assert "reference" not in page.locator("[data-detector='SVT'] .fastmon-adc").inner_text()
         link = page.locator("[data-detector='BEMC'] .fastmon-download").get_attribute("href")
         assert link.endswith(f"/fastmon/api/runs/{RUN}/histograms/BEMC/occupancy/?format=root")
         assert "cycle 1," in page.locator("#content-cycle").inner_text()

@@ -21,14 +21,17 @@ from rest_framework.views import APIView
 
 from fastmon.conf import fastmon_settings
 from fastmon.content import served
+from fastmon.content.histograms import Content
+from fastmon.content.references import references
 from fastmon.models import Run
 from fastmon.quality.contentchecks import content_quality
 
 _WINDOW = OpenApiParameter(
     "window",
     str,
-    enum=list(served.WINDOWS),
-    description="run (default): the whole run; last: the moving window",
+    enum=[*served.WINDOWS, "reference"],
+    description="run (default): the whole run; last: the moving window; reference: the "
+    "detector's reference (any run's URL serves it)",
 )
 _FORMAT = OpenApiParameter(
     "format",
@@ -66,8 +69,8 @@ class _ContentView(APIView):
 
     def window(self) -> str:
         window = self.request.query_params.get("window", "run")
-        if window not in served.WINDOWS:
-            raise ValidationError({"window": f"one of {', '.join(served.WINDOWS)}"})
+        if window not in (*served.WINDOWS, "reference"):
+            raise ValidationError({"window": f"one of {', '.join(served.WINDOWS)}, reference"})
         return window
 
 
@@ -88,6 +91,11 @@ class RunContentView(_ContentView):
             reverse("fastmon:run-histograms-root", args=[run_number])
         )
         found["quality"] = content_quality(run)
+        found["references"] = {  # what pages overlay: each referenced detector's spectra
+            detector: {h["name"].split("/", 1)[1]: f"{h['url']}?window=reference"
+                       for h in found["histograms"] if h["name"].startswith(f"{detector}/")}
+            for detector in references()
+        }  # fmt: skip
         return Response(found)
 
 
@@ -96,7 +104,12 @@ class HistogramView(_ContentView):
     def get(self, request: Request, run_number: int, group: str, name: str) -> Any:
         """One histogram: UHI JSON (the object at the top level), or ``?format=root`` a ROOT
         file holding it under its short name."""
-        content = served.run_content(self.run(run_number), self.window())
+        window = self.window()
+        if window == "reference":
+            self.run(run_number)
+            content = references().get(group) or Content()
+        else:
+            content = served.run_content(self.run(run_number), window)
         histogram = content.histograms.get(f"{group}/{name}")
         if histogram is None:
             raise NotFound(f"run {run_number} has no histogram {group}/{name}")

@@ -15,7 +15,9 @@ from django.test import override_settings
 from rest_framework.test import APIClient
 
 from fastmon.content.merging import merge_cycle
+from fastmon.content.references import choose_reference
 from fastmon.ingest.pipeline import ingest_message
+from fastmon.models import Run
 from fastmon.sampling.service import sample_stfs
 from fastmon.testing.announcing import announce
 from fastmon.testing.content import write_etf1_stf
@@ -91,3 +93,17 @@ def test_a_run_before_its_first_merge_has_empty_content() -> None:
     found = APIClient().get(f"{API}/runs/{RUN}/content/").json()
     assert (found["cycle"], found["merged_at"], found["tfs_decoded"]) == (0, None, 0)
     assert found["histograms"] == []
+
+
+def test_a_detectors_reference_is_served_for_overlay(merged_run: None) -> None:
+    client = APIClient()
+    assert client.get(f"{API}/runs/{RUN}/content/").json()["references"] == {}
+    choose_reference("BEMC", Run.objects.get(run_number=RUN))
+    found = client.get(f"{API}/runs/{RUN}/content/").json()
+    assert set(found["references"]) == {"BEMC"}
+    url = found["references"]["BEMC"]["adc"]
+    assert url.endswith(f"{API}/runs/{RUN}/histograms/BEMC/adc/?window=reference")
+    ours = client.get(f"{API}/runs/{RUN}/histograms/BEMC/adc/").json()
+    assert from_uhi(client.get(url).json()) == from_uhi(ours)
+    missing = client.get(f"{API}/runs/{RUN}/histograms/SVT/adc/", {"window": "reference"})
+    assert missing.status_code == 404
