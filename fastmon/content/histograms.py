@@ -145,7 +145,7 @@ class Content:
             uhi.pop("writer_info", None)
             head["histograms"].append({"name": name, "uhi": uhi, "shape": values.shape})
             arrays.append(values.tobytes())
-        encoded = json.dumps(head, default=_json_default).encode()
+        encoded = json.dumps(head, default=json_default).encode()
         return zlib_ng.compress(len(encoded).to_bytes(4, "little") + encoded + b"".join(arrays), 1)
 
     @classmethod
@@ -170,7 +170,8 @@ class Content:
                 "unmapped": self.unmapped, "hits": self.hits, "tfs": self.tfs}  # fmt: skip
 
 
-def _json_default(value: Any) -> Any:
+def json_default(value: Any) -> Any:
+    """numpy values as JSON (``json.dumps(..., default=json_default)``)."""
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, np.generic):

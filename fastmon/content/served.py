@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import boost_histogram as bh
-import numpy as np
 import uproot
 from boost_histogram.serialization import to_uhi
 
-from fastmon.content.histograms import Content
+from fastmon.content.histograms import Content, json_default
 from fastmon.models import Run, RunContent
 
 WINDOWS = ("run", "last")
@@ -41,7 +40,7 @@ def summary(run: Run) -> dict[str, Any]:
 
 def uhi(histogram: bh.Histogram) -> dict[str, Any]:
     """UHI's JSON serialization (the Scikit-HEP schema boost-histogram reads back)."""
-    return json.loads(json.dumps(to_uhi(histogram), default=_plain))
+    return json.loads(json.dumps(to_uhi(histogram), default=json_default))
 
 
 def root_file(histograms: Mapping[str, bh.Histogram]) -> bytes:
@@ -53,11 +52,3 @@ def root_file(histograms: Mapping[str, bh.Histogram]) -> bytes:
             for name, histogram in histograms.items():
                 file[name] = histogram
         return path.read_bytes()
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"{type(value).__name__} is not JSON")

@@ -111,6 +111,18 @@ class ChannelCheck(DetectorCheck):
         if self.expect_from not in EXPECT_FROM:
             raise ValueError(f"{self.name}: expect_from must be one of {', '.join(EXPECT_FROM)}")
 
+    def occupancy_and_expected(
+        self, detector: Detector, judged: Content, content: ContentSeen
+    ) -> tuple[tuple[Any, str, np.ndarray] | None, Judged]:
+        """The detector's occupancy with each channel's expected hits and their basis, or
+        (None, the too-few verdict) while it has fewer than ``min_entries`` hits."""
+        histogram = occupancy(judged, detector)
+        total = float(histogram.view().sum()) if histogram is not None else 0.0
+        if histogram is None or total < self.min_entries:
+            return None, self.too_few(detector, total)
+        basis, expected = self.expected(histogram, detector, content)
+        return (histogram, basis, expected), self.too_few(detector, total)
+
     def expected(self, histogram: bh.Histogram, detector: Detector,
                  content: ContentSeen) -> tuple[str, np.ndarray]:  # fmt: skip
         counts = histogram.view()
@@ -133,11 +145,10 @@ class DeadChannels(ChannelCheck):
 
     def judge(self, memory: dict, detector: Detector, judged: Content,
               content: ContentSeen) -> Judged:  # fmt: skip
-        histogram = occupancy(judged, detector)
-        total = float(histogram.view().sum()) if histogram is not None else 0.0
-        if histogram is None or total < self.min_entries:
-            return self.too_few(detector, total)
-        basis, expected = self.expected(histogram, detector, content)
+        found, too_few = self.occupancy_and_expected(detector, judged, content)
+        if found is None:
+            return too_few
+        histogram, basis, expected = found
         if expected.max() <= self.min_expected:
             return self.too_few(detector, expected.max(), f"hits expected (by the {basis}) "
                                                           f"of the busiest channel,")  # fmt: skip
@@ -160,11 +171,10 @@ class HotChannels(ChannelCheck):
 
     def judge(self, memory: dict, detector: Detector, judged: Content,
               content: ContentSeen) -> Judged:  # fmt: skip
-        histogram = occupancy(judged, detector)
-        total = float(histogram.view().sum()) if histogram is not None else 0.0
-        if histogram is None or total < self.min_entries:
-            return self.too_few(detector, total)
-        basis, expected = self.expected(histogram, detector, content)
+        found, too_few = self.occupancy_and_expected(detector, judged, content)
+        if found is None:
+            return too_few
+        histogram, basis, expected = found
         flat, mean = histogram.view().ravel(), expected.ravel()
         over = np.flatnonzero(flat > self.factor * mean)
         tail = _poisson_tail(flat[over], mean[over])
