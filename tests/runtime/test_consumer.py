@@ -85,7 +85,8 @@ def test_announcements_become_rows_then_acks_and_sigterm_stops_cleanly(
 def test_sigkill_mid_stream_then_restart_stores_every_announcement_once_durable(
     start_process: StartProcess, publish: Publish, unique_topic: str
 ) -> None:
-    count = 3000
+    # Enough that the kill lands mid-stream even when ingest outruns this test's polling.
+    count = 12000
     settings = consumer_settings(unique_topic, BATCH_SIZE=100)
     first = start_process(settings)
     first.wait_for_log(f"subscribed to {unique_topic}")
