@@ -171,7 +171,7 @@ class Etf1Decoder:
         detectors: DetectorMap,
     ) -> Decoded:
         view = memoryview(data).cast("B")
-        if len(view) < 4 or bytes(view[:4]) != MAGIC:
+        if not _any_etf1(view, boundaries):
             return Decoded.empty(undecodable=tf_count)  # another format: nothing to say
         walk = _Walk(view, detectors)
         start = 0
@@ -190,6 +190,13 @@ class Etf1Decoder:
                     break
         walk.sources()
         return walk.result()
+
+
+def _any_etf1(view: memoryview, boundaries: Sequence[int] | None) -> bool:
+    """Whether these bytes are ETF1 at all: a TF that starts with its magic (any of them, where
+    the boundaries are known, so one corrupt first TF does not make a batch another format)."""
+    starts = [0] if boundaries is None else boundaries[:-1]
+    return any(at >= 0 and at + 4 <= len(view) and view[at : at + 4] == MAGIC for at in starts)
 
 
 _ID_AND_HITS = struct.Struct("<II")  # a source header's first two fields

@@ -131,3 +131,40 @@ def test_other_content_is_undecodable_and_the_envelope_goes_on(data_root: Path) 
     content = served.run_content(Run.objects.get(run_number=RUN))
     assert content.undecodable == sum(s.tf_count for s in TfSample.objects.all())
     assert content.tfs_decoded == 0 and content.corrupt_tfs == 0
+
+
+def test_corrupt_tfs_are_counted_with_reasons_and_the_rest_decoded(
+    data_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bad magic, an overrunning n_hits, a channel out of range: counted, skipped, never an
+    exception in the log."""
+    ingest_message(example_body("run_imminent"))
+    path = data_root / stf_name(RUN, 1)
+    stf = write_etf1_stf(path, TFS, seed=1)
+    data = bytearray(path.read_bytes())
+    broken = {}
+    for n in range(TFS):
+        at = stf.offsets[n]
+        if n % 10 == 3:
+            data[at : at + 4] = b"XTF1"
+            broken[n] = "bad magic"
+        elif n % 10 == 5:
+            data[at + 36 : at + 40] = (2**31).to_bytes(4, "little")  # the first block's n_hits
+            broken[n] = "overrun"
+        elif n % 10 == 7:
+            block = at + 32  # the first block: its source, then the first hit's channel
+            if int.from_bytes(data[block + 4 : block + 8], "little"):
+                data[block + 16 : block + 18] = (65535).to_bytes(2, "little")
+                broken[n] = "channel"
+    path.write_bytes(bytes(data))
+    [name] = announce("stf_ready", RUN, 1, data_dir=data_root, tf_count=TFS,
+                      tf_offsets=stf.offsets, size_bytes=len(data))  # fmt: skip
+    with caplog.at_level("WARNING"):
+        sample_stfs([name])
+        merge_cycle()
+    content = served.run_content(Run.objects.get(run_number=RUN))
+    sampled = {tf for first, last in ranges_of(1) for tf in range(first, last + 1)}
+    assert content.corrupt_tfs == len(sampled & set(broken)) > 0
+    assert content.tfs_decoded == len(sampled - set(broken))
+    assert content.corrupt_first_reason
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL") or r.exc_info]
