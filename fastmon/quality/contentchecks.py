@@ -165,7 +165,7 @@ class HotChannels(ChannelCheck):
     ``min_sigma`` (one-sided): 6 sigma keeps a detector of 10^5 channels from finding a hot
     one by chance."""
 
-    quality = Quality.MEDIUM
+    quality = Quality.BAD
     factor = 5.0
     min_sigma = 6.0
 

@@ -92,7 +92,7 @@ def test_hot_channels_worst_first_and_clear() -> None:
     check, memory = HotChannels(), {}
     hot = filled(BEMC=bemc(s300c1=400, s302c3=900))
     verdict = check.on_content(memory, RUN, seen(hot))
-    assert verdict is not None and verdict.quality == Quality.MEDIUM
+    assert verdict is not None and verdict.quality == Quality.BAD
     assert "BEMC: 2 hot channels" in verdict.reason
     assert verdict.reason.index("source 302 channel 3") < verdict.reason.index("source 300")
     assert memory["detectors"]["ZDC"]["quality"] == "good"
@@ -106,7 +106,7 @@ def test_a_sparse_detector_is_judged_by_its_mean() -> None:
     counts[1, 1] = 4  # a few hits where there are usually none: not hot
     check = HotChannels(min_entries=100)
     verdict = check.on_content({}, RUN, seen(filled(BEMC=counts)))
-    assert verdict is not None and verdict.quality == Quality.MEDIUM
+    assert verdict is not None and verdict.quality == Quality.BAD
     assert "BEMC: 1 hot channels" in verdict.reason and "source 303 channel 9" in verdict.reason
 
 
@@ -187,6 +187,6 @@ def test_a_profile_every_source_shares_is_expected_not_hot() -> None:
     assert verdict is not None and verdict.quality == Quality.GOOD
     assert "channel's median over sources" in verdict.reason
     verdict = HotChannels(expect_from="median").on_content({}, RUN, seen(banded))
-    assert verdict is not None and verdict.quality == Quality.MEDIUM
+    assert verdict is not None and verdict.quality == Quality.BAD
     with pytest.raises(ValueError, match="expect_from must be"):
         DeadChannels(expect_from="neighbours")
