@@ -29,7 +29,8 @@ MIB = 1024 * 1024
 
 
 def generate(size: int = 4 * MIB, tf_count: int = 100, **options: object) -> tuple[bytes, Etf1Stf]:
-    stf = Etf1Stf(size, tf_count, **{"name": "swf.100900.000003.stf", **options})  # type: ignore[arg-type]
+    named = {"name": "swf.100900.000003.stf", **options}
+    stf = Etf1Stf(size, tf_count, **named)  # type: ignore[arg-type]
     return b"".join(bytes(chunk) for chunk in stf.chunks()), stf
 
 
