@@ -9,21 +9,18 @@ from typing import Any
 
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from django.utils.module_loading import import_string
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.permissions import IsAuthenticatedOrReadOnly
 from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from fastmon.conf import fastmon_settings
+from fastmon.api.views import FastmonAuth
 from fastmon.content import served
 from fastmon.content.histograms import Content
 from fastmon.content.references import references
-from fastmon.models import Run
+from fastmon.models import ContentReference, Run
 from fastmon.quality.contentchecks import content_quality
 
 _WINDOW = OpenApiParameter(
@@ -55,14 +52,8 @@ class RootFileRenderer(BaseRenderer):
         return data if isinstance(data, bytes) else json.dumps(data).encode()
 
 
-class _ContentView(APIView):
-    """Auth as the rest of the API: anyone reads."""
-
-    permission_classes = [IsAuthenticatedOrReadOnly]
+class _ContentView(FastmonAuth):
     renderer_classes = [JSONRenderer, BrowsableAPIRenderer, RootFileRenderer]
-
-    def get_authenticators(self) -> list[Any]:
-        return [import_string(path)() for path in fastmon_settings.API_AUTHENTICATION_CLASSES]
 
     def run(self, run_number: int) -> Run:
         return get_object_or_404(Run, run_number=run_number)
@@ -94,7 +85,7 @@ class RunContentView(_ContentView):
         found["references"] = {  # what pages overlay: each referenced detector's spectra
             detector: {h["name"].split("/", 1)[1]: f"{h['url']}?window=reference"
                        for h in found["histograms"] if h["name"].startswith(f"{detector}/")}
-            for detector in references()
+            for detector in ContentReference.objects.values_list("detector", flat=True)
         }  # fmt: skip
         return Response(found)
 

@@ -20,6 +20,7 @@ from rest_framework.permissions import IsAuthenticatedOrReadOnly
 from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 from rest_framework_csv.renderers import CSVRenderer
 
 from fastmon import overview
@@ -133,16 +134,22 @@ class UnpaginatedUnlessLimit(LimitOffsetPagination):
         return super().paginate_queryset(queryset, request, view)
 
 
-class FastmonViewSet(viewsets.GenericViewSet):
-    """Auth as swf-monitor: Session and Token, anyone reads, writes need a login."""
+class FastmonAuth(APIView):
+    """Auth as swf-monitor: Session and Token (API_AUTHENTICATION_CLASSES), anyone reads,
+    writes need a login; for every fastmon view."""
 
     permission_classes = [IsAuthenticatedOrReadOnly]
-    filter_backends = [DjangoFilterBackend]
-    renderer_classes = [JSONRenderer, BrowsableAPIRenderer, ListCSVRenderer]
-    pagination_class: type[BasePagination] | None = NewestFirst
 
     def get_authenticators(self) -> list[Any]:
         return [import_string(path)() for path in fastmon_settings.API_AUTHENTICATION_CLASSES]
+
+
+class FastmonViewSet(viewsets.GenericViewSet, FastmonAuth):
+    """Lists filtered, newest first by cursor, and as CSV."""
+
+    filter_backends = [DjangoFilterBackend]
+    renderer_classes = [JSONRenderer, BrowsableAPIRenderer, ListCSVRenderer]
+    pagination_class: type[BasePagination] | None = NewestFirst
 
     def user_name(self) -> str:
         return self.request.user.get_username()

@@ -28,13 +28,16 @@ def run_content(run: Run, window: str = "run") -> Content:
 
 
 def summary(run: Run) -> dict[str, Any]:
-    row = RunContent.objects.filter(run=run).first()
-    content = run_content(run)
+    """The run's counts and histogram names as the merger stored them beside the bins (no
+    bins decoded: pages ask for this at every cycle)."""
+    row = RunContent.objects.filter(run=run).only("cycle", "merged_at", "summary").first()
+    stored = dict(row.summary) if row else Content().summary()
+    stored.pop("window", None)
     return {
         "run_number": run.run_number,
         "cycle": row.cycle if row else 0,
         "merged_at": row.merged_at.isoformat() if row and row.merged_at else None,
-        **content.summary(),
+        **stored,
     }
 
 

@@ -111,17 +111,20 @@ class ChannelCheck(DetectorCheck):
         if self.expect_from not in EXPECT_FROM:
             raise ValueError(f"{self.name}: expect_from must be one of {', '.join(EXPECT_FROM)}")
 
-    def occupancy_and_expected(
-        self, detector: Detector, judged: Content, content: ContentSeen
-    ) -> tuple[tuple[Any, str, np.ndarray] | None, Judged]:
-        """The detector's occupancy with each channel's expected hits and their basis, or
-        (None, the too-few verdict) while it has fewer than ``min_entries`` hits."""
+    def judge(self, memory: dict, detector: Detector, judged: Content,
+              content: ContentSeen) -> Judged:  # fmt: skip
+        """Null while the detector has fewer than ``min_entries`` hits; else its occupancy
+        against each channel's expected hits (``judge_channels``)."""
         histogram = occupancy(judged, detector)
         total = float(histogram.view().sum()) if histogram is not None else 0.0
         if histogram is None or total < self.min_entries:
-            return None, self.too_few(detector, total)
+            return self.too_few(detector, total)
         basis, expected = self.expected(histogram, detector, content)
-        return (histogram, basis, expected), self.too_few(detector, total)
+        return self.judge_channels(detector, histogram, basis, expected)
+
+    def judge_channels(self, detector: Detector, histogram: bh.Histogram, basis: str,
+                       expected: np.ndarray) -> Judged:  # fmt: skip
+        raise NotImplementedError
 
     def expected(self, histogram: bh.Histogram, detector: Detector,
                  content: ContentSeen) -> tuple[str, np.ndarray]:  # fmt: skip
@@ -143,12 +146,8 @@ class DeadChannels(ChannelCheck):
 
     min_expected = 20.0  # P(0 hits | 20 expected) = 2e-9: no dead channel by chance
 
-    def judge(self, memory: dict, detector: Detector, judged: Content,
-              content: ContentSeen) -> Judged:  # fmt: skip
-        found, too_few = self.occupancy_and_expected(detector, judged, content)
-        if found is None:
-            return too_few
-        histogram, basis, expected = found
+    def judge_channels(self, detector: Detector, histogram: bh.Histogram, basis: str,
+                       expected: np.ndarray) -> Judged:  # fmt: skip
         if expected.max() <= self.min_expected:
             return self.too_few(detector, expected.max(), f"hits expected (by the {basis}) "
                                                           f"of the busiest channel,")  # fmt: skip
@@ -169,12 +168,8 @@ class HotChannels(ChannelCheck):
     factor = 5.0
     min_sigma = 6.0
 
-    def judge(self, memory: dict, detector: Detector, judged: Content,
-              content: ContentSeen) -> Judged:  # fmt: skip
-        found, too_few = self.occupancy_and_expected(detector, judged, content)
-        if found is None:
-            return too_few
-        histogram, basis, expected = found
+    def judge_channels(self, detector: Detector, histogram: bh.Histogram, basis: str,
+                       expected: np.ndarray) -> Judged:  # fmt: skip
         flat, mean = histogram.view().ravel(), expected.ravel()
         over = np.flatnonzero(flat > self.factor * mean)
         tail = _poisson_tail(flat[over], mean[over])
