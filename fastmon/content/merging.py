@@ -72,20 +72,19 @@ def _fold(run_id: int, delta: Content) -> dict[str, Any]:
     kept = fastmon_settings.CONTENT_WINDOW_CYCLES
     ContentCycle.objects.filter(run_id=run_id, cycle__lte=row.cycle - kept).delete()
     window = Content()
-    for data in (
-        ContentCycle.objects.filter(run_id=run_id).order_by("cycle").values_list("data", flat=True)
-    ):
+    earlier = ContentCycle.objects.filter(run_id=run_id, cycle__lt=row.cycle).order_by("cycle")
+    for data in earlier.values_list("data", flat=True):
         window += Content.loads(bytes(data))
+    window += delta  # this cycle's, in hand: not read back
     row.merged_at = timezone.now()
     row.data, row.window = whole.dumps(), window.dumps()
     row.summary = {**whole.summary(), "window": window.summary()}
     row.save()
-    return {"cycle": row.cycle, "merged_at": row.merged_at.isoformat(), **_brief(whole)}
+    return {"cycle": row.cycle, "merged_at": row.merged_at.isoformat(), **_brief(row.summary)}
 
 
-def _brief(content: Content) -> dict[str, Any]:
+def _brief(summary: dict[str, Any]) -> dict[str, Any]:
     """What a live event carries: counts and names, not bins."""
-    summary = content.summary()
     return {key: summary[key] for key in ("tfs_decoded", "corrupt_tfs", "unmapped_sources",
                                           "detectors", "histograms")}  # fmt: skip
 

@@ -27,7 +27,7 @@ from fastmon.processing.parameters import policy_overrides
 from fastmon.sampling.checksums import ANNOUNCED, REREAD, announced_range_checksums
 from fastmon.sampling.ledger import current_policy, policy_of
 from fastmon.sampling.policy import Policy, StfFacts, TfRange, sample
-from fastmon.sampling.reading import ReadReport, Unreachable, read_stf
+from fastmon.sampling.reading import Boundaries, ReadReport, Unreachable, read_stf
 from fastmon.sampling.roots import RemoteError
 from fastmon.sampling.samples import SamplePlan, record_tf_samples
 from fastmon.sampling.spans import EQUAL, TfBoundaries
@@ -201,18 +201,20 @@ def _measure(
     spans = [(r.tf_first, r.tf_last) for r in ranges]
 
     content_on = fastmon_settings.CONTENT_ENABLED and stf.run_id is not None
-    keep_up_to = fastmon_settings.CONTENT_MAX_BYTES_PER_STF if content_on else 0
 
-    def read() -> ReadReport:  # every read counts in the metrics, a second one too
+    def read(boundaries: Boundaries, keep_up_to: int = 0) -> ReadReport:
+        """Every read counts in the metrics, a second one too."""
         report = read_stf(stf.file_url, stf.stf_filename, fastmon_settings.DATA_ROOTS, tf_count,
-                          spans, lambda size, read_at: _tf_boundaries(stf, tf_count, size, read_at),
-                          keep_up_to=keep_up_to)  # fmt: skip
+                          spans, boundaries, keep_up_to)  # fmt: skip
         metrics.READ_SECONDS.labels(report.protocol).observe(report.seconds)
         metrics.READ_BYTES.labels(report.protocol).inc(report.bytes_read)
         return report
 
     try:
-        report = read()
+        report = read(
+            lambda size, read_at: _tf_boundaries(stf, tf_count, size, read_at),
+            fastmon_settings.CONTENT_MAX_BYTES_PER_STF if content_on else 0,
+        )
     except (Unreachable, OSError, ValueError) as exc:  # ValueError: a URL Python cannot parse
         stf_size = stf.size_bytes or fastmon_settings.ESTIMATED_STF_SIZE_BYTES
         estimated = {**context, "estimated_because": str(exc)}
@@ -230,8 +232,9 @@ def _measure(
             None,
         )
     content = sampled_content(stf.stf_filename, ranges, report.kept, report.boundaries)
-    keep_up_to = 0  # a second read is for its checksums only
-    again = _read_again(read, stf.stf_filename) if _verified(stf.stf_filename) else None
+    # A second read is for its checksums only, at the boundaries the first one found.
+    again = (_read_again(lambda: read(lambda size, read_at: report.boundaries), stf.stf_filename)
+             if _verified(stf.stf_filename) else None)  # fmt: skip
     announced = announced_range_checksums(
         stf.metadata.get("stf_ready", {}).get("tf_checksums"), tf_count, spans,
         report.boundaries.offsets, report.file_size,
