@@ -144,6 +144,7 @@ export function contentPanels(section) {
     document.getElementById("content-root").href = summary.root_url;
     const detectors = Object.keys(summary.detectors).sort();
     await Promise.all(detectors.map((d) => drawDetector(panelFor(section, d), d, summary, urls)));
+    section.dataset.drawnCycle = String(summary.cycle); // every panel drawn for this cycle
   };
   draw();
   return throttled(draw, 1000);
