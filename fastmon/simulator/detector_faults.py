@@ -88,8 +88,8 @@ def parse_detector_fault(text: str, detectors: DetectorMap) -> DetectorFault:
 def fault_problem(fault: DetectorFault, detectors: DetectorMap) -> str | None:
     """What is wrong with ``fault`` over ``detectors``, or None."""
     name, value = f"fault {fault.spec or fault.kind!r}", fault.value
-    if fault.sequence < 1:
-        return f"{name}: N must be at least 1"
+    if fault.sequence < 0:
+        return f"{name}: N must be 0 or more (0 and 1: from the first STF)"
     if fault.last is not None and fault.last < fault.sequence:
         return f"{name}: N-M must have M at least N"
     if value is not None and not (math.isfinite(value) and value > 0):
