@@ -17,9 +17,14 @@ import getpass
 import os
 from collections.abc import Callable
 from functools import cache
+from pathlib import Path
 from typing import Any, overload
 
 from django.conf import settings
+
+from fastmon.testbed import TestbedConfigError, config_path, read_namespace
+
+TESTBED_NAMESPACE_MODES = ("optional", "required", "ignore")
 
 
 @overload
@@ -47,6 +52,38 @@ def _agent_name() -> str:
     return f"fastmon-agent-{getpass.getuser()}-1"
 
 
+def _testbed_config() -> str:
+    return str(config_path(os.environ.get("SWF_TESTBED_CONFIG", "").strip() or None))
+
+
+def _namespace() -> str | None:
+    return namespace_origin()[0]
+
+
+def namespace_origin() -> tuple[str | None, str]:
+    """fastmon's namespace and where it came from (the start-up line says it): the site's
+    NAMESPACE when it sets one (None too), else the testbed config's as TESTBED_NAMESPACE says.
+    Raises TestbedConfigError when the config cannot give one and must."""
+    if "NAMESPACE" in (getattr(settings, "FASTMON", {}) or {}):
+        return fastmon_settings.NAMESPACE, "FASTMON NAMESPACE"
+    return _from_testbed(fastmon_settings.TESTBED_CONFIG, fastmon_settings.TESTBED_NAMESPACE)
+
+
+@cache
+def _from_testbed(config: str, mode: str) -> tuple[str | None, str]:
+    """Once per config and mode: ingest asks at every batch, the file is read at start."""
+    if mode not in TESTBED_NAMESPACE_MODES:
+        raise TestbedConfigError(
+            f"TESTBED_NAMESPACE must be one of {', '.join(TESTBED_NAMESPACE_MODES)}, not {mode!r}"
+        )
+    path = Path(config).absolute()
+    if mode == "ignore":
+        return None, "no NAMESPACE set and the testbed config ignored (TESTBED_NAMESPACE)"
+    if mode == "optional" and not path.exists():
+        return None, f"no NAMESPACE set and no testbed config at {path}"
+    return read_namespace(path), f"testbed config {path}"
+
+
 # The testbed's detector map (docs/content.md): the simulator writes it, DETECTORS defaults to it.
 TESTBED_DETECTORS: list[dict[str, Any]] = [
     {"name": "SVT", "sources": [100, 131], "channels": 4096},
@@ -59,8 +96,16 @@ TESTBED_DETECTORS: list[dict[str, Any]] = [
 # A callable default is evaluated at each access (environment fallbacks).
 DEFAULTS: dict[str, Any | Callable[[], Any]] = {
     # Testbed namespace fastmon serves. Messages naming another namespace are dropped;
-    # messages without a namespace are always processed. None accepts every namespace.
-    "NAMESPACE": None,
+    # messages without a namespace are always processed. None accepts every namespace. Not
+    # set: the testbed config's [testbed] namespace, as TESTBED_NAMESPACE says.
+    "NAMESPACE": _namespace,
+    # The testbed config, found as the testbed's agents find it: SWF_TESTBED_CONFIG (a bare
+    # file name lies in workflows/), else workflows/testbed.toml, from the working directory.
+    "TESTBED_CONFIG": _testbed_config,
+    # Whether the namespace must come from it when NAMESPACE is not set: "optional" (no such
+    # file: every namespace, said at start), "required" (no file is a start-up error too), or
+    # "ignore". A file that exists but gives no namespace is a start-up error unless ignored.
+    "TESTBED_NAMESPACE": "optional",
     # fastmon's agent name: the STOMP client-id, and `sender`/`processed_by` of what it sends.
     "AGENT_NAME": _agent_name,
     # TFs per STF when an announcement gives no tf_count (the testbed's runner sends none).
@@ -121,7 +166,7 @@ DEFAULTS: dict[str, Any | Callable[[], Any]] = {
     "RETRY_MAX_S": 30.0,
     # At start, how long to keep trying an unreachable broker before exiting (exit code 4).
     "STARTUP_CONNECT_TIMEOUT_S": 60.0,
-    # On SIGTERM/SIGINT, how long to try to commit and ack the batch in hand.
+    # On SIGTERM, SIGINT or SIGQUIT, how long to try to commit and ack the batch in hand.
     "STOP_TIMEOUT_S": 10.0,
     # Seconds between run_fastmon's one-line summaries.
     "SUMMARY_INTERVAL_S": 60.0,

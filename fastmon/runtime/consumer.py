@@ -32,7 +32,7 @@ from fastmon.runtime.ingest_worker import IngestDied, IngestProcess, InlineInges
 from fastmon.runtime.intake import Intake
 from fastmon.runtime.loop import Loop
 from fastmon.runtime.loops import ContentMerger, MonitorFeed, QualityTicker, Sampler
-from fastmon.runtime.startup import ExitCode, wait_for_database
+from fastmon.runtime.startup import STOP_SIGNALS, ExitCode, namespace_line, wait_for_database
 from fastmon.runtime.summary import Stats, count_batch
 from fastmon.sampling import dispatch
 from fastmon.transport.base import (
@@ -119,10 +119,10 @@ class Consumer:
             self.ingest = IngestProcess()
 
     def run_until_signalled(self) -> ExitCode:
-        """``run`` in the main thread of a process of its own (run_fastmon), with SIGTERM and
-        SIGINT stopping it cleanly, and ingest in a child process (INGEST_PROCESS)."""
+        """``run`` in the main thread of a process of its own (run_fastmon), with SIGTERM,
+        SIGINT and SIGQUIT stopping it cleanly, and ingest in a child process (INGEST_PROCESS)."""
         self.start_ingest_process()
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in STOP_SIGNALS:
             signal.signal(signum, lambda *_: self.stop())
         try:
             return self.run()
@@ -133,11 +133,13 @@ class Consumer:
         try:
             for destination in self.destinations:
                 validate_destination(destination)
+            namespace = namespace_line()
             self.sampling = self._sampling()
         except ValueError as exc:
             logger.error("configuration: %s", exc)
             return ExitCode.CONFIG
         logger.info(self.describe())
+        logger.info(namespace)
         if self.destinations:  # a relay-only process is not the consumer health checks ask about
             self.status.start()
         failure = self._start()

@@ -23,6 +23,7 @@ from fastmon.conf import fastmon_settings
 from fastmon.database.outages import TRANSIENT_DB_ERRORS, refresh_db_connections
 from fastmon.inbound.messages import InboundMessage
 from fastmon.ingest.pipeline import ReadBatch, ingest_read, read_batch
+from fastmon.runtime.startup import STOP_SIGNALS
 from fastmon.runtime.summary import Tally
 from fastmon.transport.base import Delivery
 
@@ -112,8 +113,9 @@ class IngestProcess:
 
     stomp.py's frame parsing and ingest then run on two cores instead of taking turns on one
     GIL. The child is forked before the consumer opens connections or starts threads of its
-    own, and ignores SIGTERM and SIGINT: the consumer says when it stops (``close``), after the
-    batch in hand. It exits as well when the consumer dies (its pipe closes).
+    own, and ignores the stop signals (a process group's SIGQUIT too): the consumer says when
+    it stops (``close``), after the batch in hand. It exits as well when the consumer dies
+    (its pipe closes).
     """
 
     def __init__(self) -> None:
@@ -164,7 +166,7 @@ class IngestProcess:
 def _serve_ingest(pipe: Connection, parent_end: Connection) -> None:
     """The ingest process: batches in, outcomes out, until ``None`` or the pipe closes."""
     parent_end.close()
-    for signum in (signal.SIGTERM, signal.SIGINT):
+    for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
     # A thread takes the next batch from the pipe and reads it while this one is ingested: the
     # consumer's write (larger than the pipe's buffer) returns at once instead of waiting for

@@ -5,6 +5,7 @@ of its own; later, both are waited for however long it takes."""
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -12,10 +13,15 @@ from enum import IntEnum
 
 from django.db import DatabaseError
 
+from fastmon.conf import namespace_origin
 from fastmon.database.outages import TRANSIENT_DB_ERRORS, refresh_db_connections
 from fastmon.models import Run
 
 logger = logging.getLogger("fastmon.consumer")
+
+# What stops run_fastmon cleanly: an operator's SIGTERM or Ctrl-C, and SIGQUIT, the signal the
+# testbed's supervisord stops its agents with (stopsignal=QUIT).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
 
 class ExitCode(IntEnum):
@@ -49,3 +55,13 @@ def wait_for_database(
         except DatabaseError as exc:
             logger.error("database not ready (run `manage.py migrate`?): %s", exc)
             return ExitCode.CONFIG
+
+
+def namespace_line() -> str:
+    """What run_fastmon says at start of the namespace it serves and where it came from; a
+    testbed config that must give one and cannot raises TestbedConfigError (a ValueError: bad
+    settings)."""
+    namespace, origin = namespace_origin()
+    if namespace is None:
+        return f"namespace: every namespace accepted ({origin})"
+    return f"namespace {namespace!r}, from {origin}"

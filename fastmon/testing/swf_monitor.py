@@ -3,7 +3,13 @@ swf-monitor does (``docs/wire-formats.md``) for the endpoints fastmon and the fa
 agent call, with the rules swf-monitor enforces, recording every request. ``stop`` and
 ``start`` again on the same port make a monitor that goes away and comes back.
 
-- ``POST /api/systemagents/heartbeat/``: 201.
+- ``POST /api/systemagents/heartbeat/``: the agent's row made or updated by ``instance_name``
+  (required), 201 or 200; ``agent_type``, ``status``, ``description`` and ``namespace`` are
+  replaced at every heartbeat (an absent namespace becomes null), ``operational_state``,
+  ``pid``, ``hostname`` only when sent; a value longer than its column (``agent_type`` 20,
+  ``status`` 10) is the database's error, a 500.
+- ``GET /api/systemagents/``: every agent's row (a list, unpaginated), what ``testbed
+  status`` reads.
 - ``POST /api/fastmon-files/``: 201 with the new ``tf_file_id`` (swf-monitor's, not the
   sender's); 400 for a ``tf_filename`` it already has, or for an ``stf_file`` it does not know
   (when ``known_stfs`` is set: the data agent registers STFs).
@@ -22,15 +28,19 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
-from fastmon.swf_monitor.client import FASTMON_FILES_PATH
+from fastmon.swf_monitor.client import FASTMON_FILES_PATH, HEARTBEAT_PATH
 
 TF_SLICES_PATH = "/api/tf-slices/"
 WORKFLOW_EXECUTIONS_PATH = "/api/workflow-executions/"
+SYSTEM_AGENTS_PATH = "/api/systemagents/"
+_AGENT_COLUMNS = {"instance_name": 100, "agent_type": 20, "status": 10,
+                  "operational_state": 20, "hostname": 100, "namespace": 100}  # fmt: skip
 
 
 class SwfMonitorStandIn:
@@ -39,6 +49,7 @@ class SwfMonitorStandIn:
         self.fastmon_files: dict[str, dict[str, Any]] = {}  # by tf_filename
         self.tf_slices: dict[tuple[str, int], dict[str, Any]] = {}
         self.workflow_executions: dict[str, dict[str, Any]] = {}  # id -> parameter_values
+        self.system_agents: dict[str, dict[str, Any]] = {}  # by instance_name
         self.known_stfs = known_stfs
         # tf_filename -> (status, JSON body) to answer its POSTs with instead, while it is here.
         self.overrides: dict[str, tuple[int, Any]] = {}
@@ -105,6 +116,8 @@ class SwfMonitorStandIn:
                 return 404, {"detail": "No WorkflowExecution matches the given query."}
             return 200, {"execution_id": execution,
                          "parameter_values": self.workflow_executions[execution]}  # fmt: skip
+        if url.path == SYSTEM_AGENTS_PATH:
+            return 200, list(self.system_agents.values())
         if url.path.startswith(FASTMON_FILES_PATH) and url.path != FASTMON_FILES_PATH:
             row = self.by_id(url.path.removeprefix(FASTMON_FILES_PATH).strip("/"))
             return (200, row) if row else (404, {"detail": "No FastMonFile matches the query."})
@@ -122,6 +135,8 @@ class SwfMonitorStandIn:
     def answer_post(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
         if path == TF_SLICES_PATH:
             return self.answer_tf_slice(body)
+        if path == HEARTBEAT_PATH:
+            return self.answer_heartbeat(body)
         if path != FASTMON_FILES_PATH:
             return 201, {}
         name = body.get("tf_filename")
@@ -137,6 +152,20 @@ class SwfMonitorStandIn:
         row = {**body, "tf_file_id": str(uuid.uuid4())}  # the server's id, whatever was sent
         self.fastmon_files[name] = row
         return 201, row
+
+    def answer_heartbeat(self, body: dict[str, Any]) -> tuple[int, Any]:
+        name = body.get("instance_name")
+        if not name:
+            return 400, {"instance_name": ["This field is required."]}
+        row = {"instance_name": name, "agent_type": body.get("agent_type", "other"),
+               "description": body.get("description", ""), "status": body.get("status", "OK"),
+               "namespace": body.get("namespace"), "last_heartbeat": time.time()}  # fmt: skip
+        row |= {k: body[k] for k in ("operational_state", "pid", "hostname") if k in body}
+        if any(len(str(row.get(k) or "")) > n for k, n in _AGENT_COLUMNS.items()):
+            return 500, {"detail": "value too long for type character varying"}
+        created = name not in self.system_agents
+        self.system_agents[name] = {**self.system_agents.get(name, {}), **row}
+        return (201 if created else 200), self.system_agents[name]
 
     def answer_patch(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
         row = self.by_id(path.removeprefix(FASTMON_FILES_PATH).strip("/"))

@@ -12,7 +12,8 @@ from fastmon.runtime.consumer import Consumer
 class Command(BaseCommand):
     help = (
         "Publish the outbox on its own (run_fastmon also does it unless --no-relay): pending "
-        "messages go out in order and wait while the broker is away. Stops on SIGTERM/SIGINT."
+        "messages go out in order and wait while the broker is away. Stops on SIGTERM, SIGINT "
+        "and SIGQUIT."
     )
 
     def handle(self, *args: Any, **options: Any) -> None:

@@ -15,7 +15,8 @@ class Command(BaseCommand):
     help = (
         "Consume STF announcements from the broker, store them in batches (ack after commit) "
         "and relay the outbox; with --watch (or WATCH_DIRS), also ingest the STF files appearing "
-        "in DAQ exit buffers as stf_ready notices. Stops cleanly on SIGTERM/SIGINT. Exit codes: "
+        "in DAQ exit buffers as stf_ready notices. Stops cleanly on SIGTERM, SIGINT and SIGQUIT. "
+        "Exit codes: "
         "0 stopped, 2 configuration (a watched directory missing too), 3 login refused, "
         "4 broker unreachable, 5 database unreachable, 6 broker refused a subscription."
     )
