@@ -105,6 +105,7 @@ class ChannelCheck(DetectorCheck):
     detector's mean."""
 
     expect_from = "reference"
+    min_reference_hits = 10.0
 
     def __init__(self, name: str | None = None, **params: Any) -> None:
         super().__init__(name, **params)
@@ -128,11 +129,25 @@ class ChannelCheck(DetectorCheck):
 
     def expected(self, histogram: bh.Histogram, detector: Detector,
                  content: ContentSeen) -> tuple[str, np.ndarray]:  # fmt: skip
+        """Each channel's expected hits. The reference speaks for a channel only where it
+        knows it: ``min_reference_hits`` there, or as many expected there by the reference's
+        own profile (so its 0 is a masked channel, not a channel a short reference missed)."""
         counts = histogram.view()
+        basis, own = self.own_expectation(counts)
         reference = occupancy(content.references.get(detector.name), detector)
-        if (self.expect_from == "reference" and reference is not None
-                and reference.axes == histogram.axes and reference.view().sum() > 0):  # fmt: skip
-            return "reference", reference.view() * (counts.sum() / reference.view().sum())
+        if (self.expect_from != "reference" or reference is None
+                or reference.axes != histogram.axes or reference.view().sum() <= 0):  # fmt: skip
+            return basis, own
+        known = reference.view()
+        sure = np.maximum(known, self.own_expectation(known)[1]) >= self.min_reference_hits
+        if not sure.any():
+            return basis, own
+        scaled = known * (counts.sum() / known.sum())
+        return "reference", np.where(sure, scaled, own)
+
+    def own_expectation(self, counts: np.ndarray) -> tuple[str, np.ndarray]:
+        """Expected hits from the occupancy itself: the channel's median over sources (with 3
+        or more, unless ``expect_from="median"``), else the median channel; the mean where 0."""
         mean = float(counts.mean())
         if self.expect_from != "median" and counts.shape[0] >= 3:
             per_channel = np.median(counts, axis=0)
@@ -150,7 +165,7 @@ class DeadChannels(ChannelCheck):
                        expected: np.ndarray) -> Judged:  # fmt: skip
         if expected.max() <= self.min_expected:
             return self.too_few(detector, expected.max(), f"hits expected (by the {basis}) "
-                                                          f"of the busiest channel,")  # fmt: skip
+                                                          f"of the busiest channel")  # fmt: skip
         dead = (histogram.view() == 0) & (expected > self.min_expected)
         if dead.any():
             return self.says(f"{detector.name}: {int(dead.sum())} dead channels where the "

@@ -88,6 +88,18 @@ def test_the_reference_decides_which_channels_are_expected() -> None:
     assert verdict is not None and "source 300 channel 7" in verdict.reason
 
 
+def test_a_short_reference_does_not_make_every_channel_it_missed_hot_or_dead() -> None:
+    rng = np.random.default_rng(5)
+    short = filled(BEMC=rng.poisson(0.5, (4, 64)).astype(float))  # most channels: 0 or 1 hit
+    clean = filled()
+    for check in (HotChannels(), DeadChannels()):
+        verdict = check.on_content({}, RUN, seen(clean, references={"BEMC": short}))
+        assert verdict is not None and verdict.quality == Quality.GOOD, verdict.reason
+    verdict = HotChannels().on_content(
+        {}, RUN, seen(filled(BEMC=bemc(s301c2=900)), references={"BEMC": short}))  # fmt: skip
+    assert verdict is not None and "source 301 channel 2" in verdict.reason
+
+
 def test_hot_channels_worst_first_and_clear() -> None:
     check, memory = HotChannels(), {}
     hot = filled(BEMC=bemc(s300c1=400, s302c3=900))
