@@ -26,6 +26,7 @@ from django.db import connection
 from fastmon.conf import fastmon_settings
 from fastmon.testing import broker
 from fastmon.testing.broker import broker_login
+from fastmon.testing.browser import chromium
 from fastmon.testing.network import TcpProxy
 from fastmon.testing.processes import ServiceProcess
 
@@ -182,6 +183,15 @@ def start_process(
     for process in started:
         if process.process.poll() is None:
             process.kill_all()
+
+
+@pytest.fixture
+def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Headless Chromium (``fastmon.testing.browser``). Playwright's sync API keeps an event
+    loop in this thread; the test's own ORM calls (waiting for rows) stay synchronous code."""
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """The live pages in a real headless Chromium (Debian's, driven by Playwright), fed by
 announcements published to the real broker and ingested by run_fastmon: the dashboard fills
-live, catches up after its server went away, and shows hostile file names as text.
-Screenshots go to test-artifacts/."""
+live, catches up after its server went away, and shows hostile file names as text; a run's
+quality and fast processing follow live. Screenshots go to test-artifacts/ (the run page's
+detector panels: test_views_content_browser)."""
 
 from __future__ import annotations
 
@@ -9,20 +10,11 @@ import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
-from django.conf import settings
-from django.db import connections
-from django.test import override_settings
 
-from fastmon.content.merging import merge_cycle
-from fastmon.content.references import choose_reference
-from fastmon.ingest.pipeline import ingest_message
 from fastmon.models import Run, StfFile
-from fastmon.sampling.service import sample_stfs
-from fastmon.testing.announcing import announce
-from fastmon.testing.content import write_etf1_stf
+from fastmon.testing.browser import serve, shot
 from fastmon.testing.messages import (
     EXAMPLE_RUN,
     example,
@@ -38,31 +30,9 @@ from fastmon.testing.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]  # fmt: skip
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 RUN = 100500
 StartProcess = Callable[..., ServiceProcess]
 Publish = Callable[[str, Iterable[str]], None]
-
-
-@pytest.fixture
-def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (scripts/test.sh does)")
-    # Playwright's sync API keeps an event loop in this thread; the test's own ORM calls
-    # (waiting for rows) are still plain synchronous code.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    from playwright import sync_api
-
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-        # Inside Playwright's event loop the ORM got a connection of its own context, which the
-        # test database's teardown would not see: close it here, where it was opened.
-        connections.close_all()
 
 
 @pytest.fixture
@@ -96,21 +66,6 @@ def site(start_process: StartProcess, unique_topic: str, publish: Publish) -> It
 
     yield {"url": f"http://127.0.0.1:{port}/fastmon/", "announce": announce,
            "server": server, "restart_server": restart_server}  # fmt: skip
-
-
-def serve(start_process: StartProcess) -> int:
-    """The test site under uvicorn; returns its port."""
-    port = free_port()
-    server = start_process({}, command="uvicorn", argv=[
-        "-m", "uvicorn", "tests.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-    ])  # fmt: skip
-    server.wait_for_log("Uvicorn running")
-    return port
-
-
-def shot(page, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
 def sample_rows(page) -> list[str]:
@@ -282,62 +237,3 @@ def test_run_quality_goes_bad_live_and_the_run_page_draws_its_flags(
     assert [bars.nth(i).get_attribute("class") for i in range(3)] == [
         "fastmon-q-good", "fastmon-q-bad", "fastmon-q-medium"]  # fmt: skip
     shot(runs, "run-quality")
-
-
-def test_the_run_page_draws_each_detector_and_follows_its_merges(
-    browser, start_process: StartProcess, tmp_path: Path
-) -> None:
-    """Per detector a panel (heatmap, spectra, download link), redrawn at the next merge
-    without a reload."""
-    port = serve(start_process)
-    with override_settings(FASTMON={**settings.FASTMON, "DATA_ROOTS": [str(tmp_path)]}):
-        ingest_message(json.dumps(example("run_imminent", run_id=RUN)))
-
-        def sample_and_merge(sequence: int) -> None:
-            written = write_etf1_stf(tmp_path / stf_name(RUN, sequence), 40, seed=sequence)
-            names = announce("stf_ready", RUN, sequence, data_dir=tmp_path, tf_count=40,
-                             tf_offsets=written.offsets)  # fmt: skip
-            sample_stfs(names)
-            merge_cycle()
-
-        sample_and_merge(1)
-        choose_reference("BEMC", Run.objects.get(run_number=RUN))  # overlaid on BEMC's spectra
-        page = browser.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.goto(f"http://127.0.0.1:{port}/fastmon/runs/{RUN}/")
-        page.wait_for_selector("#fastmon-live-status[data-state='live']")
-        panels = page.locator("#detectors .fastmon-detector")
-        page.wait_for_function(
-            "document.querySelectorAll('#detectors .uplot').length == 10"  # adc and bx each
-        )
-        assert sorted(panels.evaluate_all("ps => ps.map(p => p.dataset.detector)")) == [
-            "BEMC", "MPGD", "SVT", "ZDC", "dRICH"]  # fmt: skip
-        assert (
-            float(
-                page.locator("[data-detector='BEMC'] canvas.fastmon-occupancy").get_attribute(
-                    "data-peak"
-                )
-            )
-            > 0
-        )
-        assert page.locator("[data-detector='BEMC'] .fastmon-adc .uplot").count() == 1
-        legend = page.locator("[data-detector='BEMC'] .fastmon-adc .u-legend").inner_text()
-        assert "reference" in legend
-        assert "reference" not in page.locator("[data-detector='SVT'] .fastmon-adc").inner_text()
-        link = page.locator("[data-detector='BEMC'] .fastmon-download").get_attribute("href")
-        assert link.endswith(f"/fastmon/api/runs/{RUN}/histograms/BEMC/occupancy/?format=root")
-        assert "cycle 1," in page.locator("#content-cycle").inner_text()
-
-        sample_and_merge(2)  # the merge's live event redraws the panels: no reload
-        page.wait_for_function(
-            "document.getElementById('content-cycle').textContent.startsWith('cycle 2,')"
-        )
-        shot(page, "run-detectors")
-
-        page.goto(f"http://127.0.0.1:{port}/fastmon/")  # the current run's detector tiles
-        page.wait_for_function(
-            "document.querySelectorAll('#detector-tiles [data-detector]').length == 5"
-        )
-        assert page.locator("#detector-tiles [data-detector='BEMC'] p").inner_text() == "unknown"
-        assert errors == []

@@ -3,4 +3,6 @@ too): the testbed's example messages and STF names (``messages``), STFs announce
 messages had arrived (``announcing``), a STOMP test client (``broker``), a stand-in for
 swf-monitor's REST API (``swf_monitor``), the Django site skeleton (``site``), long-running
 commands in subprocesses (``processes``), free ports and a TCP relay a test can cut
-(``network``), and waiting on a condition rather than for a fixed time (``waiting``)."""
+(``network``), ETF1 content written and decoded independently (``content``), pages in a real
+headless Chromium (``browser``), and waiting on a condition rather than for a fixed time
+(``waiting``)."""

@@ -1,18 +1,56 @@
 // A run's detectors, as a shifter looks at them: per detector a panel with its occupancy as a
 // heatmap (source x channel), its ADC and bunch-crossing spectra (uPlot) with the reference
-// overlaid (both normalised), and its checks' colour and reason. Redrawn on each "content" and
-// "quality" event, without a reload; a panel fetches only the histograms it shows.
+// overlaid (both normalised), its checks' colour and reason, and beside each histogram the
+// checks' word on that histogram. Over the whole run or the moving window (the page's choice);
+// redrawn on each "content" and "quality" event, without a reload; a panel fetches only the
+// histograms it shows.
 import { showQuality, throttled } from "./live.js";
 
 const SEVERITY = { null: 0, good: 1, medium: 2, bad: 3 };
-const SHOWN = ["adc", "bx"];
+const SHOWN = ["occupancy", "adc", "bx"];
 
-function worst(verdicts) {
-  let found = { quality: "null", reason: "no check has judged it yet" };
-  for (const [check, verdict] of Object.entries(verdicts || {})) {
-    if (SEVERITY[verdict.quality] > SEVERITY[found.quality]) found = { ...verdict, check };
+// The worst of these verdicts ({check, quality, reason}); its reason the first of that
+// quality's, the others in `all` (a tooltip).
+function worst(verdicts, unjudged = "no check has judged it yet") {
+  let found = { quality: "null", reason: unjudged };
+  for (const verdict of verdicts) {
+    if (SEVERITY[verdict.quality] > SEVERITY[found.quality] || found.check === undefined) found = verdict;
   }
-  return found;
+  const all = verdicts.filter((v) => v.quality === found.quality).map((v) => `${v.check}: ${v.reason}`);
+  return { ...found, all };
+}
+
+function detectorVerdicts(verdicts) {
+  return Object.entries(verdicts || {}).map(([check, verdict]) => ({ check, ...verdict }));
+}
+
+// The checks' word on one histogram: each check's own verdict on it (ReferenceComparison's
+// `histograms`); for the occupancy also the checks that judge the detector as a whole (dead
+// and hot channels, missing sources, corrupt TFs: those without a verdict per histogram).
+function histogramVerdict(verdicts, name, occupancy) {
+  const found = [];
+  for (const [check, verdict] of Object.entries(verdicts || {})) {
+    if (verdict.histograms) {
+      if (verdict.histograms[name]) found.push({ check, ...verdict.histograms[name] });
+    } else if (occupancy) found.push({ check, ...verdict });
+  }
+  return worst(found, occupancy ? "no check has judged it yet" : "not compared with a reference");
+}
+
+function showVerdict(element, verdict) {
+  element.className = `fastmon-histogram fastmon-q-${verdict.quality}`;
+  showQuality(element.querySelector(".fastmon-quality"), verdict.quality);
+  const reason = element.querySelector(".fastmon-histogram-reason");
+  const more = verdict.all.length > 1 ? ` (and ${verdict.all.length - 1} more)` : "";
+  reason.textContent = verdict.reason + more;
+  reason.title = verdict.all.join("\n");
+}
+
+// A URL of the API with this query (the window only when it is not the whole run's default).
+function withQuery(url, query) {
+  const made = new URL(url, document.baseURI);
+  for (const [key, value] of Object.entries(query)) if (value) made.searchParams.set(key, value);
+  return made.href;
 }
 
 async function json(url) {
@@ -37,17 +75,23 @@ function normalised(values) {
   return total ? values.map((v) => v / total) : values;
 }
 
+// The heatmap, and where its hottest cell is (data-peak-source, data-peak-channel: from the
+// bins). A pixel a channel, or the hottest of the channels that share one where there are more
+// than the screen's pixels: a hot channel is never dropped by scaling.
 function drawHeatmap(canvas, uhi) {
   const rows = uhi.storage.values; // [source][channel]
   const sources = rows.length;
   const channels = sources ? rows[0].length : 0;
-  canvas.width = Math.min(channels, 1024) || 1;
+  canvas.width = Math.min(channels, Math.floor(canvas.clientWidth * devicePixelRatio) || 1024) || 1;
   canvas.height = sources || 1;
   const context = canvas.getContext("2d");
   const image = context.createImageData(canvas.width, canvas.height);
   const step = channels / canvas.width;
   let peak = 0;
-  for (const row of rows) for (const v of row) peak = Math.max(peak, v);
+  let hottest = [0, 0];
+  rows.forEach((row, s) => row.forEach((v, c) => {
+    if (v > peak) [peak, hottest] = [v, [s, c]];
+  }));
   for (let s = 0; s < sources; s++) {
     for (let x = 0; x < canvas.width; x++) {
       let value = 0;
@@ -61,7 +105,10 @@ function drawHeatmap(canvas, uhi) {
     }
   }
   context.putImageData(image, 0, 0);
-  canvas.dataset.peak = String(peak);
+  const source = uhi.axes[0].lower + hottest[0];
+  Object.assign(canvas.dataset, { peak: String(peak), peakSource: String(source), peakChannel: String(hottest[1]) });
+  const cell = peak ? `the hottest: source ${source} channel ${hottest[1]}, ${peak} hits` : "no hits";
+  canvas.title = `occupancy: source (rows) x channel (columns); ${cell}`;
 }
 
 function drawSpectrum(holder, name, ours, reference) {
@@ -91,30 +138,35 @@ function panelFor(section, detector) {
   return panel;
 }
 
-async function drawDetector(panel, detector, summary, urls) {
-  const verdict = worst((summary.quality || {})[detector]);
+async function drawDetector(panel, detector, summary, urls, view) {
+  const verdicts = (summary.quality || {})[detector];
+  const verdict = worst(detectorVerdicts(verdicts));
   const badge = panel.querySelector("h3 .fastmon-quality"); // showQuality sets its classes
   showQuality(badge, verdict.quality);
   panel.className = `fastmon-detector fastmon-q-${verdict.quality}`;
   panel.querySelector(".fastmon-detector-reason").textContent = verdict.reason || "";
   const figures = summary.detectors[detector] || { hits: 0, tfs: 0 };
-  panel.querySelector(".fastmon-detector-hits").textContent = `${figures.hits} hits in ${figures.tfs} TFs`;
-  const occupancy = urls[`${detector}/occupancy`];
-  if (occupancy) {
-    panel.querySelector(".fastmon-download").href = `${occupancy}?format=root`;
-    const uhi = await json(occupancy);
-    if (uhi) drawHeatmap(panel.querySelector("canvas"), uhi);
-  }
+  const whole = view ? " (whole run)" : "";
+  panel.querySelector(".fastmon-detector-hits").textContent = `${figures.hits} hits in ${figures.tfs} TFs${whole}`;
   const references = (summary.references || {})[detector] || {};
-  for (const name of SHOWN) {
+  await Promise.all(SHOWN.map(async (name) => {
+    const figure = panel.querySelector(`[data-histogram="${name}"]`);
+    showVerdict(figure, histogramVerdict(verdicts, `${detector}/${name}`, name === "occupancy"));
     const url = urls[`${detector}/${name}`];
-    if (!url) continue;
-    const [ours, theirs] = await Promise.all([json(url), references[name] ? json(references[name]) : null]);
-    if (ours) drawSpectrum(panel.querySelector(`.fastmon-${name}`), name, bins(ours), theirs && bins(theirs));
-  }
+    if (!url) return;
+    figure.querySelector(".fastmon-download").href = withQuery(url, { window: view, format: "root" });
+    const [ours, theirs] = await Promise.all([
+      json(withQuery(url, { window: view })),
+      name !== "occupancy" && references[name] ? json(references[name]) : null,
+    ]);
+    if (!ours) return;
+    if (name === "occupancy") drawHeatmap(figure.querySelector("canvas"), ours);
+    else drawSpectrum(figure.querySelector(`.fastmon-${name}`), name, bins(ours), theirs && bins(theirs));
+  }));
 }
 
 export function contentPanels(section) {
+  const shown = document.getElementById("content-window"); // the whole run or the moving window
   // One drawing at a time: an event during one asks for one more after it.
   let drawing = false;
   let again = false;
@@ -141,11 +193,13 @@ export function contentPanels(section) {
       ? `cycle ${summary.cycle}, ${summary.tfs_decoded} TFs decoded, ${summary.corrupt_tfs} corrupt`
       : "no content merged yet";
     const urls = Object.fromEntries(summary.histograms.map((h) => [h.name, h.url]));
-    document.getElementById("content-root").href = summary.root_url;
+    const view = shown.value === "last" ? "last" : null; // null: the whole run, the API's default
+    document.getElementById("content-root").href = withQuery(summary.root_url, { window: view });
     const detectors = Object.keys(summary.detectors).sort();
-    await Promise.all(detectors.map((d) => drawDetector(panelFor(section, d), d, summary, urls)));
+    await Promise.all(detectors.map((d) => drawDetector(panelFor(section, d), d, summary, urls, view)));
     section.dataset.drawnCycle = String(summary.cycle); // every panel drawn for this cycle
   };
+  shown.addEventListener("change", draw);
   draw();
   return throttled(draw, 1000);
 }
@@ -156,7 +210,7 @@ export async function drawDetectorTiles(section, run) {
   section.replaceChildren();
   if (!summary) return;
   for (const detector of Object.keys(summary.detectors).sort()) {
-    const verdict = worst((summary.quality || {})[detector]);
+    const verdict = worst(detectorVerdicts((summary.quality || {})[detector]));
     const tile = document.createElement("div");
     tile.className = `fastmon-card fastmon-q-${verdict.quality}`;
     tile.dataset.detector = detector;
