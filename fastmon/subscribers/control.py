@@ -1,10 +1,10 @@
 """Subscribe and unsubscribe requests from CONTROL_DESTINATION, applied in ingest's batch and
 answered on their reply-to through the outbox (so the answer leaves only once the change is
-committed)."""
+committed). A request is at most CONTROL_MAX_BODY_BYTES; one whose reply-to fastmon may not send
+to is refused unanswered (a dead letter says why)."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from django.db import DataError, IntegrityError, transaction
@@ -24,8 +24,6 @@ from fastmon.subscribers.rules import (
 )
 from fastmon.subscribers.service import remove_subscriber, save_subscriber
 
-logger = logging.getLogger("fastmon.ingest")
-
 _CONTROL_TYPES = {"subscribe", "unsubscribe"}
 
 
@@ -33,11 +31,13 @@ def apply_control_request(message: InboundMessage) -> MessageResult:
     """Apply one request. A request that cannot be used, or that the database refuses (in a
     savepoint, so the batch goes on), is dead-lettered and its sender told why."""
     data: dict[str, Any] = {}
+    reply_to = ""
     try:
-        data = decode_body(message.raw_body, fastmon_settings.MAX_BODY_BYTES)
+        reply_to = _reply_to(message)
+        data = decode_body(message.raw_body, fastmon_settings.CONTROL_MAX_BODY_BYTES)
         request = parse_control_request(data)
         with transaction.atomic():
-            return _apply(message, request)
+            return _apply(message, reply_to, request)
     except MessageError as exc:
         code, reason, errors = exc.code, exc.reason, {"body": exc.reason}
     except RequestError as exc:
@@ -47,17 +47,31 @@ def apply_control_request(message: InboundMessage) -> MessageResult:
         errors = {"body": reason}
     msg_type = data.get("msg_type")  # a string, when decode_body returned
     kind = msg_type if isinstance(msg_type, str) and msg_type in _CONTROL_TYPES else "control"
-    _reply(message, kind, {"ok": False, "error": reason, "errors": errors})
+    _reply(message, reply_to, kind, {"ok": False, "error": reason, "errors": errors})
     return dead_letter(message, code, f"{kind}: {reason}", kind)
 
 
-def _apply(message: InboundMessage, request: Subscription | Unsubscription) -> MessageResult:
+def _reply_to(message: InboundMessage) -> str:
+    """The request's reply-to ("" for none), or RequestError when fastmon may not send there."""
+    reply_to = message.headers.get("reply-to", "")
+    if reply_to:
+        try:
+            check_reply_to(reply_to)
+        except ValueError as exc:
+            raise RequestError({"reply-to": str(exc)}) from None
+    return reply_to
+
+
+def _apply(
+    message: InboundMessage, reply_to: str, request: Subscription | Unsubscription
+) -> MessageResult:
     if isinstance(request, Subscription):
         subscriber = save_subscriber(request, by="stomp control")
-        _reply(message, "subscribe", {"ok": True, "subscriber": _summary(subscriber)})
+        _reply(message, reply_to, "subscribe", {"ok": True, "subscriber": _summary(subscriber)})
         return MessageResult(Outcome.STORED, "subscribe", f"subscriber {subscriber.name} saved")
     removed = remove_subscriber(request.name)
-    _reply(message, "unsubscribe", {"ok": True, "name": request.name, "removed": removed})
+    result = {"ok": True, "name": request.name, "removed": removed}
+    _reply(message, reply_to, "unsubscribe", result)
     return MessageResult(Outcome.STORED, "unsubscribe", f"subscriber {request.name} removed")
 
 
@@ -73,14 +87,8 @@ def _summary(subscriber: Subscriber) -> dict[str, Any]:
     }
 
 
-def _reply(message: InboundMessage, request: str, result: dict[str, Any]) -> None:
-    reply_to = message.headers.get("reply-to", "")
+def _reply(message: InboundMessage, reply_to: str, request: str, result: dict[str, Any]) -> None:
     if not reply_to:
-        return
-    try:
-        check_reply_to(reply_to)
-    except ValueError as exc:
-        logger.warning("control: no reply sent for a %s request: %s", request, exc)
         return
     correlation = message.headers.get("correlation-id", "")
     OutboxMessage.objects.create(

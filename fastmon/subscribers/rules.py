@@ -14,7 +14,9 @@ Control requests (JSON bodies on ``CONTROL_DESTINATION``, answered on their ``re
      "fraction": 0.1, "idle_expiry_s": 3600}
     {"msg_type": "unsubscribe", "name": "fp-monitor"}
 
-A ``subscribe`` for a name that exists replaces its settings and renews its lease.
+A ``subscribe`` for a name that exists replaces its settings and renews its lease. No subscriber
+and no reply may use a destination fastmon itself uses (``own_destinations``): that would fill
+it with copies and replies.
 """
 
 from __future__ import annotations
@@ -26,9 +28,9 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from fastmon.conf import fastmon_settings
+from fastmon.conf import DEFAULTS, fastmon_settings
 
 # What fastmon publishes, hence what a subscriber may ask for.
 PUBLISHED_KINDS = ("tf_file_registered",)
@@ -40,6 +42,8 @@ Label = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[^\x00]*$"
 _DESTINATION_NAME = re.compile(r"[\w.:@-]+")
 MAX_DESTINATION = 255  # OutboxMessage.destination
 MAX_LEASE_S = 10 * 365 * 86400.0
+# Where a requester's reply-to points: a broker-made temporary destination.
+TEMPORARY_PREFIXES = ("/temp-queue/", "/remote-temp-queue/", "/temp-topic/")
 
 
 class RequestError(ValueError):
@@ -48,6 +52,16 @@ class RequestError(ValueError):
     def __init__(self, errors: dict[str, str]) -> None:
         super().__init__("; ".join(f"{field}: {message}" for field, message in errors.items()))
         self.errors = errors
+
+
+def filter_values_problem(filters: Mapping[str, Any]) -> str | None:
+    """What is wrong with the size of these filters (raw or stored), or None."""
+    count = sum(len(values) for values in filters.values() if isinstance(values, list))
+    if count and count > (limit := fastmon_settings.SUBSCRIBER_MAX_FILTER_VALUES):
+        return (
+            f"at most {limit} values in all its lists (SUBSCRIBER_MAX_FILTER_VALUES), not {count}"
+        )
+    return None
 
 
 class Filters(BaseModel):
@@ -60,6 +74,15 @@ class Filters(BaseModel):
     kinds: list[Literal[PUBLISHED_KINDS]] = []  # type: ignore[valid-type]
     states: list[Label] = []
     substates: list[Label] = []
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded(cls, data: Any) -> Any:
+        """Before any value is read: every sample is matched against every list, and every
+        subscriber list page shows them all."""
+        if isinstance(data, Mapping) and (problem := filter_values_problem(data)):
+            raise ValueError(problem)
+        return data
 
 
 class Subscription(BaseModel):
@@ -96,24 +119,44 @@ class Unsubscription(BaseModel):
     name: Name
 
 
+def own_destinations() -> set[str]:
+    """Every destination fastmon's settings name: each ``*_DESTINATION`` and ``*_DESTINATIONS``
+    (what it reads, publishes, alarms on and takes requests on), a setting added later too."""
+    own: set[str] = set()
+    for key in DEFAULTS:
+        if key.endswith(("_DESTINATION", "_DESTINATIONS")):
+            value = getattr(fastmon_settings, key)
+            own.update([value] if isinstance(value, str) else value or [])
+    return own
+
+
 def check_destination(destination: str) -> str:
     """Refuse what fastmon must never send subscribers' copies to: anything outside the
-    allowed prefixes, and its own inbound, outbound and control destinations (a loop)."""
+    allowed prefixes, and its own destinations (a loop, or copies where they do not belong)."""
     prefixes = tuple(fastmon_settings.SUBSCRIBER_DESTINATION_PREFIXES)
-    own = {
-        *fastmon_settings.SUBSCRIBE_DESTINATIONS,
-        *fastmon_settings.FAST_PROCESSING_DESTINATIONS,
-        fastmon_settings.PUBLISH_DESTINATION,
-        fastmon_settings.CONTROL_DESTINATION,
-    }
-    if destination in own:
-        raise ValueError(f"{destination} is one of fastmon's own destinations")
-    if not destination.startswith(prefixes) or destination in prefixes:
+    allowed = destination.startswith(prefixes) and destination not in prefixes
+    if allowed or destination.startswith("/"):  # a bare name not allowed: the prefix is news
+        _not_own(destination)
+    if not allowed:
         raise ValueError(
             f"destination {destination!r} is not allowed; it must start with one of: "
             + ", ".join(prefixes)
         )
     return _plain(destination)
+
+
+def _not_own(destination: str) -> None:
+    """Compared by name, whatever the prefix: a broker may map /queue/x, /topic/x and a temporary
+    x onto one address (Artemis does), and none of them is the requester's to use."""
+    name = _name(destination)
+    mine = sorted(own for own in own_destinations() if _name(own) == name)
+    if mine:
+        named = "" if mine == [destination] else f" ({', '.join(mine)} by name)"
+        raise ValueError(f"{destination} is one of fastmon's own destinations{named}")
+
+
+def _name(destination: str) -> str:
+    return destination.split("/", 2)[-1] if destination.startswith("/") else destination
 
 
 def _plain(destination: str) -> str:
@@ -160,10 +203,22 @@ def parse_control_request(data: Mapping[str, Any]) -> Subscription | Unsubscript
 
 def check_reply_to(destination: str) -> str:
     """Where control replies may go: a temporary queue (what a requester's ``reply-to`` names)
-    or a destination a subscriber could use."""
-    if destination.startswith(("/temp-queue/", "/remote-temp-queue/", "/temp-topic/")):
+    or a destination a subscriber could use; never one of fastmon's own."""
+    if destination.startswith(TEMPORARY_PREFIXES):
+        _not_own(destination)
         return _plain(destination)
     return check_destination(destination)
+
+
+def stored_problem(destination: str, filters: Mapping[str, Any]) -> str | None:
+    """Why a subscriber stored earlier (before these rules, or before a setting changed) may not
+    be routed to now, or None."""
+    try:
+        check_destination(destination)
+    except ValueError as exc:
+        return str(exc)
+    problem = filter_values_problem(filters)
+    return f"filters: {problem}" if problem else None
 
 
 # -- routing ------------------------------------------------------------------------------------

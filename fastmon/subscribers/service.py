@@ -1,5 +1,6 @@
 """Subscribers stored: registered, renewed, expired, removed; and set inactive when their
-destination keeps refusing (their undelivered copies given up)."""
+destination keeps refusing (their undelivered copies given up), or when the rules no longer
+allow what they were stored with."""
 
 from __future__ import annotations
 
@@ -9,15 +10,24 @@ from datetime import timedelta
 from django.utils import timezone
 
 from fastmon.models import OutboxMessage, Subscriber
-from fastmon.subscribers.rules import Subscription
+from fastmon.outbox.relay import drop_subscriber_backlog
+from fastmon.subscribers.rules import Subscription, stored_problem
 
 logger = logging.getLogger("fastmon.outbox")
 
 
 def routable_subscribers() -> list[Subscriber]:
-    """Subscribers that take new messages. Those whose lease ran out are set inactive first."""
+    """Subscribers that take new messages. Those whose lease ran out are set inactive first, and
+    so are those the rules now refuse (stored before them, or before a setting named their
+    destination), their undelivered copies given up."""
     expire_subscribers()
-    return list(Subscriber.objects.filter(active=True))
+    routable = []
+    for subscriber in Subscriber.objects.filter(active=True):
+        if problem := stored_problem(subscriber.destination, subscriber.filters):
+            drop_subscriber_backlog(subscriber.pk, f"refused by the rules: {problem}")
+        else:
+            routable.append(subscriber)
+    return routable
 
 
 def expire_subscribers() -> int:

@@ -14,8 +14,9 @@ from typing import Any
 
 from django.core.management.base import OutputWrapper
 
+from fastmon.tail.answers import Fatal, origin
 from fastmon.tail.remote import follow_remote
-from fastmon.tail.render import Frame, JsonView, TableView, View
+from fastmon.tail.render import Frame, JsonView, TableView, View, printable
 from fastmon.tail.tally import WINDOW_S, Tally
 
 # The database follower, given by the management command (the console script has none).
@@ -24,7 +25,7 @@ Follower = Callable[[int | None, Callable[[Frame], bool], View, bool, float, thr
 
 def add_arguments(parser: ArgumentParser) -> None:
     parser.add_argument(
-        "--url", metavar="URL",
+        "--url", type=_site_url, metavar="URL",
         help="follow a served site instead of the database: fastmon's address there, e.g. "
         "https://host/swf-monitor/fastmon/ (its websocket and API)",
     )  # fmt: skip
@@ -65,7 +66,8 @@ def add_arguments(parser: ArgumentParser) -> None:
 
 def run(options: dict[str, Any], out: OutputWrapper, err: OutputWrapper,
         database: Follower | None) -> None:  # fmt: skip
-    """Follow until SIGINT/SIGTERM (or, with --once, until caught up)."""
+    """Follow until SIGINT/SIGTERM (or, with --once, until caught up). A site that refuses
+    exits 1, one whose answer will not be used exits 3, each with one line saying why."""
     view: View
     if options["as_json"]:
         view = JsonView(out, err)
@@ -92,6 +94,9 @@ def run(options: dict[str, Any], out: OutputWrapper, err: OutputWrapper,
         else:
             raise SystemExit("fastmon-tail: give --url (the database is read by "
                              "`manage.py fastmon_tail`)")  # fmt: skip
+    except Fatal as exc:
+        err.write(printable(f"fastmon-tail: {exc}"))
+        raise SystemExit(exc.status) from None
     except BrokenPipeError:
         # The reader went away (`| head`): nothing more to say, and nothing to flush at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -111,6 +116,16 @@ def main() -> None:
     if not options["url"]:
         parser.error("--url is required (the database is read by `manage.py fastmon_tail`)")
     run(options, OutputWrapper(sys.stdout), OutputWrapper(sys.stderr), database=None)
+
+
+def _site_url(text: str) -> str:
+    if not text.lower().startswith(("http://", "https://")):
+        raise ArgumentTypeError("must be an http:// or https:// address")
+    try:
+        origin(text)  # a host, and a port that is a number
+    except ValueError as exc:
+        raise ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _count(text: str) -> int:

@@ -4,6 +4,7 @@ as JSON lines, or as a per-run table. No database here: the console script uses 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import deque
 from datetime import datetime
@@ -18,6 +19,9 @@ NOTES_SHOWN = 8  # notable events kept under the table on a terminal
 
 Frame = dict[str, Any]
 
+# Terminal controls (C0, DEL, C1) and bidirectional overrides: shown escaped, never obeyed.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
 
 class JsonView:
     """One JSON object per event and line, flushed at once: for scripts and pipes."""
@@ -30,7 +34,7 @@ class JsonView:
         self.out.flush()
 
     def status(self, text: str) -> None:
-        self.err.write(f"fastmon_tail: {text}")
+        self.err.write(f"fastmon_tail: {printable(text)}")
         self.err.flush()
 
     def tick(self, final: bool) -> None:
@@ -57,6 +61,7 @@ class TableView:
         note = describe(frame)
         if note is None:
             return
+        note = printable(note)
         if self.terminal:
             self.notes.append(note)
         else:
@@ -64,7 +69,7 @@ class TableView:
             self.out.flush()
 
     def status(self, text: str) -> None:
-        self.last_status = text
+        self.last_status = text = printable(text)
         self.err.write(f"fastmon_tail: {text}")
         self.err.flush()
 
@@ -77,21 +82,27 @@ class TableView:
         clock = _clock()
         if self.terminal:
             header = f"fastmon_tail {clock}  {self.tally.summary()}  {self.last_status}"
-            screen = [header.rstrip(), "", *table(rows), "", *self.notes]
+            screen = [printable(header.rstrip()), "", *map(printable, table(rows)), "", *self.notes]
             self.out.write("\x1b[H\x1b[J" + "\n".join(screen))
         else:
             for row in rows:
                 busy = row.tf_samples_per_s > 0
                 if final or busy or self.shown.get(row.run_number) != (row.last_sequence, False):
-                    self.out.write(f"{clock} {row.line()}")
+                    self.out.write(f"{clock} {printable(row.line())}")
                 self.shown[row.run_number] = (row.last_sequence, busy)
             if final:
-                self.out.write(f"{clock} {self.tally.summary()}")
+                self.out.write(f"{clock} {printable(self.tally.summary())}")
         self.out.flush()
 
 
 def _clock() -> str:
     return datetime.now().strftime("%H:%M:%S")
+
+
+def printable(text: str) -> str:
+    """``text`` with terminal controls escaped (``\\x1b``): what a site sends may not move the
+    cursor, clear the screen or reorder a line."""
+    return _UNSAFE.sub(lambda match: match[0].encode("unicode_escape").decode(), text)
 
 
 def first_line(exc: Exception) -> str:

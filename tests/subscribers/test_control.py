@@ -19,7 +19,7 @@ from fastmon.ingest.pipeline import ingest_batch
 from fastmon.models import DeadLetter, OutboxMessage, StfFile, Subscriber
 from fastmon.sampling.policy import TfRange
 from fastmon.sampling.samples import SamplePlan, record_tf_samples
-from fastmon.subscribers.rules import SampleFacts, selects
+from fastmon.subscribers.rules import SampleFacts, own_destinations, selects
 from fastmon.testing.broker import Collector, broker_login, subscribed
 from fastmon.testing.messages import stf_body, stf_name
 from fastmon.testing.processes import ServiceProcess, consumer_settings
@@ -174,13 +174,89 @@ def test_control_requests_the_database_could_not_store_are_dead_letters_not_cras
         request({**good, "name": "forever", "idle_expiry_s": 1e12}),
         request({**good, "name": "nul", "filters": {"namespaces": ["a\u0000"]}}),
         request(good, **{"correlation-id": "c" * 400}),
-        request(good, **{"reply-to": "/temp-queue/" + "r" * 300}),
+        request({**good, "name": "unanswerable"}, **{"reply-to": "/temp-queue/" + "r" * 300}),
     ]
     outcomes = [result.outcome for result in ingest_batch(batch).results]
 
-    assert outcomes == [Outcome.DEAD_LETTERED] * 4 + [Outcome.STORED] * 2
+    assert outcomes == [Outcome.DEAD_LETTERED] * 4 + [Outcome.STORED, Outcome.DEAD_LETTERED]
     assert list(Subscriber.objects.values_list("name", flat=True)) == ["ok"]
-    assert DeadLetter.objects.count() == 4
+    assert DeadLetter.objects.count() == 5
     replies = OutboxMessage.objects.filter(destination="/temp-queue/r").order_by("id")
     assert [r.msg_type for r in replies] == ["control_reply"] + ["subscribe_reply"] * 4
     assert [json.loads(r.body)["ok"] for r in replies] == [False] * 3 + [False, True]
+
+
+def test_fastmons_own_destinations_are_never_a_subscribers_nor_a_reply_to(
+    start_process: Callable[..., ServiceProcess],
+    stomp_address: tuple[str, int],
+    unique_topic: str,
+    requester: Requester,
+) -> None:
+    """Every destination a setting names, the alarm topic (under a subscriber prefix, as by
+    default) among them: a subscriber there is refused, and a request whose reply-to is there
+    is refused unanswered, so nothing of fastmon's fills it."""
+    unique = uuid.uuid4().hex[:8]
+    alarms = f"/topic/fastmon.test.alarms.{unique}"
+    own_settings = consumer_settings(
+        unique_topic, CONTROL_DESTINATION=requester.control, ALARM_DESTINATION=alarms,
+        PUBLISH_DESTINATION=f"/topic/fastmon.test.out.{unique}",
+        FAST_PROCESSING_DESTINATIONS=[f"/topic/fastmon.test.slices.{unique}"],
+    )  # fmt: skip
+    consumer = start_process(own_settings)
+    consumer.wait_for_log(f"subscribed to {requester.control}")
+    with override_settings(FASTMON={**settings.FASTMON, **own_settings}):
+        own = sorted(own_destinations())
+    assert len(own) == 5 and alarms in own
+
+    for destination in own:
+        reply, _ = requester.ask({"msg_type": "subscribe", "name": "loop",
+                                  "destination": destination})  # fmt: skip
+        assert reply["ok"] is False, (destination, reply)
+        assert "is one of fastmon's own destinations" in reply["errors"]["destination"]
+
+    good = {"msg_type": "subscribe", "destination": f"/queue/fastmon.test.{unique}"}
+    with subscribed(stomp_address, broker_login(), alarms) as (_, on_alarms):
+        for name, reply_to in (("a", alarms), ("c", requester.control)):
+            headers = {"reply-to": reply_to, "persistent": "true"}
+            body = json.dumps({**good, "name": name})
+            requester.connection.send(requester.control, body, headers=headers)
+        refused = DeadLetter.objects.filter(reason__contains="reply-to: ")
+        wait_until(lambda: refused.count() == 2, 15, "two requests refused for their reply-to")
+        assert on_alarms.frames_received(0, settle=1.0) == []
+    assert all("fastmon's own destinations" in letter.reason for letter in refused)
+    # A reply on the control queue would have come back as a request: a dead letter more.
+    assert DeadLetter.objects.count() == len(own) + 2
+    assert not Subscriber.objects.exists()
+    consumer.signal(signal.SIGTERM)
+    assert consumer.wait(timeout=15) == 0
+
+
+def test_filter_lists_and_requests_are_bounded(
+    start_process: Callable[..., ServiceProcess], unique_topic: str, requester: Requester
+) -> None:
+    """The default bounds: 1000 filter values, a 64 KiB request. The request that once made
+    routing twice as slow (125,000 run numbers, under the 1 MiB body limit) is refused."""
+    consumer = start_process(consumer_settings(unique_topic, CONTROL_DESTINATION=requester.control))
+    consumer.wait_for_log(f"subscribed to {requester.control}")
+    base = {"msg_type": "subscribe", "destination": "/queue/fastmon.test.bounded"}
+
+    huge = {**base, "name": "huge", "filters": {"run_numbers": list(range(100_000, 225_000))}}
+    assert 64 * 1024 < len(json.dumps(huge)) < 1024 * 1024
+    reply, _ = requester.ask(huge)
+    assert reply["ok"] is False and "over the 65536 limit" in reply["errors"]["body"]
+
+    over = {**base, "name": "over", "filters": {"run_numbers": list(range(1000)),
+                                                 "states": ["physics"]}}  # fmt: skip
+    reply, _ = requester.ask(over)
+    assert reply["ok"] is False
+    assert reply["errors"] == {
+        "filters": "at most 1000 values in all its lists (SUBSCRIBER_MAX_FILTER_VALUES), not 1001"
+    }
+
+    at_most = {**base, "name": "at-most", "filters": {"run_numbers": list(range(1000))}}
+    reply, _ = requester.ask(at_most)
+    assert reply["ok"] is True and len(reply["subscriber"]["filters"]["run_numbers"]) == 1000
+    assert list(Subscriber.objects.values_list("name", flat=True)) == ["at-most"]
+    assert DeadLetter.objects.count() == 2
+    consumer.signal(signal.SIGTERM)
+    assert consumer.wait(timeout=15) == 0

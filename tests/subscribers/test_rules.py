@@ -5,14 +5,17 @@ from __future__ import annotations
 import pytest
 from django.test import override_settings
 
+from fastmon import conf
 from fastmon.subscribers.rules import (
     RequestError,
     SampleFacts,
     check_reply_to,
+    own_destinations,
     parse_control_request,
     parse_subscription,
     selects,
     share,
+    stored_problem,
 )
 from fastmon.testing.messages import tf_sample_name
 
@@ -89,6 +92,67 @@ def test_fastmons_own_destinations_are_refused() -> None:
         for own in ["/topic/epictopic", "/queue/fastmon.control"]:
             with pytest.raises(RequestError, match="fastmon's own"):
                 parse_subscription({"name": "loop", "destination": own})
+
+
+# Every destination setting, each somewhere a subscriber or a reply-to could otherwise name.
+OWN = {
+    "SUBSCRIBE_DESTINATIONS": ["/topic/fastmon.in", "/queue/fastmon.in.shared"],
+    "PUBLISH_DESTINATION": "/topic/fastmon.out",
+    "FAST_PROCESSING_DESTINATIONS": ["/topic/fastmon.slices"],
+    "CONTROL_DESTINATION": "/queue/fastmon.control",
+    "ALARM_DESTINATION": "/topic/fastmon.alarms",
+}
+
+
+def test_every_destination_fastmon_uses_is_refused_to_subscribers_and_replies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each ``*_DESTINATION(S)`` setting, one added later too, under any prefix (a broker may map
+    /queue/x and /topic/x onto one address x): never a subscriber's, never a reply-to."""
+    monkeypatch.setitem(conf.DEFAULTS, "LATER_DESTINATION", "/queue/fastmon.later")
+    with override_settings(FASTMON=OWN):
+        own = own_destinations()
+        assert own == {
+            "/topic/fastmon.in", "/queue/fastmon.in.shared", "/topic/fastmon.out",
+            "/topic/fastmon.slices", "/queue/fastmon.control", "/topic/fastmon.alarms",
+            "/queue/fastmon.later",
+        }  # fmt: skip
+        for destination in own:
+            name = destination.split("/", 2)[2]
+            for prefix in ("/queue/", "/topic/", "/temp-queue/", "/remote-temp-queue/"):
+                with pytest.raises(ValueError, match="fastmon's own destinations"):
+                    check_reply_to(prefix + name)
+                if prefix != "/temp-queue/":  # not a subscriber prefix at all
+                    with pytest.raises(RequestError, match="fastmon's own destinations"):
+                        parse_subscription({"name": "s", "destination": prefix + name})
+        # Their neighbours are anyone's.
+        assert check_reply_to("/topic/fastmon.alarms.mine") == "/topic/fastmon.alarms.mine"
+        assert parse_subscription({"name": "s", "destination": "/queue/fastmon.alarm"})
+
+
+def test_filter_lists_are_bounded_all_together() -> None:
+    base = {"name": "s", "destination": "/queue/fastmon.s"}
+    at_most = {"run_numbers": list(range(600)), "namespaces": [f"n{i}" for i in range(400)]}
+    assert len(parse_subscription({**base, "filters": at_most}).filters.run_numbers) == 600
+    over = {**at_most, "states": ["physics"]}
+    with pytest.raises(RequestError) as refused:
+        parse_subscription({**base, "filters": over})
+    assert refused.value.errors == {
+        "filters": "at most 1000 values in all its lists (SUBSCRIBER_MAX_FILTER_VALUES), not 1001"
+    }
+    with (
+        override_settings(FASTMON={"SUBSCRIBER_MAX_FILTER_VALUES": 2}),
+        pytest.raises(RequestError, match="at most 2 values"),
+    ):
+        parse_subscription({**base, "filters": {"run_numbers": [1, 2, 3]}})
+
+
+def test_what_was_stored_before_the_rules_is_judged_by_them() -> None:
+    with override_settings(FASTMON=OWN):
+        assert stored_problem("/queue/fastmon.fp", {"run_numbers": [1]}) is None
+        assert "fastmon's own" in stored_problem("/topic/fastmon.alarms", {})
+        many = {"run_numbers": list(range(125_000))}
+        assert "at most 1000 values" in stored_problem("/queue/fastmon.fp", many)
 
 
 def test_the_lease_defaults_to_the_setting_and_null_means_never() -> None:

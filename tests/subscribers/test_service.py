@@ -124,3 +124,30 @@ def test_a_renewed_subscription_takes_its_backlog_to_its_new_destination(
         ]
         * 2
     )
+
+
+def test_subscribers_stored_before_the_rules_are_set_inactive_not_routed(
+    stfs: list[StfFile],
+) -> None:
+    """Rows written before these rules (or before a setting named their destination): on the
+    alarm topic, or with 125,000 run numbers. Routing sets them inactive and says why."""
+    alarms = settings.FASTMON.get("ALARM_DESTINATION", "/topic/fastmon.alarms")
+    on_alarms = Subscriber.objects.create(name="alarms", destination=alarms)
+    backlog = OutboxMessage.objects.create(destination=alarms, msg_type="tf_file_registered",
+                                           body="{}", subscriber=on_alarms)  # fmt: skip
+    Subscriber.objects.create(name="huge", destination="/queue/fastmon.test.huge",
+                              filters={"run_numbers": list(range(125_000))})  # fmt: skip
+    fine = subscribe("fine", "/queue/fastmon.test.fine")
+
+    record_tf_samples([SamplePlan(stfs[0], RANGES[:2])])
+    copies = OutboxMessage.objects.filter(subscriber__isnull=False).exclude(pk=backlog.pk)
+    assert list(copies.values_list("subscriber", flat=True)) == [fine.pk] * 2
+    assert list(OutboxMessage.objects.filter(destination=alarms)) == [backlog]
+    backlog.refresh_from_db()
+    assert backlog.failed_at and backlog.sent_at is None  # given up, not sent
+    refused = dict(Subscriber.objects.filter(active=False).values_list("name", "last_error"))
+    assert refused.keys() == {"alarms", "huge"}
+    assert "refused by the rules: " in refused["alarms"]
+    assert "is one of fastmon's own destinations" in refused["alarms"]
+    assert "filters: at most 1000 values in all its lists" in refused["huge"]
+    assert Subscriber.objects.get(name="alarms").dropped_count == 1

@@ -142,8 +142,12 @@ def test_the_table_as_plain_lines_when_not_on_a_terminal(no_celery: None) -> Non
 
 
 @pytest.mark.parametrize(
-    "args", [["--since", "-1"], ["--interval", "0"], ["--kinds", ","], ["--run", "x"]]
-)
+    "args",
+    [
+        ["--since", "-1"], ["--interval", "0"], ["--kinds", ","], ["--run", "x"],
+        ["--url", "ftp://host/fastmon/"], ["--url", "http://host:port/"], ["--url", "host/"],
+    ],
+)  # fmt: skip
 def test_bad_arguments_are_refused(args: list[str]) -> None:
     with pytest.raises(CommandError, match="argument"):
         call_command("fastmon_tail", *args)
