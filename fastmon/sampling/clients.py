@@ -1,19 +1,26 @@
 """The two remote readers: the size of a file and Adler-32 of byte spans of it, reading only
-those spans. Memory stays bounded: XRootD vector reads are cut into requests of at most
-REMOTE_READ_BATCH_BYTES, HTTP bodies are streamed. (Reading a step ahead in a thread of its own
-was tried: on two cores it made the HTTP path a third slower and the XRootD path no faster.)"""
+those spans, within the read's deadline (``deadline``). Memory stays bounded: XRootD vector
+reads are cut into requests of at most REMOTE_READ_BATCH_BYTES, HTTP bodies are streamed and
+bounded (``byteranges``). A redirect, HTTP's or XRootD's, must lead under the data roots.
+(Reading a step ahead in a thread of its own was tried: on two cores it made the HTTP path a
+third slower and the XRootD path no faster.)"""
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urljoin
 
 import httpx
 
 from fastmon.conf import fastmon_settings
+from fastmon.sampling import byteranges
 from fastmon.sampling.checksums import Checksums, Spans
+from fastmon.sampling.deadline import Deadline, http_transport
 from fastmon.sampling.roots import (
     HTTP_PERMANENT,
     XROOTD_ELEMENT,
@@ -22,32 +29,46 @@ from fastmon.sampling.roots import (
     RemoteError,
     RemoteURL,
     bearer_token,
+    parse_remote,
     pieces,
 )
 
+logger = logging.getLogger("fastmon.sampling")
+
 
 class XRootDReader:
-    """One file over XRootD: stat, then vector reads of the spans."""
+    """One file over XRootD: stat, then vector reads of the spans. The client follows a
+    redirect to a data server as it opens the file; nothing is read unless that server is under
+    the data roots."""
 
-    def __init__(self, url: RemoteURL) -> None:
+    def __init__(self, url: RemoteURL, roots: Sequence[RemoteURL], deadline: Deadline) -> None:
         try:
             from XRootD import client
             from XRootD.client.flags import OpenFlags
         except ImportError:
             raise RemoteError("root:// needs the xrootd bindings (pip install fastmon[xrootd])",
                               transient=False, kind="NoXRootD") from None  # fmt: skip
-        self.timeout = int(fastmon_settings.REMOTE_READ_TIMEOUT_S)
+        self.deadline = deadline
         self.file = client.File()
-        _check(self.file.open(str(url), OpenFlags.READ, timeout=self.timeout)[0])
+        _check(self.file.open(str(url), OpenFlags.READ, timeout=deadline.whole_seconds())[0])
+        try:
+            landed = parse_remote(self.file.get_property("LastURL") or "")
+        except ValueError:
+            landed = None
+        if landed is None or not _under(landed, roots):
+            self.close()
+            raise RemoteError("redirected off the data roots: not read there", transient=False,
+                              kind="Redirect")  # fmt: skip
 
     def size(self) -> int:
-        status, info = self.file.stat(timeout=self.timeout)
+        status, info = self.file.stat(timeout=self.deadline.whole_seconds())
         _check(status)
         return int(info.size)
 
     def read_at(self, offset: int, length: int) -> bytes:
         """A few bytes (a trailer, an index): one plain read."""
-        status, data = self.file.read(offset=offset, size=length, timeout=self.timeout)
+        status, data = self.file.read(offset=offset, size=length,
+                                      timeout=self.deadline.whole_seconds())  # fmt: skip
         _check(status)
         return bytes(data)
 
@@ -73,12 +94,13 @@ class XRootDReader:
             yield batch
 
     def _vector_read(self, batch: list[tuple[int, int]]) -> list[Any]:
-        status, result = self.file.vector_read(chunks=batch, timeout=self.timeout)
+        status, result = self.file.vector_read(chunks=batch,
+                                               timeout=self.deadline.whole_seconds())  # fmt: skip
         _check(status)
         return list(result.chunks)
 
     def close(self) -> None:
-        self.file.close(timeout=self.timeout)
+        self.file.close(timeout=max(1, int(fastmon_settings.REMOTE_READ_TIMEOUT_S)))
 
 
 def _check(status: Any) -> None:
@@ -94,33 +116,32 @@ _single_range_hosts: set[tuple[str, str, int]] = set()
 _clients_lock = threading.Lock()
 # Spans shorter than this go several to a request.
 MULTIRANGE_BELOW = 1024 * 1024
+MAX_REDIRECTS = 5
 _BOUNDARY = re.compile(r"boundary=\"?([^\";]+)\"?")
-_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
 class HttpReader:
-    """One file over HTTP(S): its size, then ranged GETs of the spans."""
+    """One file over HTTP(S): its size, then ranged GETs of the spans. A redirect is followed
+    only to a URL under the data roots (a dCache door's pools are named among them), so the
+    bearer token goes nowhere else."""
 
-    def __init__(self, url: RemoteURL) -> None:
-        self.url = f"{url.scheme}://{url.host}:{url.port}{url.path}"
+    def __init__(self, url: RemoteURL, roots: Sequence[RemoteURL], deadline: Deadline) -> None:
+        self.url, self.roots, self.deadline = url, roots, deadline
         self.key = (url.scheme, url.host, url.port)
-        with _clients_lock:
-            if self.key not in _http_clients:
-                slots = fastmon_settings.REMOTE_MAX_CONCURRENT_PER_HOST
-                _http_clients[self.key] = httpx.Client(
-                    timeout=fastmon_settings.REMOTE_READ_TIMEOUT_S, follow_redirects=True,
-                    limits=httpx.Limits(max_connections=slots, max_keepalive_connections=slots),
-                )  # fmt: skip
-            self.client = _http_clients[self.key]
         token = bearer_token()
-        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        # Ranges are of the bytes as stored: an encoded answer is refused, never decoded.
+        self.headers = {"Accept-Encoding": "identity"}
+        if token:
+            self.headers["Authorization"] = f"Bearer {token}"
 
     def size(self) -> int:
-        answer = self._request("HEAD", {})
-        if "content-length" not in answer.headers:
+        with self._send("HEAD", {}) as answer:
+            answer.read()  # nothing (a HEAD): its end, so the connection is kept
+            length = answer.headers.get("content-length", "")
+        if not length.isdigit():
             raise RemoteError("the server gives no Content-Length", transient=False,
                               kind="HTTPError")  # fmt: skip
-        return int(answer.headers["content-length"])
+        return int(length)
 
     def read_at(self, offset: int, length: int) -> bytes:
         """A few bytes (a trailer, an index): one ranged GET, its body at most ``length``."""
@@ -135,7 +156,8 @@ class HttpReader:
     def adler32(self, spans: Spans, sums: Checksums | None = None) -> list[int]:
         """Small spans several to a request (a round trip saved each), large ones one to a
         request (the transfer dwarfs the round trip, and a server sends a single range
-        straight from the file, a multipart answer through its buffers)."""
+        straight from the file, a multipart answer through its buffers). Every answer
+        completes a span at least (``byteranges``): at most one request a span."""
         sums = sums or Checksums(spans)
         todo = [span for span in spans if span[1] > span[0]]
         while todo:
@@ -146,104 +168,94 @@ class HttpReader:
         return sums.results()
 
     def _get(self, spans: Spans, sums: Checksums) -> None:
-        try:
-            self._get_ranges(spans, sums)
-        except (httpx.TransportError, httpx.StreamError) as exc:
-            raise RemoteError(f"{type(exc).__name__}: {exc}", transient=True,
-                              kind="HTTPError") from None  # fmt: skip
-
-    def _get_ranges(self, spans: Spans, sums: Checksums) -> None:
         ranges = ",".join(f"{start}-{end - 1}" for start, end in spans)
-        headers = {**self.headers, "Range": f"bytes={ranges}"}
-        with self.client.stream("GET", self.url, headers=headers) as answer:
-            _raise_for(answer)
+        with self._send("GET", {"Range": f"bytes={ranges}"}) as answer:
             if answer.status_code != 206:  # the whole file: never read it
                 raise RemoteError(f"HTTP {answer.status_code}: the server ignores Range",
                                   transient=False, kind="HTTPError")  # fmt: skip
+            if answer.headers.get("content-encoding", "identity").lower() != "identity":
+                raise RemoteError("the server encodes its answer", transient=False,
+                                  kind="HTTPError")  # fmt: skip
+            chunks = byteranges.counted(answer.iter_raw(), byteranges.budget(spans))
             kind = answer.headers.get("content-type", "")
             if kind.startswith("multipart/byteranges"):
                 boundary = _BOUNDARY.search(kind)
                 if not boundary:
-                    raise RemoteError("multipart answer without a boundary", transient=True,
-                                      kind="HTTPError")  # fmt: skip
-                _read_parts(answer.iter_bytes(), boundary[1].encode(), sums)
+                    raise RemoteError("multipart answer without a boundary", transient=False,
+                                      kind="BadMultipart")  # fmt: skip
+                byteranges.read_parts(chunks, boundary[1].encode(), spans, sums)
                 return
             if len(spans) > 1:
                 _single_range_hosts.add(self.key)  # one range an answer from now on
-            start, _ = _content_range(answer.headers.get("content-range", ""))
-            offset = start
-            for chunk in answer.iter_bytes():
-                sums.feed(offset, chunk)
-                offset += len(chunk)
+            byteranges.read_single(chunks, answer.headers.get("content-range", ""), spans, sums)
 
-    def _request(self, method: str, headers: dict[str, str]) -> httpx.Response:
+    @contextmanager
+    def _send(self, method: str, headers: dict[str, str]) -> Iterator[httpx.Response]:
+        """The answer to a request, streamed, redirects followed under the roots; any httpx
+        error (a URL or header httpx refuses, a host name IDNA refuses, a lost connection) a
+        ``RemoteError``."""
+        url = self.url
         try:
-            answer = self.client.request(method, self.url, headers={**self.headers, **headers})
-        except httpx.TransportError as exc:
-            raise RemoteError(f"{type(exc).__name__}: {exc}", transient=True,
+            for _ in range(MAX_REDIRECTS + 1):
+                client = _client(url)
+                request = client.build_request(method, str(url),
+                                               headers={**self.headers, **headers})  # fmt: skip
+                answer = client.send(request, stream=True)
+                try:
+                    if not answer.is_redirect:
+                        _raise_for(answer)
+                        yield answer
+                        return
+                finally:
+                    answer.close()
+                url = self._redirected(url, answer.headers["location"])
+        except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, UnicodeError) as exc:
+            if self.deadline.left() <= 0:
+                raise self.deadline.error() from None
+            transient = isinstance(exc, httpx.TransportError) and not isinstance(
+                exc, httpx.UnsupportedProtocol)  # fmt: skip
+            raise RemoteError(f"{type(exc).__name__}: {exc}", transient=transient,
                               kind="HTTPError") from None  # fmt: skip
-        _raise_for(answer)
-        return answer
+        raise RemoteError(f"more than {MAX_REDIRECTS} redirects", transient=False,
+                          kind="TooManyRedirects")  # fmt: skip
+
+    def _redirected(self, url: RemoteURL, location: str) -> RemoteURL:
+        """Where a redirect leads, when that is under a root. The public reason does not name
+        the target (the log does), as a local file's does not name a link's."""
+        try:
+            target = parse_remote(urljoin(str(url), location), keep_query=True)
+        except ValueError:
+            target = None
+        if target is None or target.protocol != "http" or not _under(target, self.roots):
+            logger.warning("%s redirects to %r, off the data roots: not followed", url,
+                           location[:500])  # fmt: skip
+            raise RemoteError("redirected off the data roots: not followed", transient=False,
+                              kind="Redirect")  # fmt: skip
+        return target
 
     def close(self) -> None:
         """The host's client stays, for the next file."""
+
+
+def _client(url: RemoteURL) -> httpx.Client:
+    """The host's client: its connections bounded by the reads allowed at once, each socket
+    operation by the reading thread's deadline; redirects are ours to follow."""
+    key = (url.scheme, url.host, url.port)
+    with _clients_lock:
+        if key not in _http_clients:
+            slots = fastmon_settings.REMOTE_MAX_CONCURRENT_PER_HOST
+            _http_clients[key] = httpx.Client(
+                transport=http_transport(slots), follow_redirects=False,
+                timeout=fastmon_settings.REMOTE_READ_TIMEOUT_S,
+            )  # fmt: skip
+        return _http_clients[key]
+
+
+def _under(url: RemoteURL, roots: Sequence[RemoteURL]) -> bool:
+    return any(root.contains(url) for root in roots)
 
 
 def _raise_for(answer: httpx.Response) -> None:
     if answer.status_code >= 400:
         raise RemoteError(f"HTTP {answer.status_code}", kind="HTTPError",
                           transient=answer.status_code not in HTTP_PERMANENT)  # fmt: skip
-
-
-def _content_range(header: str) -> tuple[int, int]:
-    match = _CONTENT_RANGE.match(header.strip())
-    if not match:
-        raise RemoteError(f"no usable Content-Range ({header!r})", transient=True,
-                          kind="HTTPError")  # fmt: skip
-    return int(match[1]), int(match[2]) + 1
-
-
-def _read_parts(stream: Iterator[bytes], boundary: bytes, sums: Checksums) -> None:
-    """A multipart/byteranges body, streamed: each part's bytes fed at their offsets."""
-    buffer = bytearray()
-    chunks = iter(stream)
-    delimiter = b"--" + boundary
-
-    def fill() -> bool:
-        chunk = next(chunks, None)
-        if chunk is None:
-            return False
-        buffer.extend(chunk)
-        return True
-
-    while True:
-        while (at := buffer.find(delimiter)) < 0:  # the next delimiter line
-            if not fill():
-                raise RemoteError("multipart answer cut short", transient=True, kind="HTTPError")
-        del buffer[: at + len(delimiter)]
-        while len(buffer) < 2 and fill():
-            pass
-        if buffer[:2] == b"--":
-            return  # the closing delimiter
-        while (end := buffer.find(b"\r\n\r\n")) < 0:
-            if not fill():
-                raise RemoteError("multipart part cut short", transient=True, kind="HTTPError")
-        headers = bytes(buffer[:end]).decode("latin-1").lower()
-        del buffer[: end + 4]
-        found = re.search(r"content-range:\s*(bytes [^\r\n]+)", headers)
-        start, stop = _content_range(found[1] if found else "")
-        offset = start
-        while offset < stop:
-            if buffer:  # what came with the headers
-                take = min(len(buffer), stop - offset)
-                sums.feed(offset, bytes(buffer[:take]))
-                del buffer[:take]
-            else:  # the body, straight from the network: no copy
-                chunk = next(chunks, None)
-                if chunk is None:
-                    raise RemoteError("multipart part cut short", transient=True,
-                                      kind="HTTPError")  # fmt: skip
-                take = min(len(chunk), stop - offset)
-                sums.feed(offset, chunk[:take] if take < len(chunk) else chunk)
-                buffer.extend(memoryview(chunk)[take:])
-            offset += take

@@ -3,9 +3,11 @@
 With Celery, ingest hands chunks of STF names to the workers. The tasks module registers its
 sender here when it is loaded (``fastmon.apps`` loads it when Celery is installed), so the
 domain never imports Celery; the hand-off goes through a bounded queue and a thread of its own,
-so a sick Celery broker never stalls ingest. Without Celery, run_fastmon's sampler thread
-(``sampling.sampler``) finds the unsampled STFs in the database itself: nothing to hand over.
-A chunk that cannot be handed over loses nothing: the periodic sweep finds STFs left unsampled.
+so a sick Celery broker never stalls ingest; a task's chunk holds the STFs of one lane (one
+remote host, or this machine: ``lanes``). Without Celery, run_fastmon's sampler thread
+(``runtime.loops.Sampler``) finds the unsampled STFs in the database itself, but for those of
+a lane still at work. A chunk that cannot be handed over loses nothing: the periodic sweep
+finds STFs left unsampled.
 """
 
 from __future__ import annotations
@@ -17,12 +19,17 @@ import queue
 import threading
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from functools import reduce
+from operator import or_
 
 from django.conf import settings
+from django.db import DatabaseError, connection
+from django.db.models import Q
 from django.utils import timezone
 
 from fastmon.conf import fastmon_settings
 from fastmon.models import StfFile
+from fastmon.sampling.lanes import busy_prefixes, by_lane
 
 logger = logging.getLogger("fastmon.sampling")
 
@@ -75,12 +82,16 @@ def enqueue_sampling(stf_filenames: Sequence[str]) -> None:
 
 
 def _send(names: list[str]) -> None:
+    """A task for each lane's STFs of the chunk."""
     try:
         if _sender is None:
             raise RuntimeError("no sampling task registered (is Celery installed?)")
-        _sender(names)
-    except Exception:
+        for lane in by_lane(names):
+            _sender(lane)
+    except Exception as exc:
         logger.exception("could not enqueue %d STFs for sampling", len(names))
+        if isinstance(exc, DatabaseError):
+            connection.close()  # a new one for the next chunk
 
 
 class Handoff:
@@ -128,8 +139,10 @@ os.register_at_fork(after_in_child=_forget_parents_handoff)
 
 def due_for_sampling(limit: int, received_before: datetime | None = None) -> list[str]:
     """The oldest STFs waiting for sampling (received before a time, if given), for run_fastmon's
-    sampler and the sweep."""
+    sampler and the sweep; not those of a lane at work (they wait for it)."""
     waiting = StfFile.objects.filter(sampled_at__isnull=True, status__in=samplable_statuses())
+    if busy := busy_prefixes():
+        waiting = waiting.exclude(reduce(or_, (Q(file_url__startswith=p) for p in busy)))
     if received_before is not None:
         waiting = waiting.filter(received_at__lt=received_before)
     return list(waiting.order_by("id").values_list("stf_filename", flat=True)[:limit])

@@ -1,11 +1,13 @@
 """Reading sampled Time Frames from STF files: only their byte ranges, never the whole file,
-from a local data root or a remote one (``roots``, ``clients``: XRootD, HTTP)."""
+from a local data root or a remote one (``roots``, ``clients``: XRootD, HTTP), a remote read
+within its deadline (``deadline``)."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -15,6 +17,7 @@ from fastmon.conf import fastmon_settings
 from fastmon.retry import backoff_delay
 from fastmon.sampling.checksums import Checksums, adler32
 from fastmon.sampling.clients import HttpReader, XRootDReader
+from fastmon.sampling.deadline import Deadline
 from fastmon.sampling.roots import RemoteError, RemoteURL, host_slot, parse_remote, remote_roots
 from fastmon.sampling.spans import EQUAL, TfBoundaries, byte_spans
 
@@ -122,8 +125,8 @@ def read_stf(
 ) -> ReadReport:
     """Read the sampled ranges where the STF lives; ``Unreachable`` says why it cannot be, with
     the URL and the error class (a remote read is retried first, with backoff, while its error
-    is transient). The ranges' bytes are kept in the report when they come to at most
-    ``keep_up_to`` bytes in all."""
+    is transient and REMOTE_READ_DEADLINE_S leaves time). The ranges' bytes are kept in the
+    report when they come to at most ``keep_up_to`` bytes in all."""
     began = time.monotonic()
     try:
         remote = parse_remote(file_url) if file_url else None
@@ -144,30 +147,49 @@ def read_stf(
         raise Unreachable(f"a remote data root cannot be read: {exc}") from None
     if not any(root.contains(remote) for root in roots):
         raise Unreachable(f"{remote} is outside the data roots")
+    deadline = Deadline(fastmon_settings.REMOTE_READ_DEADLINE_S)
     attempt = 0
-    while True:
-        try:
-            with host_slot(remote):
-                return _read_remote(remote, tf_count, ranges, boundaries, keep_up_to, began)
-        except RemoteError as exc:
-            if not exc.transient or attempt >= fastmon_settings.REMOTE_READ_RETRIES:
-                raise Unreachable(f"{remote}: {exc.kind}: {exc}") from None
-            delay = backoff_delay(attempt)
-            logger.warning("reading %s failed (%s: %s); retry %d in %.1fs", remote, exc.kind,
-                           exc, attempt + 1, delay)  # fmt: skip
-            time.sleep(delay)
-            attempt += 1
+    with deadline.held():
+        while True:
+            try:
+                with _slot(remote, deadline):
+                    return _read_remote(remote, roots, deadline, tf_count, ranges, boundaries,
+                                        keep_up_to, began)  # fmt: skip
+            except RemoteError as exc:
+                delay = backoff_delay(attempt)
+                if (not exc.transient or attempt >= fastmon_settings.REMOTE_READ_RETRIES
+                        or delay >= deadline.left()):  # fmt: skip
+                    raise Unreachable(f"{remote}: {exc.kind}: {exc}") from None
+                logger.warning("reading %s failed (%s: %s); retry %d in %.1fs", remote, exc.kind,
+                               exc, attempt + 1, delay)  # fmt: skip
+                time.sleep(delay)
+                attempt += 1
+
+
+@contextmanager
+def _slot(url: RemoteURL, deadline: Deadline) -> Iterator[None]:
+    """One of the host's slots (REMOTE_MAX_CONCURRENT_PER_HOST), waited for until the
+    deadline."""
+    slot = host_slot(url)
+    if not slot.acquire(timeout=max(0.0, deadline.left())):
+        raise deadline.error()
+    try:
+        yield
+    finally:
+        slot.release()
 
 
 def _read_remote(
     url: RemoteURL,
+    roots: Sequence[RemoteURL],
+    deadline: Deadline,
     tf_count: int,
     ranges: Sequence[tuple[int, int]],
     boundaries: Boundaries,
     keep_up_to: int,
     began: float,
 ) -> ReadReport:
-    reader = XRootDReader(url) if url.protocol == "root" else HttpReader(url)
+    reader = (XRootDReader if url.protocol == "root" else HttpReader)(url, roots, deadline)
     try:
         size = reader.size()
         found = boundaries(size, reader.read_at)

@@ -3,22 +3,25 @@
 
 A ``DATA_ROOTS`` entry may be a URL prefix; a ``file_url`` is read remotely only under one of
 them, by the same containment rule as local roots, on normalised URLs: the same scheme, host and
-port, a path inside the prefix after ``..`` is resolved, no credentials in the URL. XRootD reads
-go by vector reads (the ``xrootd`` bindings, an optional extra); HTTP by ``Range`` requests,
-several ranges per request where the server answers them so, one per range otherwise (httpx).
-Each host has a bound on concurrent reads; connections are reused; transient errors are retried
-by the caller (``reading.read_stf``) with backoff.
+port, a path inside the prefix, no credentials in the URL. A path is normalised once, into its
+segments, and requests are built from those segments alone: whatever percent-decoding (once or
+again, as a server or a proxy may) yields a separator, a dot segment, ``?``, ``#`` or a control
+character is refused, so no path reaches a server that means something else there. A redirect
+must land under a root too (``redirects``). XRootD reads go by vector reads (the ``xrootd``
+bindings, an optional extra); HTTP by ``Range`` requests, several ranges per request where the
+server answers them so, one per range otherwise (httpx). Each host has a bound on concurrent
+reads; connections are reused; transient errors are retried by the caller
+(``reading.read_stf``) with backoff, within the read's deadline (``deadline``).
 """
 
 from __future__ import annotations
 
 import os
-import posixpath
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from fastmon.conf import fastmon_settings
 
@@ -44,29 +47,47 @@ class RemoteError(Exception):
 @dataclass(frozen=True)
 class RemoteURL:
     scheme: str  # root, http or https
-    host: str
+    host: str  # lower case; an IPv6 address without its brackets
     port: int
-    path: str  # absolute, normalised
+    segments: tuple[str, ...]  # the path's names, each percent-decoded once
+    directory: bool = False  # the path ends with "/"
+    query: str = ""  # a redirect's, as its server gave it (a dCache pool's one-time key)
 
     @property
     def protocol(self) -> str:
         return "root" if self.scheme == "root" else "http"
 
+    @property
+    def netloc(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def path(self) -> str:
+        """The path as the server is asked for it: for HTTP each name percent-encoded (all but
+        the unreserved characters), for XRootD as it is (XRootD decodes nothing)."""
+        names = [quote(name, safe="") for name in self.segments] if self.protocol == "http" \
+            else self.segments  # fmt: skip
+        tail = "/" if self.directory and self.segments else ""
+        return "/" + "/".join(names) + tail
+
     def __str__(self) -> str:
         separator = "/" if self.scheme == "root" else ""  # root://host:port//abs/path
-        return f"{self.scheme}://{self.host}:{self.port}{separator}{self.path}"
+        query = f"?{self.query}" if self.query else ""
+        return f"{self.scheme}://{self.netloc}{separator}{self.path}{query}"
 
     def contains(self, other: RemoteURL) -> bool:
-        if (self.scheme, self.host, self.port) != (other.scheme, other.host, other.port):
-            return False
-        root = self.path.rstrip("/") or "/"
-        return posixpath.commonpath([root, other.path]) == root
+        return (self.scheme, self.host, self.port) == (other.scheme, other.host, other.port) \
+            and other.segments[: len(self.segments)] == self.segments  # fmt: skip
 
 
-def parse_remote(url: str) -> RemoteURL | None:
+def parse_remote(url: str, keep_query: bool = False) -> RemoteURL | None:
     """A remote URL, normalised; None for anything else (a path, ``file://``). Raises
-    ``ValueError`` for a remote URL that can never be read (credentials in it, ``..`` above
-    its root, no host)."""
+    ``ValueError`` for a remote URL that can never be read (credentials in it, no host, a path
+    that is not plainly a path: ``_names``). An announced URL's query is dropped; a redirect's
+    is kept (``keep_query``)."""
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in url):
+        raise ValueError("control characters are not allowed in a remote URL")
     parts = urlsplit(url)
     scheme = SCHEMES.get(parts.scheme.lower())
     if scheme is None:
@@ -75,13 +96,36 @@ def parse_remote(url: str) -> RemoteURL | None:
         raise ValueError("URLs with credentials are not read (tokens come from BEARER_TOKEN)")
     if not parts.hostname:
         raise ValueError("a remote URL needs a host")
-    raw = unquote(parts.path)
-    if "\x00" in raw or any(segment == ".." for segment in raw.split("/")):
-        raise ValueError("'..' and NUL are not allowed in a remote path")
-    path = posixpath.normpath("/" + raw.lstrip("/"))
-    if raw.endswith("/") and path != "/":
-        path += "/"
-    return RemoteURL(scheme, parts.hostname.lower(), parts.port or DEFAULT_PORTS[scheme], path)
+    segments = _names(parts.path)
+    return RemoteURL(scheme, parts.hostname.lower(), parts.port or DEFAULT_PORTS[scheme],
+                     segments, parts.path.endswith("/") and bool(segments),
+                     parts.query if keep_query else "")  # fmt: skip
+
+
+def _names(raw_path: str) -> tuple[str, ...]:
+    """The path's names, each percent-decoded once; empty and ``.`` segments dropped. Refused:
+    ``..``, and a name that, decoded once or again, holds or is what a server could take for
+    structure (a separator, a dot segment, also before a ``;`` parameter, ``?``, ``#``) or a
+    control character: ``%2e%2e``, ``%252e%252e``, ``%2F``, ``..%252f``, ``%3F``, ``%0d%0a``."""
+    names = []
+    for raw in raw_path.split("/"):
+        if raw in ("", "."):
+            continue
+        if raw == "..":
+            raise ValueError("'..' is not allowed in a remote path")
+        name = level = unquote(raw)
+        while True:
+            if level.split(";")[0] in (".", "..") or any(
+                char in "/\\?#" or ord(char) < 0x20 or ord(char) == 0x7F for char in level
+            ):
+                raise ValueError(f"{raw!r} is or decodes to a separator, a dot segment, '?', "
+                                 "'#' or a control character")  # fmt: skip
+            decoded = unquote(level)
+            if decoded == level:
+                break
+            level = decoded
+        names.append(name)
+    return tuple(names)
 
 
 def remote_roots(data_roots: Sequence[str]) -> list[RemoteURL]:

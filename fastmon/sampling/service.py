@@ -1,6 +1,6 @@
-"""Sampling STFs: the body of the Celery task. The policy chooses TF ranges, the file is read
-(outside any transaction), and the samples are registered with what they send; STFs already
-sampled, or being sampled by another worker, are left alone."""
+"""Sampling STFs: the body of the Celery task and of run_fastmon's sampler. The policy chooses
+TF ranges, the file is read (outside any transaction), and the samples are registered with what
+they send; STFs already sampled, or being sampled by another worker, are left alone."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ from fastmon.live.frames import alarm_event
 from fastmon.models import SamplingPolicy, StfFile, TfSample
 from fastmon.processing.parameters import policy_overrides
 from fastmon.sampling.checksums import ANNOUNCED, REREAD, announced_range_checksums
+from fastmon.sampling.dispatch import RUN_FASTMON, workers
+from fastmon.sampling.lanes import hand_over
 from fastmon.sampling.ledger import current_policy, policy_of
 from fastmon.sampling.policy import Policy, StfFacts, TfRange, sample
 from fastmon.sampling.reading import Boundaries, ReadReport, Unreachable, read_stf
@@ -54,8 +56,18 @@ def sample_stfs(stf_filenames: Sequence[str]) -> SamplingReport:
     Each run counts an attempt first, in a transaction of its own: a worker that dies while
     sampling leaves the count behind, and past SAMPLING_MAX_ATTEMPTS the STF is marked failed
     instead of killing workers for ever.
+
+    With run_fastmon's own sampler (SAMPLING_WORKERS), only the local STFs are sampled here:
+    each remote host's are handed to its lane (``lanes``), which samples them as this does, on
+    a thread of its own, so a slow or hostile server holds up only its own STFs.
     """
     names = list(dict.fromkeys(stf_filenames))
+    if workers() == RUN_FASTMON:
+        names = hand_over(names, _sample)
+    return _sample(names)
+
+
+def _sample(names: list[str]) -> SamplingReport:
     pending = StfFile.objects.filter(
         stf_filename__in=names, sampled_at__isnull=True, status__in=_SAMPLABLE
     )

@@ -1,13 +1,15 @@
 """Remote partial reads: STFs sampled where they live, over XRootD and HTTP (the servers
 scripts/services.sh starts over one data directory), reading only the sampled byte ranges, with
 sizes and Adler-32 equal to a local read of the same files; a server that is away; a server that
-answers one range at a time, and the bearer token."""
+answers one range at a time, and the bearer token; hostile servers (wrong ranges, endless
+multipart answers, redirects off the roots) through the broker to run_fastmon."""
 
 from __future__ import annotations
 
 import json
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -18,13 +20,15 @@ from django.test import override_settings
 from fastmon.content.etf1 import TRAILER
 from fastmon.ingest.pipeline import ingest_message
 from fastmon.models import StfFile, TfSample
-from fastmon.sampling.reading import read_tf_ranges
+from fastmon.sampling.reading import Unreachable, read_stf, read_tf_ranges
 from fastmon.sampling.service import sample_stfs
-from fastmon.sampling.spans import byte_spans
+from fastmon.sampling.spans import EQUAL, byte_spans
 from fastmon.simulator.files import write_stf_file
 from fastmon.testing.announcing import announce
+from fastmon.testing.hostile_server import HostileServer
 from fastmon.testing.messages import stf_name
 from fastmon.testing.network import free_port
+from fastmon.testing.sampling import OFFSETS, RUN, TFS, ThroughBroker
 
 SIZE = 8 * 1024 * 1024
 
@@ -122,10 +126,18 @@ def test_urls_outside_the_remote_roots_are_not_read() -> None:
         sample_stfs(names)
     reasons = sorted({s.metadata["estimated_because"] for s in TfSample.objects.all()})
     assert reasons == [
-        "http://127.0.0.1:8088/data/../etc/x.stf: BadURL: '..' and NUL are not allowed in a "
-        "remote path",
+        "http://127.0.0.1:8088/data/../etc/x.stf: BadURL: '..' is not allowed in a remote path",
         "http://127.0.0.1:8088/other/x.stf is outside the data roots",
     ]
+
+
+@pytest.mark.parametrize(("host", "error"), [
+    ("a\u200b.example", "InvalidURL: Invalid IDNA hostname"), ("xn--zz", "IDNAError"),
+])  # fmt: skip
+def test_a_url_httpx_refuses_is_a_reason_not_an_escape(host: str, error: str) -> None:
+    root = f"http://{host}/data/"
+    with pytest.raises(Unreachable, match=f"^http://{host}:80/data/x.stf: HTTPError: {error}"):
+        read_stf(f"{root}x.stf", "x.stf", [root], 10, [(1, 1)], lambda size, read_at: EQUAL)
 
 
 class OneRangeServer(BaseHTTPRequestHandler):
@@ -210,3 +222,87 @@ def test_the_simulator_announces_remote_urls_and_the_stf_page_shows_the_partial_
     page = client.get(f"/fastmon/stf/{stf.stf_filename}/").content.decode()
     shown = re.search(r'id="stf-read">([^<]+)<', page)[1]
     assert shown.startswith("1.") and " of 8.0\xa0MB (" in shown and "over root in" in shown
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_wrong_range_and_an_endless_multipart_answer_end_the_read_at_once(
+    through_broker: ThroughBroker, tmp_path: Path
+) -> None:
+    """Through the broker to run_fastmon: a 206 beside the range asked for is asked once, not
+    again and again; a multipart answer that never delimits is given up within a few KiB, not
+    buffered and searched without end; both STFs get metadata-only samples with the reason."""
+    with (
+        HostileServer(tmp_path, "wrong-range") as wrong,
+        HostileServer(tmp_path, "endless-multipart") as endless,
+    ):
+        through_broker.start([wrong.url, endless.url])
+        began = time.monotonic()
+        through_broker.publish([through_broker.stf(tmp_path, 1, wrong.url),
+                                through_broker.stf(tmp_path, 2, endless.url)])  # fmt: skip
+        through_broker.wait_sampled(2, 30)
+        seconds = time.monotonic() - began
+    status, reason = through_broker.outcome(1)
+    assert status == StfFile.Status.SAMPLED
+    assert re.fullmatch(
+        rf"{re.escape(wrong.url + stf_name(RUN, 1))}: WrongRange: the server "
+        r"answered bytes \d+-\d+, not a range asked for",
+        reason,
+    ), reason
+    assert len(wrong.asked("GET")) == 1
+    status, reason = through_broker.outcome(2)
+    assert status == StfFile.Status.SAMPLED
+    assert reason == f"{endless.url}{stf_name(RUN, 2)}: BadMultipart: no b'--fastmon-hostile' " \
+        "within 8192 bytes of a multipart answer"  # fmt: skip
+    assert len(endless.asked("GET")) == 1 and seconds < 20
+
+
+@pytest.mark.django_db(transaction=True)
+def test_redirects_are_followed_only_under_the_roots(
+    through_broker: ThroughBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the broker to run_fastmon: a door's redirect to a pool its root names is read
+    there, the token with it; a redirect to another host, or to a path of the same host outside
+    the root, is not followed, and the place it names is never asked (nor given the token); a
+    loop ends after a few redirects; each with a reason, none failed."""
+    monkeypatch.setenv("BEARER_TOKEN", "fastmon-token")
+    pool, elsewhere = tmp_path / "pool", tmp_path / "elsewhere"
+    with (
+        HostileServer(pool, "honest") as pool_server,
+        HostileServer(tmp_path, "honest") as off_host,
+        HostileServer(tmp_path, "redirect", redirect_to=pool_server.url) as door,
+        HostileServer(tmp_path, "redirect", redirect_to=off_host.url) as to_off_host,
+        HostileServer(tmp_path, "redirect") as same_host,
+        HostileServer(tmp_path, "redirect") as loop_a,
+        HostileServer(tmp_path, "redirect", redirect_to=loop_a.url) as loop_b,
+    ):
+        same_host.redirect_to = f"{same_host.url}elsewhere/"
+        loop_a.redirect_to = loop_b.url
+        roots = [f"{door.url}data/", pool_server.url, f"{to_off_host.url}data/",
+                 f"{same_host.url}data/", f"{loop_a.url}data/", loop_b.url]  # fmt: skip
+        (pool / "data").mkdir(parents=True)
+        (elsewhere / "data").mkdir(parents=True)
+        bodies = [through_broker.stf(pool / "data", 1, f"{door.url}data/"),
+                  through_broker.stf(tmp_path, 2, f"{to_off_host.url}data/"),
+                  through_broker.stf(elsewhere / "data", 3, f"{same_host.url}data/"),
+                  through_broker.stf(tmp_path, 4, f"{loop_a.url}data/")]  # fmt: skip
+        through_broker.start(roots)
+        through_broker.publish(bodies)
+        through_broker.wait_sampled(4, 60)
+
+    assert through_broker.outcome(1) == (StfFile.Status.SAMPLED, "")
+    samples = TfSample.objects.filter(stf__stf_filename=stf_name(RUN, 1)).order_by("tf_first")
+    local, _ = read_tf_ranges(pool / "data" / stf_name(RUN, 1), TFS,
+                              [(s.tf_first, s.tf_last) for s in samples], OFFSETS)  # fmt: skip
+    assert [s.checksum for s in samples] == [m.checksum for m in local]
+    assert {seen.headers["authorization"] for seen in pool_server.seen} == {"Bearer fastmon-token"}
+    for sequence, server in ((2, to_off_host), (3, same_host)):
+        url = f"{server.url}data/{stf_name(RUN, sequence)}"
+        assert through_broker.outcome(sequence) == (
+            StfFile.Status.SAMPLED,
+            f"{url}: Redirect: redirected off the data roots: not followed",
+        )
+        assert all(seen.path.startswith("/data/") for seen in server.seen)
+    assert off_host.seen == []
+    assert through_broker.outcome(4) == (
+        StfFile.Status.SAMPLED, f"{loop_a.url}data/{stf_name(RUN, 4)}: TooManyRedirects: more "
+        "than 5 redirects")  # fmt: skip

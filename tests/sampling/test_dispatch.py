@@ -1,5 +1,5 @@
-"""How stored STFs reach sampling: who samples, and a hand-off to Celery that never makes
-ingest wait for its broker."""
+"""How stored STFs reach sampling: who samples, a hand-off to Celery that never makes ingest
+wait for its broker, and tasks of one lane each."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from django.conf import settings
 from django.test import override_settings
 
 from fastmon.sampling import dispatch
+from fastmon.testing.announcing import announce
 from fastmon.testing.messages import stf_name
 from fastmon.testing.waiting import wait_until
 
@@ -66,3 +67,20 @@ def test_a_wrong_choice_of_workers_is_refused() -> None:
         pytest.raises(ValueError, match="auto, celery or run_fastmon"),
     ):
         dispatch.workers()
+
+
+@pytest.mark.django_db
+def test_a_celery_task_holds_the_stfs_of_one_lane(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A slow host's STFs never share a task with local ones or another host's."""
+    sent: list[list[str]] = []
+    monkeypatch.setattr(dispatch, "_sender", sent.append)
+    monkeypatch.setattr(dispatch, "_eager", lambda: True)
+    roots = ["/data/daq", "http://door.example/stf/", "root://xrd.example//stf/"]
+    urls = ["http://door.example/stf/", "/data/daq/", "root://xrd.example//stf/",
+            "http://door.example:80/stf/", "http://elsewhere.example/stf/"]  # fmt: skip
+    names = [announce("stf_ready", 100840, n, file_url=f"{url}{stf_name(100840, n)}")[0]
+             for n, url in enumerate(urls, 1)]  # fmt: skip
+    changes = {"SAMPLING_WORKERS": "celery", "DATA_ROOTS": roots}
+    with override_settings(FASTMON={**settings.FASTMON, **changes}):
+        dispatch.enqueue_sampling(names)
+    assert sent == [[names[0], names[3]], [names[1], names[4]], [names[2]]]
