@@ -49,6 +49,11 @@ READ_SECONDS = Histogram(
 READ_BYTES = Counter(
     "fastmon_read_bytes", "Bytes of sampled ranges read, by protocol.", ["protocol"]
 )
+SAMPLES_HELD_BACK = Counter(
+    "fastmon_samples_held_back",
+    "TF samples a sampling policy's caps held back, by cap (fastmon.sampling.caps).",
+    ["cap"],
+)
 WEBSOCKET_CLIENTS = Gauge(
     "fastmon_websocket_clients", "Live pages connected.", multiprocess_mode="livesum"
 )

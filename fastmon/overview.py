@@ -18,6 +18,7 @@ from django.utils import timezone
 from fastmon.models import DeadLetter, Run, StfFile, TfSample
 from fastmon.processing.figures import processing_summary
 from fastmon.quality.flags import current_quality, overall_quality, run_quality
+from fastmon.sampling import caps
 from fastmon.statistics.read import achieved_fraction, run_statistics
 
 if TYPE_CHECKING:
@@ -69,6 +70,18 @@ def tf_sample_rows(samples: QuerySet[TfSample]) -> QuerySet:
     )  # fmt: skip
 
 
+# The dashboard's latest TF samples: a screenful, the rest a link away.
+LATEST_SAMPLES_SHOWN = 25
+# A run's sequence gaps named on its page; the statistics (API) hold up to a thousand.
+GAPS_SHOWN = 5
+# What each cap of a sampling policy (``fastmon.sampling.caps``) is, in a shifter's words.
+CAP_WORDS = {
+    caps.PER_STF: "samples per STF",
+    caps.PER_RUN_MINUTE: "samples per run-minute",
+    caps.READ_BYTES_PER_MINUTE: "bytes read per minute",
+}
+
+
 def dashboard() -> dict[str, Any]:
     """The dashboard as first drawn; live events take it from there."""
     runs = list(runs_with_counts()[:10])
@@ -91,7 +104,8 @@ def dashboard() -> dict[str, Any]:
         "processing": processing_summary(current) if current else None,
         "quality": overall_quality(current) if current else "null",
         "quality_now": current_quality(current) if current else "null",
-        "tf_samples": samples,
+        "tf_samples": samples[:LATEST_SAMPLES_SHOWN],
+        "tf_samples_shown": LATEST_SAMPLES_SHOWN,
         "pending_dead_letters": pending_dead_letters().count(),
         "chart_data": {
             # The server's clock: event times are the server's, the browser's clock may differ.
@@ -114,10 +128,17 @@ def run_page(run: Run) -> dict[str, Any]:
         .prefetch_related(Prefetch("tf_samples", TfSample.objects.order_by("tf_first")))
         .order_by("-sequence", "-id")[:500]
     )
+    statistics = run_statistics(run)
+    missing = statistics["sequence"]["missing"]
+    held_back = statistics["tf_samples_held_back"]
     return {
         "run": run,
         "stfs": stfs,
-        "statistics": run_statistics(run),
+        "statistics": statistics,
+        "gaps_shown": missing[:GAPS_SHOWN],
+        "gaps_more": len(missing[GAPS_SHOWN:]),
+        "held_back": sum(held_back.values()),
+        "held_back_by_cap": [(CAP_WORDS.get(cap, cap), n) for cap, n in sorted(held_back.items())],
         "quality": run_quality(run)["overall"],
         "processing": processing_summary(run),
     }

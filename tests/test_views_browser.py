@@ -13,7 +13,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from fastmon.models import Run, StfFile
+from fastmon.models import Run, SamplingPolicy, StfFile, TfSample
+from fastmon.sampling.ledger import save_policy_version
+from fastmon.sampling.service import sample_stfs
+from fastmon.testing.announcing import announce
 from fastmon.testing.browser import serve, shot
 from fastmon.testing.messages import (
     EXAMPLE_RUN,
@@ -237,3 +240,75 @@ def test_run_quality_goes_bad_live_and_the_run_page_draws_its_flags(
     assert [bars.nth(i).get_attribute("class") for i in range(3)] == [
         "fastmon-q-good", "fastmon-q-bad", "fastmon-q-medium"]  # fmt: skip
     shot(runs, "run-quality")
+
+
+def sampled(run: int, *sequences: int, size_bytes: int = 700_000) -> list[str]:
+    """STFs of ``run`` announced and sampled here (metadata-only samples sized from the STF's
+    ``size_bytes``: 7 of about 15 KB by default), for a page served by another process."""
+    names = announce("stf_ready", run, *sequences, file_url="", size_bytes=size_bytes)
+    sample_stfs(names)
+    return names
+
+
+def test_the_dashboard_lists_a_screenful_of_samples_and_links_to_the_rest(
+    browser, start_process: StartProcess
+) -> None:
+    """35 samples of about 15 KB: 25 rows, a link to all of them; sizes plotted in KB; a sample
+    arriving live takes the top row and the screenful stays one."""
+    port = serve(start_process)
+    sampled(RUN, *range(1, 6))
+    page = browser.new_page()
+    page.goto(f"http://127.0.0.1:{port}/fastmon/")
+    page.wait_for_selector("#fastmon-live-status[data-state=live]", timeout=10_000)
+    assert page.locator("#tf-samples tbody tr").count() == 25
+    assert sample_rows(page)[0] == tf_sample_name(RUN, 5, 7)
+    assert page.locator("#chart-tf-sizes-unit").inner_text() == "KB"
+    plotted = page.evaluate("window.fastmonCharts.sizes.data[1]")
+    assert len(plotted) == 35 and all(5 < kb < 30 for kb in plotted)  # about 15 KB each
+    shot(page, "dashboard-screenful")
+
+    sampled(RUN, 6)
+    page.wait_for_function(
+        f"document.querySelector('#tf-samples tbody td').textContent === "
+        f"{json.dumps(tf_sample_name(RUN, 6, 7))}", timeout=20_000,
+    )  # fmt: skip
+    assert page.locator("#tf-samples tbody tr").count() == 25
+
+    page.click("#tf-samples-all")
+    page.wait_for_load_state()
+    listed = page.content()
+    assert tf_sample_name(RUN, 1, 1) in listed and tf_sample_name(RUN, 6, 7) in listed
+
+
+def test_a_chart_of_one_sample_spans_a_minute_around_it(browser, start_process: StartProcess):
+    SamplingPolicy.objects.create(name="one", params={"partitions": 1})
+    port = serve(start_process)
+    sampled(RUN, 1)
+    [at] = [sample.created_at.timestamp() for sample in TfSample.objects.all()]
+    page = browser.new_page()
+    page.goto(f"http://127.0.0.1:{port}/fastmon/")
+    page.wait_for_selector("#chart-tf-sizes canvas")
+    for chart in ("sizes", "latency"):
+        low, high = page.evaluate(f"[fastmonCharts.{chart}.scales.x.min, "
+                                  f"fastmonCharts.{chart}.scales.x.max]")  # fmt: skip
+        assert low < at < high and high - low == pytest.approx(60)
+    shot(page, "dashboard-one-sample")
+
+
+def test_the_run_page_names_the_missing_stfs_and_what_the_caps_held_back(
+    browser, start_process: StartProcess
+) -> None:
+    save_policy_version(SamplingPolicy(name="capped", params={"max_samples_per_stf": 3}))
+    port = serve(start_process)
+    sampled(RUN, 1, 2, 4, 7, 8)  # 3 and 5-6 never came
+    page = browser.new_page()
+    page.goto(f"http://127.0.0.1:{port}/fastmon/runs/{RUN}/")
+    assert page.locator("#sequence").inner_text() == "missing: 3, 5\u20136"  # an en dash
+    assert page.locator("#duplicates").inner_text() == "none"
+    # Five STFs of seven samples, three each taken.
+    assert page.locator("#held-back").inner_text() == "20 (20 by samples per STF)"
+    shot(page, "run-page-gaps-and-caps")
+
+    sampled(RUN + 1, 1, 3)
+    page.goto(f"http://127.0.0.1:{port}/fastmon/runs/{RUN + 1}/")
+    assert page.locator("#sequence").inner_text() == "missing: 2"

@@ -32,7 +32,7 @@ class ExitCode(IntEnum):
     AUTH = 3  # the broker refused the login
     UNREACHABLE = 4  # no broker answered within STARTUP_CONNECT_TIMEOUT_S
     DATABASE = 5  # the database did not answer within STARTUP_CONNECT_TIMEOUT_S
-    REFUSED = 6  # the broker refused the connection or a subscription
+    REFUSED = 6  # the broker refused the connection (AGENT_NAME in use, ...) or a subscription
 
 
 def wait_for_database(

@@ -9,7 +9,10 @@ A policy has two halves:
   last takes the remainder) and from each one block of about ``fraction`` of its TFs is taken,
   its size scaled by a Gaussian factor (mean 1, sigma ``size_sigma``, at least 1 TF), at a
   random position. The testbed's algorithm is 7 partitions, 15 %, sigma 0.1; sigma 0 gives a
-  fixed fraction.
+  fixed fraction;
+- *caps*, so a mistyped rate cannot flood storage or the network: samples per STF (here, by
+  ``spread``), and per run and minute and bytes read per minute (``fastmon.sampling.caps``,
+  which keeps count over the database).
 
 Every random draw comes from a generator seeded by a SHA-256 of (policy seed, run, STF name):
 the same policy gives the same samples on any machine, in any process, at any time, so any
@@ -54,6 +57,7 @@ class StfFacts:
 
 
 MAX_PARTITIONS = 1000
+CAPS = ("max_samples_per_stf", "max_samples_per_run_minute", "max_read_bytes_per_minute")
 MAX_SIZE_SIGMA = 10.0
 
 
@@ -72,6 +76,10 @@ class Policy:
     partitions: int = 7
     fraction: float = 0.15
     size_sigma: float = 0.1
+    # Caps (null: none); what they hold back is counted, per run and in the metrics.
+    max_samples_per_stf: int | None = None
+    max_samples_per_run_minute: int | None = None
+    max_read_bytes_per_minute: int | None = None
 
     def __post_init__(self) -> None:
         # Under ``from __future__ import annotations`` a field's type is its annotation's text.
@@ -97,6 +105,9 @@ class Policy:
             problems.append(f"size_sigma must be between 0 and {MAX_SIZE_SIGMA}")
         if not 0 <= self.seed <= 2**63 - 1:
             problems.append("seed must be between 0 and 2^63-1")
+        for cap in CAPS:
+            if getattr(self, cap) is not None and not 1 <= getattr(self, cap) <= 2**63 - 1:
+                problems.append(f"{cap} must be null or between 1 and 2^63-1")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -170,5 +181,16 @@ def select_ranges(policy: Policy, stf: StfFacts) -> list[TfRange]:
 
 
 def sample(policy: Policy, stf: StfFacts) -> list[TfRange]:
-    """The policy's decision for one STF: no ranges when it is not sampled."""
+    """The policy's decision for one STF, before its caps: no ranges when it is not sampled."""
     return select_ranges(policy, stf) if should_sample(policy, stf) else []
+
+
+def spread(ranges: list[TfRange], most: int | None) -> list[TfRange]:
+    """At most ``most`` of the ranges (None: all), taken evenly across the STF, so a capped
+    sample still sees its beginning, middle and end."""
+    if most is None or most >= len(ranges):
+        return ranges
+    if most <= 0:
+        return []
+    step = len(ranges) / most
+    return [ranges[int((n + 0.5) * step)] for n in range(most)]

@@ -24,6 +24,7 @@ from fastmon.live.events import record_live_events
 from fastmon.live.frames import alarm_event
 from fastmon.models import SamplingPolicy, StfFile, TfSample
 from fastmon.processing.parameters import policy_overrides
+from fastmon.sampling.caps import Caps, HeldBack, count_held_back
 from fastmon.sampling.checksums import ANNOUNCED, REREAD, announced_range_checksums
 from fastmon.sampling.dispatch import RUN_FASTMON, workers
 from fastmon.sampling.lanes import hand_over
@@ -47,6 +48,7 @@ class SamplingReport:
     failed: int = 0
     samples: int = 0
     bytes_read: int = 0
+    held_back: int = 0  # samples the policy's caps held back
 
 
 def sample_stfs(stf_filenames: Sequence[str]) -> SamplingReport:
@@ -90,9 +92,9 @@ def _sample(names: list[str]) -> SamplingReport:
     # Files are read outside any transaction: while a worker reads, the consumer may need to
     # lock these rows for a redelivered announcement.
     stfs = list(pending.select_related("run").order_by("id"))
-    plans, skipped, bytes_read = _plan_samples(stfs)
+    plans, skipped, bytes_read, held_back = _plan_samples(stfs)
     try:
-        samples = _register_sampled(pending, plans, skipped)
+        samples = _register_sampled(pending, plans, skipped, held_back)
     except Exception as exc:
         if is_outage(exc):
             raise
@@ -106,20 +108,23 @@ def _sample(names: list[str]) -> SamplingReport:
                     pending,
                     [plan for plan in plans if plan.stf.pk == stf.pk],
                     [pk for pk in skipped if pk == stf.pk],
+                    {pk: held for pk, held in held_back.items() if pk == stf.pk},
                 )
             except Exception as alone:
                 if is_outage(alone):
                     raise
                 logger.exception("could not register the samples of %s", stf.stf_filename)
     sampled = len({sample.stf_id for sample in samples})
-    return SamplingReport(sampled, len(skipped), len(failed_names), len(samples), bytes_read)
+    held = sum(sum(by_cap.values()) for _, by_cap in held_back.values())
+    return SamplingReport(sampled, len(skipped), len(failed_names), len(samples), bytes_read, held)
 
 
 def _register_sampled(
-    pending: QuerySet[StfFile], plans: list[SamplePlan], skipped: list[int]
+    pending: QuerySet[StfFile], plans: list[SamplePlan], skipped: list[int], held_back: HeldBack
 ) -> list[TfSample]:
-    """Store the planned samples and mark their STFs, in one transaction; only for STFs still
-    unsampled once locked (another worker may have been faster)."""
+    """Store the planned samples and mark their STFs, and count what the caps held back of
+    them, in one transaction; only for STFs still unsampled once locked (another worker may
+    have been faster)."""
     with transaction.atomic():
         ours = set(
             pending.filter(pk__in=[plan.stf.pk for plan in plans] + skipped)
@@ -140,10 +145,11 @@ def _register_sampled(
         StfFile.objects.filter(pk__in=[pk for pk in skipped if pk in ours]).update(
             status=StfFile.Status.SKIPPED, sampled_at=now
         )
+        count_held_back({pk: held for pk, held in held_back.items() if pk in ours})
     return samples
 
 
-def _plan_samples(stfs: list[StfFile]) -> tuple[list[SamplePlan], list[int], int]:
+def _plan_samples(stfs: list[StfFile]) -> tuple[list[SamplePlan], list[int], int, HeldBack]:
     first_sequences = dict(
         StfFile.objects.filter(run_id__in={stf.run_id for stf in stfs if stf.run_id})
         .values("run_id")
@@ -151,11 +157,12 @@ def _plan_samples(stfs: list[StfFile]) -> tuple[list[SamplePlan], list[int], int
         .values_list("run_id", "first")
     )
     policies: dict[tuple[str, str], tuple[SamplingPolicy, Policy] | None] = {}
+    caps = Caps()
     plans, skipped, bytes_read = [], [], 0
     for stf in stfs:
         try:
             first = first_sequences.get(stf.run_id) if stf.run_id is not None else None
-            plan = _plan_one(stf, first, policies)
+            plan = _plan_one(stf, first, policies, caps)
         except Exception as exc:
             if is_outage(exc):
                 raise
@@ -168,16 +175,18 @@ def _plan_samples(stfs: list[StfFile]) -> tuple[list[SamplePlan], list[int], int
             continue
         plans.append(plan)
         bytes_read += plan.read.bytes_read if plan.read else 0
-    return plans, skipped, bytes_read
+    return plans, skipped, bytes_read, caps.held_back
 
 
 def _plan_one(
     stf: StfFile,
     first_sequence: int | None,
     policies: dict[tuple[str, str], tuple[SamplingPolicy, Policy] | None],
+    caps: Caps,
 ) -> SamplePlan | None:
-    """One STF's samples, measured; None when its policy does not sample it. ``policies``
-    caches each (namespace, run type)'s current policy for the round."""
+    """One STF's samples, measured; None when its policy does not sample it or its caps hold
+    it back. ``policies`` caches each (namespace, run type)'s current policy for the round,
+    ``caps`` what the round took."""
     namespace = (stf.run.namespace if stf.run else "") or fastmon_settings.NAMESPACE or ""
     run_type = str(stf.run.run_conditions.get("run_type", "")) if stf.run else ""
     if (namespace, run_type) not in policies:
@@ -197,10 +206,12 @@ def _plan_one(
         size_bytes=stf.size_bytes,
         first_of_run=stf.sequence is not None and stf.sequence == first_sequence,
     )
-    ranges = sample(policy, facts)
+    ranges = caps.apply(chosen[0], policy, stf, sample(policy, facts))
     if not ranges:
         return None
     measured, report, content = _measure(stf, ranges, tf_count)
+    if report is not None:
+        caps.read(chosen[0], report.bytes_read)
     return SamplePlan(stf, measured, chosen[0], overrides, report, content)
 
 

@@ -5,8 +5,10 @@ themselves: for data stored before the counters existed, and to repair them.
 
 Names: ``samples``, ``tfs``, ``bytes``, ``estimated``, ``status:<status>``,
 ``state:["<state>", "<substate>"]`` (its STF's DAQ state when sampled; should an announcement
-change an STF's state afterwards, ``fastmon_recount`` brings the counters to the new one) and
-``published:<bucket>`` (sampled-to-published latency, ``histogram``)."""
+change an STF's state afterwards, ``fastmon_recount`` brings the counters to the new one),
+``published:<bucket>`` (sampled-to-published latency, ``histogram``) and ``held_back:<cap>``
+(samples a policy's cap held back, ``fastmon.sampling.caps``: not in the samples, so ``recount``
+keeps them as they are)."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from fastmon.models import RunCounter
 from fastmon.statistics.percentiles import bucket_of
 
 SAMPLES, TFS, BYTES, ESTIMATED = "samples", "tfs", "bytes", "estimated"
-STATUS, STATE, PUBLISHED = "status:", "state:", "published:"
+STATUS, STATE, PUBLISHED, HELD_BACK = "status:", "state:", "published:", "held_back:"
 
 # (run id, counter name) -> amount. At run time the plain class, which ``Deltas()`` builds.
 if TYPE_CHECKING:
@@ -133,7 +135,7 @@ def recount(run_ids: Iterable[int] | None = None, apps: Any = installed_apps) ->
             with connection.cursor() as cursor:
                 cursor.execute(f'LOCK TABLE "{Counters._meta.db_table}" IN EXCLUSIVE MODE')
         samples = TfSample.objects.exclude(run=None).order_by()
-        counters = Counters.objects.all()
+        counters = Counters.objects.exclude(name__startswith=HELD_BACK)
         if run_ids is not None:
             samples = samples.filter(run_id__in=list(run_ids))
             counters = counters.filter(run_id__in=list(run_ids))

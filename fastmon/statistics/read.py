@@ -57,6 +57,8 @@ def run_statistics(run: Run) -> dict[str, Any]:
         "tf_samples": samples,
         "tf_samples_estimated": counted.get(counters.ESTIMATED, 0),
         "tf_sample_status_counts": _named(counted, counters.STATUS),
+        # What the sampling policy's caps held back, in samples, by cap.
+        "tf_samples_held_back": _named(counted, counters.HELD_BACK),
         "achieved_fraction": tfs / found["sampled_tfs_total"]
         if found["sampled_tfs_total"]
         else None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -37,16 +38,26 @@ logger = logging.getLogger("fastmon.broker")
 
 
 _AUTH_WORDS = ("password", "authenticat", "credential", "not authorized", "login")
+# ActiveMQ refuses a second connection under one client-id: "Client: X already connected from
+# tcp://host:port" (javax.jms.InvalidClientIDException).
+_CLIENT_ID_TAKEN_WORDS = ("already connected", "invalidclientid")
+_CONNECTED_FROM = re.compile(r"already connected from (\S+)")
 
 
-def _ack_frame(headers: Mapping[str, str]) -> bytes:
-    """A STOMP 1.1 ACK frame for one MESSAGE frame's headers, header values escaped."""
+def _ack_frame(headers: Mapping[str, str]) -> bytes | None:
+    """A STOMP 1.1 ACK frame for one MESSAGE frame's headers, header values escaped; None for a
+    frame without the two headers an ACK names (no ACK can reach it), and the log says so."""
 
     def escaped(value: str) -> str:
         return value.replace("\\", "\\\\").replace("\n", "\\n").replace(":", "\\c")
 
-    message_id, subscription = escaped(headers["message-id"]), escaped(headers["subscription"])
-    return f"ACK\nmessage-id:{message_id}\nsubscription:{subscription}\n\n\x00".encode()
+    message_id, subscription = headers.get("message-id"), headers.get("subscription")
+    if not message_id or not subscription:
+        logger.warning("a frame on %s has no message-id or subscription header: not acked",
+                       headers.get("destination", "?"))  # fmt: skip
+        return None
+    return (f"ACK\nmessage-id:{escaped(message_id)}\nsubscription:{escaped(subscription)}"
+            "\n\n\x00").encode()  # fmt: skip
 
 
 class _Listener(stomp.ConnectionListener):
@@ -59,6 +70,8 @@ class _Listener(stomp.ConnectionListener):
         self.refused: dict[str, str] = {}
         self.receipts: set[str] = set()
         self.changed = threading.Condition()
+        # Until connected, connect() raises what an ERROR says: its caller logs it, once.
+        self.connecting = True
 
     def on_message(self, frame: stomp.utils.Frame) -> None:
         if self.transport.on_delivery:
@@ -69,7 +82,7 @@ class _Listener(stomp.ConnectionListener):
         detail = next(iter(_text(frame.body).strip().splitlines()), "")
         if detail not in message:  # ActiveMQ's header names the object, its body the problem
             message = f"{message}: {detail}" if message else detail
-        logger.error("broker error: %s", message)
+        logger.log(logging.DEBUG if self.connecting else logging.ERROR, "broker error: %s", message)
         with self.changed:
             # ActiveMQ answers a refused frame that asked for a receipt with an ERROR carrying
             # its receipt-id, and keeps the connection: that refusal belongs to that frame.
@@ -192,16 +205,25 @@ class StompTransport:
             _quietly_disconnect(connection)
             if error and any(word in error.lower() for word in _AUTH_WORDS):
                 raise BrokerAuthFailed(f"the broker refused the login: {error}")
-            if error and "already connected" in error.lower():
-                # A restarted fastmon whose previous connection the broker has not yet dropped
-                # (durable subscriptions need a stable client-id): wait for it.
-                raise BrokerUnreachable(f"client-id {self.client_id} is still in use: {error}")
+            if error and any(word in error.lower() for word in _CLIENT_ID_TAKEN_WORDS):
+                raise BrokerRefused(self._client_id_taken(error))
             if error:
                 raise BrokerRefused(f"the broker refused the connection: {error}")
             raise BrokerUnreachable(f"no answer from the broker at {self.describe()}")
+        listener.connecting = False
         self._connection, self._listener = connection, listener
         host, port = connection.transport.current_host_and_port
         logger.info("connected to %s:%s as client-id %s", host, port, self.client_id)
+
+    def _client_id_taken(self, error: str) -> str:
+        """One line for an operator: the broker holds a connection under this client-id (at
+        start fatal, exit code 6; on a reconnect, a lost connection of ours the broker has not
+        dropped yet, retried)."""
+        where = _CONNECTED_FROM.search(error)
+        whose = "AGENT_NAME" if self.client_id == fastmon_settings.AGENT_NAME else "client-id"
+        return (f"{whose} {self.client_id!r} is in use: the broker already has a connection "
+                f"under this client-id{f' (from {where[1]})' if where else ''}; is another "
+                "run_fastmon running with this AGENT_NAME? Give each its own")  # fmt: skip
 
     def subscribe(
         self, destinations: Sequence[str], timeout: float = 10.0, durable: bool | None = None
@@ -236,9 +258,10 @@ class StompTransport:
         # One write for the whole batch, each frame still acking one message
         # (client-individual): stomp.py's ack() writes one frame per call.
         frames = [
-            _ack_frame(delivery.headers)
+            frame
             for delivery in deliveries
             if delivery.generation == self.generation
+            and (frame := _ack_frame(delivery.headers)) is not None
         ]
         if not frames:
             return 0

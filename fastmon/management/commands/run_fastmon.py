@@ -18,7 +18,8 @@ class Command(BaseCommand):
         "in DAQ exit buffers as stf_ready notices. Stops cleanly on SIGTERM, SIGINT and SIGQUIT. "
         "Exit codes: "
         "0 stopped, 2 configuration (a watched directory missing too), 3 login refused, "
-        "4 broker unreachable, 5 database unreachable, 6 broker refused a subscription."
+        "4 broker unreachable, 5 database unreachable, 6 broker refused a subscription or the "
+        "connection (AGENT_NAME in use)."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:

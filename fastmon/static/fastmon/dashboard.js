@@ -5,8 +5,10 @@ import { drawDetectorTiles } from "./content.js";
 const WINDOW_S = 600;
 const BIN_S = 5;
 const CARD_BINS = 2; // the rate card: the mean of the chart's last complete bins
-const MAX_ROWS = 100;
 const MAX_POINTS = 2000;
+// A lone point (or several at one moment) gets this span around it: uPlot would stretch it to
+// a day or more, the point lost at one edge.
+const MIN_SPAN_S = 60;
 
 const initial = JSON.parse(document.getElementById("chart-data").textContent);
 // Event times are the server's: a browser clock ahead or behind would empty the last bins.
@@ -15,6 +17,7 @@ const serverNow = () => Date.now() / 1000 + clockOffset;
 const stfTimes = initial.stf_received.slice().sort((a, b) => a - b);
 const samples = initial.samples.slice();
 const table = document.querySelector("#tf-samples tbody");
+const maxRows = Number(document.getElementById("tf-samples").dataset.maxRows); // a screenful
 const counters = { coalesced: 0, events: 0 };
 window.fastmonCounters = counters;
 
@@ -30,20 +33,45 @@ function rateSeries(now) {
   return [xs, ys];
 }
 
+// The x range: the data's own (not the range uPlot made up for one moment), at least
+// MIN_SPAN_S wide.
+function timeRange(chart, min, max) {
+  const times = chart.data[0].filter((t) => t !== null);
+  if (!times.length) return [min, max];
+  const first = Math.min(...times);
+  const last = Math.max(...times);
+  if (last - first >= MIN_SPAN_S) return [first, last];
+  const middle = (first + last) / 2;
+  return [middle - MIN_SPAN_S / 2, middle + MIN_SPAN_S / 2];
+}
+
 function makeChart(id, label, data, points) {
   if (!window.uPlot) return null; // static files not built: the tables still work
   const element = document.getElementById(id);
   const series = [{}, { label, stroke: "#2c6fbb", width: points ? 0 : 1.5,
     points: { show: points, size: 4, fill: "#2c6fbb" } }];
-  return new window.uPlot({ width: 420, height: 200, series, scales: { x: { time: true } } }, data, element);
+  const scales = { x: { time: true, range: timeRange } };
+  return new window.uPlot({ width: 420, height: 200, series, scales }, data, element);
+}
+
+// Sizes in the unit their largest calls for (as the tables write them): a few KB are not
+// plotted as thousandths of a MB.
+const SIZE_UNITS = ["bytes", "KB", "MB", "GB", "TB"];
+function sizeUnit() {
+  const largest = samples.reduce((most, s) => Math.max(most, s.bytes ?? 0), 0);
+  let unit = 0;
+  while (largest >= 1024 ** (unit + 1) && unit < SIZE_UNITS.length - 1) unit += 1;
+  document.getElementById("chart-tf-sizes-unit").textContent = SIZE_UNITS[unit];
+  return 1024 ** unit;
 }
 
 const sampleSeries = (key, scale) => [samples.map((s) => s.at), samples.map((s) => (s[key] === null ? null : s[key] / scale))];
 const charts = {
   rate: makeChart("chart-stf-rate", "STF/s", rateSeries(serverNow()), false),
-  sizes: makeChart("chart-tf-sizes", "MB", sampleSeries("bytes", 1e6), true),
+  sizes: makeChart("chart-tf-sizes", "size", sampleSeries("bytes", sizeUnit()), true),
   latency: makeChart("chart-latency", "s", sampleSeries("latency", 1), true),
 };
+window.fastmonCharts = charts;
 
 let redrawPending = false;
 function scheduleRedraw() {
@@ -59,7 +87,7 @@ function scheduleRedraw() {
     const rate = complete.reduce((sum, value) => sum + value, 0) / CARD_BINS;
     document.getElementById("stf-rate").textContent = rate.toFixed(1);
     charts.rate?.setData(rates);
-    charts.sizes?.setData(sampleSeries("bytes", 1e6));
+    charts.sizes?.setData(sampleSeries("bytes", sizeUnit()));
     charts.latency?.setData(sampleSeries("latency", 1));
   });
 }
@@ -80,7 +108,7 @@ function addSampleRows(event) {
     const at = Date.parse(sample.created_at);
     samples.push({ at: at / 1000, bytes: sample.file_size_bytes, latency: received ? (at - received) / 1000 : null });
   }
-  while (table.rows.length > MAX_ROWS) table.deleteRow(-1);
+  while (table.rows.length > maxRows) table.deleteRow(-1);
   if (samples.length > MAX_POINTS) samples.splice(0, samples.length - MAX_POINTS);
 }
 
