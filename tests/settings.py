@@ -62,8 +62,12 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
         # Redis pub/sub ignores database numbers: the prefix keeps runs on other databases
-        # (parallel checkouts, benchmarks) off this one's live pages.
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": f"fastmon-{DATABASES['default']['NAME']}"},
+        # (parallel checkouts, benchmarks) off this one's live pages. The same for the test
+        # process (NAME) and the servers it starts on pytest's test database (test_NAME).
+        "CONFIG": {
+            "hosts": [REDIS_URL],
+            "prefix": f"fastmon-{DATABASES['default']['NAME'].removeprefix('test_')}",
+        },
     }
 }
 

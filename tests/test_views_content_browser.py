@@ -1,6 +1,7 @@
 """The run page's detector panels in a real headless Chromium, fed by the real content pipeline
 (ETF1 STFs written, announced, sampled, merged, checked): each panel redrawn at each merge
-without a reload; a hot channel arriving live turns its panel and its heatmap bad, named in the
+without a reload, from two requests a cycle; a failed fetch leaves the panels marked stale and
+is tried again; a hot channel arriving live turns its panel and its heatmap bad, named in the
 reason and the hottest cell drawn; the .root links download what uproot reads; the moving
 window shows the hot channel gone while the whole run keeps it."""
 
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pytest
@@ -47,15 +50,7 @@ def test_the_run_page_draws_each_detector_and_follows_its_merges(
     port = serve(start_process)
     with override_settings(FASTMON={**settings.FASTMON, "DATA_ROOTS": [str(tmp_path)]}):
         ingest_message(json.dumps(example("run_imminent", run_id=RUN)))
-
-        def sample_and_merge(sequence: int) -> None:
-            written = write_etf1_stf(tmp_path / stf_name(RUN, sequence), 40, seed=sequence)
-            names = announce("stf_ready", RUN, sequence, data_dir=tmp_path, tf_count=40,
-                             tf_offsets=written.offsets)  # fmt: skip
-            sample_stfs(names)
-            merge_cycle()
-
-        sample_and_merge(1)
+        sample_and_merge(tmp_path, 1)
         choose_reference("BEMC", Run.objects.get(run_number=RUN))  # overlaid on BEMC's spectra
         page = browser.new_page()
         errors: list[str] = []
@@ -77,7 +72,7 @@ def test_the_run_page_draws_each_detector_and_follows_its_merges(
         assert link.endswith(f"/fastmon/api/runs/{RUN}/histograms/BEMC/occupancy/?format=root")
         assert "cycle 1," in page.locator("#content-cycle").inner_text()
 
-        sample_and_merge(2)  # the merge's live event redraws the panels: no reload
+        sample_and_merge(tmp_path, 2)  # the merge's live event redraws the panels: no reload
         page.wait_for_function(
             "document.getElementById('content-cycle').textContent.startsWith('cycle 2,')"
         )
@@ -89,6 +84,59 @@ def test_the_run_page_draws_each_detector_and_follows_its_merges(
         )
         assert page.locator("#detector-tiles [data-detector='BEMC'] p").inner_text() == "unknown"
         assert errors == []
+
+
+def sample_and_merge(folder: Path, sequence: int) -> None:
+    """An ETF1 STF of run RUN written, announced, sampled, and merged."""
+    written = write_etf1_stf(folder / stf_name(RUN, sequence), 40, seed=sequence)
+    names = announce("stf_ready", RUN, sequence, data_dir=folder, tf_count=40,
+                     tf_offsets=written.offsets)  # fmt: skip
+    sample_stfs(names)
+    merge_cycle()
+
+
+def test_a_cycle_is_two_requests_and_a_failed_one_is_tried_again(
+    browser, start_process, tmp_path: Path
+) -> None:
+    """Each merge: the summary, then every histogram shown in one gzipped answer. A failure
+    leaves the panels marked stale, the last cycle drawn as it was, until a retry draws."""
+    port = serve(start_process)
+    with override_settings(FASTMON={**settings.FASTMON, "DATA_ROOTS": [str(tmp_path)]}):
+        ingest_message(json.dumps(example("run_imminent", run_id=RUN)))
+        sample_and_merge(tmp_path, 1)
+        page = browser.new_page()
+        page.goto(f"http://127.0.0.1:{port}/fastmon/runs/{RUN}/")
+        page.wait_for_function(drawn(1))
+        fetched: list[Any] = []
+        page.on("requestfinished", lambda request: fetched.append(request))
+        sample_and_merge(tmp_path, 2)
+        page.wait_for_function(drawn(2))
+        summary, histograms = fetched
+        assert summary.url.endswith(f"/api/runs/{RUN}/content/")
+        asked = parse_qs(urlsplit(histograms.url).query)["name"]
+        assert sorted(asked) == sorted(f"{d.name}/{n}" for d in detector_map()
+                                       for n in ("occupancy", "adc", "bx"))  # fmt: skip
+        assert histograms.response().header_value("content-encoding") == "gzip"
+
+        failing = {"left": 2}  # the next two histogram requests fail
+
+        def fail(route: Any) -> None:
+            if failing["left"]:
+                failing["left"] -= 1
+                route.fulfill(status=503, body="")
+            else:
+                route.continue_()
+
+        page.route("**/histograms/?*", fail)
+        sample_and_merge(tmp_path, 3)
+        page.wait_for_function("document.getElementById('detectors').dataset.stale === 'true'")
+        assert page.locator("#detectors").get_attribute("data-drawn-cycle") == "2"
+        assert "not updated: the server answered 503" in page.locator("#content-cycle").inner_text()
+        page.wait_for_function(
+            drawn(3, "!('stale' in document.getElementById('detectors').dataset)")
+        )
+        assert failing["left"] == 0  # drawn by the retries alone: no event came after the merge
+        assert page.locator("#content-cycle").inner_text().startswith("cycle 3,")
 
 
 def drawn(cycle: int, condition: str = "true") -> str:

@@ -35,6 +35,11 @@ urlpatterns = [
         name="run-histograms-root",
     ),
     path(
+        "runs/<int:run_number>/histograms/",
+        content.RunHistogramsView.as_view(),
+        name="run-histograms",
+    ),
+    path(
         "runs/<int:run_number>/histograms/<str:group>/<str:name>/",
         content.HistogramView.as_view(),
         name="run-histogram",

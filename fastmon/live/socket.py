@@ -5,18 +5,23 @@ HTML reflects), optionally ``run=<number>`` and ``kinds=stf,tf_samples``. It rec
 ``{"type": "events", "events": [...]}`` in sequence order without gaps: events the push path
 lost or that overflowed the client's bounded queue are read back from the database, and
 ``{"type": "status", ...}`` frames say how many were, so nothing is dropped silently. A
-``{"type": "live", "sequence": N}`` frame says the replay is over.
+``{"type": "live", "sequence": N}`` frame says the replay is over. The database away: a client
+that is connecting is closed with 1011 (it reconnects and replays); one that is connected keeps
+its socket, and what could not be read is read back at the next poll.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.db import Error as DatabaseError
 
 from fastmon import access, metrics
 from fastmon.conf import fastmon_settings
@@ -26,8 +31,11 @@ from fastmon.live.frames import event_frame
 from fastmon.live.push import GROUP
 from fastmon.models import LiveEvent
 
+logger = logging.getLogger("fastmon.live")
+
 FORBIDDEN = 4403  # close codes: 4000 + the HTTP status they stand for
 BAD_REQUEST = 4400
+INTERNAL_ERROR = 1011  # the websocket's own: the server could not go on (the database away)
 REPLAY_PAGE = 500
 
 
@@ -55,7 +63,13 @@ class LiveEventsConsumer(AsyncJsonWebsocketConsumer):
         await self.accept()
         # Joined before reading: an event committed meanwhile is in the group or in the read.
         # One trip to the database: a server restart reconnects every page at once.
-        self.last_seen, skipped, replay = await database_sync_to_async(_opening)(since)
+        try:
+            self.last_seen, skipped, replay = await database_sync_to_async(_opening)(since)
+        except DatabaseError as exc:
+            logger.warning("live websocket closed: the database is unavailable (%s)", exc)
+            await self.close(code=INTERNAL_ERROR)
+            return
+        self.database_away = False
         self.sender = asyncio.create_task(self._send_loop(skipped, replay))
         metrics.WEBSOCKET_CLIENTS.inc()  # paired with the dec in disconnect, as the sender is
 
@@ -99,23 +113,35 @@ class LiveEventsConsumer(AsyncJsonWebsocketConsumer):
             await self._send_frames(replay)
             self.last_seen = replay[-1]["sequence"]
             if len(replay) == REPLAY_PAGE:
-                await self._read_back(upto=None)
+                await self._reading(self._read_back(upto=None))
         await self.send_json({"type": "live", "sequence": self.last_seen})  # caught up
         while True:
             try:
                 first = await asyncio.wait_for(self.queue.get(), fastmon_settings.LIVE_POLL_S)
             except TimeoutError:
-                await self._read_back(upto=None)  # a push lost on the way
+                await self._reading(self._read_back(upto=None))  # a push lost on the way
                 continue
             frames = [first]
             while not self.queue.empty() and len(frames) < REPLAY_PAGE:
                 frames.append(self.queue.get_nowait())
-            await self._send_live(frames)
+            await self._reading(self._send_live(frames))
             if self.behind and self.queue.empty():
                 self.behind = False
-                await self._read_back(upto=None)
+                await self._reading(self._read_back(upto=None))
                 await self.send_json({"type": "status", "overflowed": self.overflowed,
                                       "read_back": self.read_back})  # fmt: skip
+
+    async def _reading(self, step: Awaitable[None]) -> None:
+        """A step that may read the database. Failing (the database away), it is left to the
+        next poll, which reads back whatever it did not send: ``last_seen`` moves only once
+        frames are sent, so nothing is skipped and the order holds. Said once an outage."""
+        try:
+            await step
+        except DatabaseError as exc:
+            if not self.database_away:
+                logger.warning("live websocket: the database is unavailable (%s); reading "
+                               "back at each poll until it returns", exc)  # fmt: skip
+            self.database_away = True
 
     async def _send_live(self, frames: list[dict[str, Any]]) -> None:
         fresh = [f for f in frames if f["sequence"] > self.last_seen]
@@ -132,6 +158,9 @@ class LiveEventsConsumer(AsyncJsonWebsocketConsumer):
         """Send stored events after ``last_seen`` (up to ``upto``), in pages."""
         while True:
             events = await database_sync_to_async(_events_after)(self.last_seen, upto)
+            if self.database_away:
+                logger.info("live websocket: the database is back; reading back what was missed")
+                self.database_away = False
             if not events:
                 if upto is not None:
                     self.last_seen = max(self.last_seen, upto)

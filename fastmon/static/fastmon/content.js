@@ -2,9 +2,10 @@
 // heatmap (source x channel), its ADC and bunch-crossing spectra (uPlot) with the reference
 // overlaid (both normalised), its checks' colour and reason, and beside each histogram the
 // checks' word on that histogram. Over the whole run or the moving window (the page's choice);
-// redrawn on each "content" and "quality" event, without a reload; a panel fetches only the
-// histograms it shows.
-import { showQuality, throttled } from "./live.js";
+// redrawn on each "content" and "quality" event, without a reload. A page fetches the summary
+// and, in one request, only the histograms its panels show; a fetch that fails leaves the
+// panels marked stale and is tried again shortly.
+import { showQuality } from "./live.js";
 
 const SEVERITY = { null: 0, good: 1, medium: 2, bad: 3 };
 const SHOWN = ["occupancy", "adc", "bx"];
@@ -46,16 +47,21 @@ function showVerdict(element, verdict) {
   reason.title = verdict.all.join("\n");
 }
 
-// A URL of the API with this query (the window only when it is not the whole run's default).
+// A URL of the API with this query: a list as its parameter repeated, a value only when set
+// (the window only when it is not the whole run's default).
 function withQuery(url, query) {
   const made = new URL(url, document.baseURI);
-  for (const [key, value] of Object.entries(query)) if (value) made.searchParams.set(key, value);
+  for (const [key, value] of Object.entries(query)) {
+    if (Array.isArray(value)) for (const each of value) made.searchParams.append(key, each);
+    else if (value) made.searchParams.set(key, value);
+  }
   return made.href;
 }
 
 async function json(url) {
   const response = await fetch(url, { headers: { Accept: "application/json" } });
-  return response.ok ? response.json() : null;
+  if (!response.ok) throw new Error(`the server answered ${response.status}`);
+  return response.json();
 }
 
 // UHI's JSON (flow bins included where the axis has them): the bins' values, and each bin's
@@ -138,7 +144,7 @@ function panelFor(section, detector) {
   return panel;
 }
 
-async function drawDetector(panel, detector, summary, urls, view) {
+function drawDetector(panel, detector, summary, urls, view, shown) {
   const verdicts = (summary.quality || {})[detector];
   const verdict = worst(detectorVerdicts(verdicts));
   const badge = panel.querySelector("h3 .fastmon-quality"); // showQuality sets its classes
@@ -148,29 +154,44 @@ async function drawDetector(panel, detector, summary, urls, view) {
   const figures = summary.detectors[detector] || { hits: 0, tfs: 0 };
   const whole = view ? " (whole run)" : "";
   panel.querySelector(".fastmon-detector-hits").textContent = `${figures.hits} hits in ${figures.tfs} TFs${whole}`;
-  const references = (summary.references || {})[detector] || {};
-  await Promise.all(SHOWN.map(async (name) => {
+  for (const name of SHOWN) {
     const figure = panel.querySelector(`[data-histogram="${name}"]`);
     showVerdict(figure, histogramVerdict(verdicts, `${detector}/${name}`, name === "occupancy"));
     const url = urls[`${detector}/${name}`];
-    if (!url) return;
+    const ours = shown.histograms[`${detector}/${name}`];
+    if (!url || !ours) continue;
     figure.querySelector(".fastmon-download").href = withQuery(url, { window: view, format: "root" });
-    const [ours, theirs] = await Promise.all([
-      json(withQuery(url, { window: view })),
-      name !== "occupancy" && references[name] ? json(references[name]) : null,
-    ]);
-    if (!ours) return;
+    const theirs = shown.references[`${detector}/${name}`];
     if (name === "occupancy") drawHeatmap(figure.querySelector("canvas"), ours);
     else drawSpectrum(figure.querySelector(`.fastmon-${name}`), name, bins(ours), theirs && bins(theirs));
-  }));
+  }
+}
+
+// What the panels show, fetched: the summary, then the histograms it lists in one request.
+async function fetchShown(section, view) {
+  const summary = await json(section.dataset.api);
+  const detectors = Object.keys(summary.detectors).sort();
+  const listed = new Set(summary.histograms.map((h) => h.name));
+  const names = detectors.flatMap((d) => SHOWN.map((n) => `${d}/${n}`)).filter((n) => listed.has(n));
+  const references = Object.entries(summary.references || {}).flatMap(([d, spectra]) =>
+    Object.keys(spectra).filter((n) => n !== "occupancy" && SHOWN.includes(n)).map((n) => `${d}/${n}`));
+  const shown = names.length
+    ? await json(withQuery(summary.histograms_url, { name: names, reference: references, window: view }))
+    : { histograms: {}, references: {} };
+  return { summary, detectors, shown };
 }
 
 export function contentPanels(section) {
-  const shown = document.getElementById("content-window"); // the whole run or the moving window
-  // One drawing at a time: an event during one asks for one more after it.
+  const choice = document.getElementById("content-window"); // the whole run or the moving window
+  const cycleText = document.getElementById("content-cycle");
+  // One drawing at a time: an event during one asks for one more right after it (so a burst
+  // of events is drawn at once, then once more). A failed fetch is tried again, later each time.
   let drawing = false;
   let again = false;
+  let retry = null;
+  let delay = 1000;
   const draw = async () => {
+    clearTimeout(retry);
     if (drawing) {
       again = true;
       return;
@@ -181,32 +202,38 @@ export function contentPanels(section) {
         again = false;
         await drawOnce();
       } while (again);
+      delay = 1000;
+    } catch (error) {
+      section.dataset.stale = "true"; // what is drawn is an older cycle's
+      cycleText.textContent = `${cycleText.dataset.drawn || ""} (not updated: ${error.message}; trying again)`;
+      retry = setTimeout(draw, delay);
+      delay = Math.min(2 * delay, 10000);
     } finally {
       drawing = false;
     }
   };
   const drawOnce = async () => {
-    const summary = await json(section.dataset.api);
-    if (!summary) return;
+    const view = choice.value === "last" ? "last" : null; // null: the whole run, the API's default
+    const { summary, detectors, shown } = await fetchShown(section, view);
     section.dataset.cycle = String(summary.cycle);
-    document.getElementById("content-cycle").textContent = summary.cycle
+    cycleText.dataset.drawn = summary.cycle
       ? `cycle ${summary.cycle}, ${summary.tfs_decoded} TFs decoded, ${summary.corrupt_tfs} corrupt`
       : "no content merged yet";
+    cycleText.textContent = cycleText.dataset.drawn;
     const urls = Object.fromEntries(summary.histograms.map((h) => [h.name, h.url]));
-    const view = shown.value === "last" ? "last" : null; // null: the whole run, the API's default
     document.getElementById("content-root").href = withQuery(summary.root_url, { window: view });
-    const detectors = Object.keys(summary.detectors).sort();
-    await Promise.all(detectors.map((d) => drawDetector(panelFor(section, d), d, summary, urls, view)));
+    for (const d of detectors) drawDetector(panelFor(section, d), d, summary, urls, view, shown);
+    delete section.dataset.stale;
     section.dataset.drawnCycle = String(summary.cycle); // every panel drawn for this cycle
   };
-  shown.addEventListener("change", draw);
+  choice.addEventListener("change", draw);
   draw();
-  return throttled(draw, 1000);
+  return draw;
 }
 
 // The dashboard's summary of a run's detectors: a tile each, in its worst quality.
 export async function drawDetectorTiles(section, run) {
-  const summary = run ? await json(section.dataset.api.replace("/0/", `/${run}/`)) : null;
+  const summary = run ? await json(section.dataset.api.replace("/0/", `/${run}/`)).catch(() => null) : null;
   section.replaceChildren();
   if (!summary) return;
   for (const detector of Object.keys(summary.detectors).sort()) {

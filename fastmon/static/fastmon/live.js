@@ -22,7 +22,6 @@ export function connectLive({ run = null, kinds = [], onEvents }) {
     const socket = new WebSocket(`${scheme}//${location.host}${nav.dataset.websocketPath}?${params}`);
     live.socket = socket;
     socket.onopen = () => {
-      delay = 250;
       status.textContent = "catching up…";
     };
     socket.onmessage = (message) => {
@@ -34,6 +33,7 @@ export function connectLive({ run = null, kinds = [], onEvents }) {
           onEvents(fresh);
         }
       } else if (frame.type === "live") {
+        delay = 250; // caught up: the next reconnect is quick again (not after a 1011 at once)
         status.dataset.state = "live";
         status.textContent = "live";
       } else if (frame.type === "status") {
