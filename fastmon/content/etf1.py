@@ -8,23 +8,23 @@
     TRAILER       := b"EIX1" u32 tf_count u64 index_offset (the file's last 16 bytes)
 
 Decoding is paid per byte of every sampled TF, so it is built for speed (benchmarks/content.py)
-and never loops per hit in Python: the TF headers are walked in Python (one per TF); the source
-headers of many TFs are walked in lockstep with numpy (one step per block position, every TF
-at once; a few TFs are walked in Python, cheaper then); and the hits are not copied at all. The
-result is a ``BlockDecoded``: the bytes seen as 8-byte records and a row per source block (its
-first record, hit count, source, TF), which ``histograms.fill`` counts from directly. The
-per-hit arrays ``Decoded`` promises are made only when something reads them (a site's task).
+and never loops per block or hit in Python: the TF headers are walked in Python (one per TF,
+their reasons need words), the source headers and the channels by a compiled loop
+(``compiled.walk_blocks``), and the hits are not copied at all. The result is a
+``BlockDecoded``: the bytes and a row per source block (its first hit's offset, hit count,
+source, TF), which ``histograms.fill`` counts from directly. The per-hit arrays ``Decoded``
+promises are made only when something reads them (a site's task).
 """
 
 from __future__ import annotations
 
 import struct
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from fastmon.content import compiled
 from fastmon.content.decoding import Corrupt, Decoded, ReadAt
 from fastmon.content.detectors import DetectorMap
 
@@ -38,9 +38,6 @@ HIT = np.dtype([("channel", "<u2"), ("bx", "<u2"), ("adc", "<u2"), ("flags", "<u
 BX_PER_TF = 1 << 16
 # An index longer than this is not believed (a hostile trailer must not make us read gigabytes).
 MAX_TF_COUNT = 1 << 20
-# Fewer TFs than this have their source headers walked in Python: a step of numpy's lockstep
-# costs about 12 us whatever the number of TFs, Python about 0.3 us a block.
-LOCKSTEP_MIN_TFS = 32
 _FIELDS = ("channel", "bx", "adc", "flags")
 _UNKNOWN = -1  # where the next TF starts when a TF's size is broken
 
@@ -102,19 +99,15 @@ def read_boundaries(read: ReadAt, file_size: int) -> list[int] | None:
 
 @dataclass(frozen=True)
 class HitBlocks:
-    """A batch's hits where they lie: ``records`` (R x 4 uint16: channel, bx, adc, flags), and
-    per block, in order (TF, then place), none overlapping another: its first record, its hit
-    count (> 0), source id and TF. Records in no block (headers) are not hits."""
+    """A batch's hits where they lie: ``data``, its bytes (uint8), and per block with hits, in
+    order (TF, then place): the byte offset of its first hit, its hit count (> 0), its source
+    id and its TF. Hits are 8 bytes each (``HIT``), in place."""
 
-    records: np.ndarray
-    first: np.ndarray
+    data: np.ndarray
+    start: np.ndarray
     count: np.ndarray
     source: np.ndarray
     tf: np.ndarray
-
-    def take(self, keep: np.ndarray) -> HitBlocks:
-        return HitBlocks(self.records, self.first[keep], self.count[keep], self.source[keep],
-                         self.tf[keep])  # fmt: skip
 
 
 def _made_on_use(name: str) -> property:
@@ -130,7 +123,7 @@ def _made_on_use(name: str) -> property:
 
 class BlockDecoded(Decoded):
     """``Decoded`` with the hits left in ``blocks``: the per-hit arrays (int64, as any decoder
-    gives them) are made on first use, which plain decode-and-fill never needs. Its records are
+    gives them) are made on first use, which plain decode-and-fill never needs. Its hits are
     the decoded bytes themselves: they must not change while it is in use."""
 
     def __init__(self, blocks: HitBlocks, decoded: np.ndarray, corrupt: list[Corrupt]) -> None:
@@ -144,13 +137,13 @@ class BlockDecoded(Decoded):
     def _array(self, name: str) -> np.ndarray:
         if not self._per_hit:
             b, total = self.blocks, self.hits
-            # Each hit's record: its block's first, then one after another.
-            index = np.repeat(b.first - np.cumsum(b.count) + b.count, b.count)
-            index += np.arange(total, dtype=np.int64)
-            hits = b.records[index]
-            self._per_hit.update({f: hits[:, i].astype(np.int64) for i, f in enumerate(_FIELDS)})
-            self._per_hit["source"] = np.repeat(b.source, b.count).astype(np.int64)
-            self._per_hit["tf"] = np.repeat(b.tf, b.count).astype(np.int64)
+            # Each hit's first byte: its block's first, then 8 bytes after another.
+            at = np.repeat(b.start - HIT.itemsize * (np.cumsum(b.count) - b.count), b.count)
+            at += HIT.itemsize * np.arange(total, dtype=np.int64)
+            hits = b.data[at[:, None] + np.arange(HIT.itemsize)].view(HIT)[:, 0]
+            self._per_hit.update({f: hits[f].astype(np.int64) for f in _FIELDS})
+            self._per_hit["source"] = np.repeat(b.source, b.count)
+            self._per_hit["tf"] = np.repeat(b.tf, b.count)
         return self._per_hit[name]
 
     # The fields of Decoded, made when first read (and settable, as a dataclass's are).
@@ -173,7 +166,7 @@ class Etf1Decoder:
         view = memoryview(data).cast("B")
         if not _any_etf1(view, boundaries):
             return Decoded.empty(undecodable=tf_count)  # another format: nothing to say
-        walk = _Walk(view, detectors)
+        walk = _Walk(view)
         start = 0
         for n in range(tf_count):
             if boundaries is not None:
@@ -188,8 +181,7 @@ class Etf1Decoder:
                     for rest in range(n + 1, tf_count):
                         walk.corrupt(rest, None, "after a TF whose size is broken")
                     break
-        walk.sources()
-        return walk.result()
+        return walk.blocks(detectors)
 
 
 def _any_etf1(view: memoryview, boundaries: Sequence[int] | None) -> bool:
@@ -199,21 +191,14 @@ def _any_etf1(view: memoryview, boundaries: Sequence[int] | None) -> bool:
     return any(at >= 0 and at + 4 <= len(view) and view[at : at + 4] == MAGIC for at in starts)
 
 
-_ID_AND_HITS = struct.Struct("<II")  # a source header's first two fields
-
-
 class _Walk:
-    """A batch's headers, the TFs' one at a time and then their source blocks'; the blocks
-    found are kept as rows of arrays (start, count, source, TF), the hits left in place."""
+    """A batch's headers: the TFs' in Python, one at a time (their reasons need words), then
+    their source blocks' compiled (``compiled.walk_blocks``), every block of every TF."""
 
-    def __init__(self, view: memoryview, detectors: DetectorMap) -> None:
-        self.view, self.detectors = view, detectors
+    def __init__(self, view: memoryview) -> None:
+        self.view = view
         self.pending: list[tuple[int, int, int, int]] = []  # TF, blocks' start, end, n_sources
-        self.found: list[tuple[np.ndarray, ...]] = []  # per step: start, count, source, TF
-        self.walked: list[tuple[int, list[int]]] = []  # TF, its block headers (Python walks)
-        self.words: dict[int, memoryview] = {}
-        self.decoded: list[int] = []
-        self.broken: list[tuple[int, Corrupt]] = []  # by TF: its first reason
+        self.broken: list[tuple[int, Corrupt]] = []  # by TF: its reason
 
     def corrupt(self, n: int, detector: str | None, reason: str) -> None:
         self.broken.append((n, Corrupt(detector, reason)))
@@ -237,170 +222,39 @@ class _Walk:
         self.pending.append((n, start + TF_HEADER.size, start + size, n_sources))
         return start + size
 
-    def sources(self) -> None:
-        """Walk the source blocks of every TF whose header was sound."""
-        if not self.pending:
-            return
-        n, at, end, left = np.array(self.pending, dtype=np.int64).T
-        shift = at % 4
-        if len(n) < LOCKSTEP_MIN_TFS or np.any(shift != shift[0]):
-            for pending in self.pending:
-                self._walk_one(*pending)
-        else:
-            self._lockstep(n, at, end, left, int(shift[0]))
-
-    def _walk_one(self, n: int, at: int, end: int, left: int) -> None:
-        """One TF's blocks in Python, reading only each header's hit count (as a native u32
-        word: the source ids and counts are read again, as arrays, at the end)."""
-        shift, size = at % 4, SOURCE_HEADER.size
-        words, headers = self._words(shift), list[int]()
-        add = headers.append
-        for _ in range(left):
-            if at + size > end:
-                self.corrupt(n, None, f"TF {n}: a source header runs past the TF")
-                return
-            stop = at + size + 8 * words[(at - shift) // 4 + 1]
-            if stop > end:
-                self._overrun(n, *_ID_AND_HITS.unpack_from(self.view, at))
-                return
-            add(at)
-            at = stop
-        if at != end:
-            self.corrupt(n, None, f"TF {n}: {end - at} bytes after its last source block")
-            return
-        self.walked.append((n, headers))
-        self.decoded.append(n)
-
-    def _words(self, shift: int) -> memoryview:
-        """The bytes from ``shift`` on as u32 words that index to Python ints, fast."""
-        if shift not in self.words:
-            view, count = self.view, (len(self.view) - shift) // 4
-            if sys.byteorder == "little":
-                self.words[shift] = view[shift : shift + 4 * count].cast("I")
-            else:
-                words = np.frombuffer(view, "<u4", count=count, offset=shift)
-                self.words[shift] = words.astype("=u4").data
-        return self.words[shift]
-
-    def _lockstep(self, n: np.ndarray, at: np.ndarray, end: np.ndarray, left: np.ndarray,
-                  shift: int) -> None:  # fmt: skip
-        """Every TF's next source header at once, as u32 words: ``shift`` is the TFs' common
-        alignment, which a step (16 + 8 n_hits bytes) keeps."""
-        view = self.view
-        words = np.frombuffer(view, dtype="<u4", offset=shift, count=(len(view) - shift) // 4)
-        while len(n):
-            stopping = (left == 0) | (at + SOURCE_HEADER.size > end)
-            if stopping.any():
-                for tf, a, e, done in zip(n[stopping].tolist(), at[stopping].tolist(),
-                                          end[stopping].tolist(), (left[stopping] == 0).tolist(),
-                                          strict=True):  # fmt: skip
-                    if done and a != e:
-                        self.corrupt(tf, None, f"TF {tf}: {e - a} bytes after its last source "
-                                               f"block")  # fmt: skip
-                    elif done:
-                        self.decoded.append(tf)
-                    else:
-                        self.corrupt(tf, None, f"TF {tf}: a source header runs past the TF")
-                go = ~stopping
-                n, at, end, left = n[go], at[go], end[go], left[go]
-                continue
-            index = (at - shift) >> 2
-            source, n_hits = words[index], words[index + 1].astype(np.int64)
-            stop = at + SOURCE_HEADER.size + 8 * n_hits
-            over = stop > end
-            if over.any():
-                for tf, s, h in zip(n[over].tolist(), source[over].tolist(),
-                                    n_hits[over].tolist(), strict=True):  # fmt: skip
-                    self._overrun(tf, s, h)
-                go = ~over
-                n, at, end, left = n[go], at[go], end[go], left[go]
-                source, n_hits, stop = source[go], n_hits[go], stop[go]
-            self.found.append((at + SOURCE_HEADER.size, n_hits, source, n))
-            at, left = stop, left - 1
-
-    def _overrun(self, n: int, source: int, n_hits: int) -> None:
-        self.corrupt(n, self._name(source), f"TF {n}: source {source}'s {n_hits} hits overrun "
-                                            f"the TF")  # fmt: skip
-
-    def _name(self, source: int) -> str | None:
-        detector, _ = self.detectors.lookup(np.asarray([source], dtype=np.int64))
-        return self.detectors.detectors[detector[0]].name if detector[0] >= 0 else None
-
-    def result(self) -> BlockDecoded:
-        decoded = np.sort(np.asarray(self.decoded, dtype=np.int64))
-        self.broken.sort(key=lambda entry: entry[0])  # stable: a TF's first reason stays first
-        blocks = self._blocks(decoded)
-        # A channel at or above its source's count breaks its TF, as a bad header does.
-        broken = self._channels(blocks)
-        if len(broken):
-            blocks = blocks.take(~np.isin(blocks.tf, broken))
-            decoded = decoded[~np.isin(decoded, broken)]
-        return BlockDecoded(blocks, decoded, [reason for _, reason in self.broken])
-
-    def _blocks(self, decoded: np.ndarray) -> HitBlocks:
-        """The blocks with hits of the sound TFs, in order, and the records they lie in: the
-        bytes themselves when the blocks are in order and aligned alike (a sound batch), else
-        (only a hostile index makes this) copies of their hits."""
-        parts = [tuple(np.zeros(0, dtype=np.int64) for _ in range(4)), *self.found]
-        if self.walked:
-            headers = np.array([at for _, ats in self.walked for at in ats], dtype=np.int64)
-            tfs = np.repeat([n for n, _ in self.walked], [len(ats) for _, ats in self.walked])
-            shifts = headers % 4
-            source, count = np.zeros((2, len(headers)), dtype=np.int64)
-            for shift in range(shifts.min(initial=0), shifts.max(initial=0) + 1):
-                chosen = shifts == shift
-                index = (headers[chosen] - shift) // 4
-                words = np.frombuffer(self._words(shift), dtype=np.uint32)
-                source[chosen], count[chosen] = words[index], words[index + 1]
-            parts.append((headers + SOURCE_HEADER.size, count, source, tfs))
-        start, count, source, tf = (np.concatenate([part[i] for part in parts]) for i in range(4))
-        sound = np.zeros(max(tf.max(initial=-1), decoded.max(initial=-1)) + 1, dtype=bool)
-        sound[decoded] = True
-        keep = np.flatnonzero((count > 0) & sound[tf])
-        # The lockstep's steps interleave the TFs: their blocks back in TF order.
-        keep = keep[np.argsort(tf[keep], kind="stable")]
-        start, count, source, tf = (column[keep].astype(np.int64)
-                                    for column in (start, count, source, tf))  # fmt: skip
-        view, ends = self.view, start + 8 * count
-        if not len(start):
-            return HitBlocks(np.zeros((0, 4), np.uint16), start, count, source, tf)
-        if np.all(start % 8 == start[0] % 8) and np.all(start[1:] >= ends[:-1]):
-            low, high = int(start[0]), int(ends[-1])
-            records = np.frombuffer(view, "<u2", count=(high - low) // 2, offset=low)
-            return HitBlocks(records.reshape(-1, 4), (start - low) // 8, count, source, tf)
-        return HitBlocks(_copied(view, start, count), np.cumsum(count) - count, count, source, tf)
-
-    def _channels(self, blocks: HitBlocks) -> np.ndarray:
-        """The TFs with a channel past its source's count, each counted corrupt with the first
-        such hit."""
-        if not len(blocks.first):
-            return np.zeros(0, dtype=np.int64)
-        channel, ends = blocks.records[:, 0], blocks.first + blocks.count
-        bounds = np.stack([blocks.first, ends], axis=1).ravel()
-        if bounds[-1] == len(channel):  # reduceat's indices stay inside the array
-            bounds = bounds[:-1]
-        top = np.maximum.reduceat(channel, bounds)[::2]  # each block's highest channel
-        _, channels = self.detectors.lookup(blocks.source)
-        bad = np.flatnonzero((channels > 0) & (top >= channels))
-        broken, first = np.unique(blocks.tf[bad], return_index=True)
-        for n, i in zip(broken.tolist(), bad[first].tolist(), strict=True):
-            hits = channel[blocks.first[i] : ends[i]]
-            value = hits[np.argmax(hits >= channels[i])]
-            source = int(blocks.source[i])
-            self.corrupt(n, self._name(source), f"TF {n}: channel {value} of source {source} "
-                                                f"is past its {channels[i]} channels")  # fmt: skip
-        return broken
+    def blocks(self, detectors: DetectorMap) -> BlockDecoded:
+        """Walk the source blocks of every TF whose header was sound, and say why each TF that
+        was not is corrupt."""
+        data = np.frombuffer(self.view, dtype=np.uint8)
+        data.flags.writeable = False  # read-only whatever the caller's: one compiled variant
+        n, at, end, left = np.array(self.pending, dtype=np.int64).reshape(-1, 4).T.copy()
+        start, count, source, tf, verdicts = compiled.walk_blocks(
+            data, compiled.word_views(data), at, end, left, detectors.channels_of
+        )
+        for tf_n, (verdict, *numbers) in zip(n.tolist(), verdicts.tolist(), strict=True):
+            if verdict != compiled.SOUND:
+                self.corrupt(tf_n, *_reason(tf_n, verdict, numbers, detectors))
+        self.broken.sort(key=lambda entry: entry[0])
+        decoded = n[verdicts[:, 0] == compiled.SOUND]
+        return BlockDecoded(HitBlocks(data, start, count, source, n[tf]), decoded,
+                            [reason for _, reason in self.broken])  # fmt: skip
 
 
-def _copied(view: memoryview, start: np.ndarray, count: np.ndarray) -> np.ndarray:
-    """The hit records of blocks that overlap or lie at different alignments, copied out in
-    order from a record view of the bytes at each alignment."""
-    total = int(count.sum())
-    offsets = np.repeat(start - 8 * (np.cumsum(count) - count), count)
-    offsets += 8 * np.arange(total, dtype=np.int64)
-    out = np.empty((total, 4), dtype=np.uint16)
-    for shift in np.unique(start % 8).tolist():
-        records = np.frombuffer(view, "<u2", count=(len(view) - shift) // 8 * 4, offset=shift)
-        chosen = offsets % 8 == shift
-        out[chosen] = records.reshape(-1, 4)[(offsets[chosen] - shift) // 8]
-    return out
+def _reason(n: int, verdict: int, numbers: list[int],
+            detectors: DetectorMap) -> tuple[str | None, str]:  # fmt: skip
+    """A broken TF's detector (None: no block's) and why, from ``walk_blocks``' verdict."""
+    if verdict == compiled.HEADER_PAST:
+        return None, f"TF {n}: a source header runs past the TF"
+    if verdict == compiled.TRAILING:
+        return None, f"TF {n}: {numbers[0]} bytes after its last source block"
+    if verdict == compiled.OVERRUN:
+        source, n_hits, _ = numbers
+        return _name(source, detectors), f"TF {n}: source {source}'s {n_hits} hits overrun the TF"
+    channel, source, channels = numbers
+    return _name(source, detectors), (f"TF {n}: channel {channel} of source {source} is past its "
+                                      f"{channels} channels")  # fmt: skip
+
+
+def _name(source: int, detectors: DetectorMap) -> str | None:
+    detector, _ = detectors.lookup(np.asarray([source], dtype=np.int64))
+    return detectors.detectors[detector[0]].name if detector[0] >= 0 else None

@@ -13,7 +13,8 @@ import boost_histogram as bh
 import uproot
 from boost_histogram.serialization import to_uhi
 
-from fastmon.content.histograms import Content, json_default
+from fastmon.content.histograms import Content
+from fastmon.content.stored import json_default
 from fastmon.models import Run, RunContent
 
 WINDOWS = ("run", "last")

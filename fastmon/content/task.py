@@ -11,7 +11,7 @@ from typing import Protocol
 
 from fastmon.content.decoding import configured_decoder
 from fastmon.content.detectors import detector_map
-from fastmon.content.histograms import Content, fill
+from fastmon.content.histograms import stored_fill
 
 logger = logging.getLogger("fastmon.content")
 
@@ -38,27 +38,11 @@ def sampled_content(
     if kept is None:
         return None
     try:
-        decoder, detectors, content = configured_decoder(), detector_map(), Content()
-        for data, tf_count, within in _batches(ranges, kept, boundaries):
-            fill(content, decoder.decode(data, tf_count, within, detectors), detectors)
-        return content.dumps()
+        decoder, detectors = configured_decoder(), detector_map()
+        batches = (decoder.decode(memoryview(data), r.tf_last - r.tf_first + 1,
+                                  boundaries.within(r.tf_first, r.tf_last), detectors)
+                   for r, data in zip(ranges, kept, strict=True))  # fmt: skip
+        return stored_fill(batches, detectors)  # a range at a time: their bytes are not joined
     except Exception:
         logger.exception("content of %s not decoded", stf_filename)
         return None
-
-
-def _batches(
-    ranges: Sequence[Range], kept: Sequence[bytes | bytearray], boundaries: Boundaries
-) -> list[tuple[memoryview, int, list[int] | None]]:
-    """The ranges as decoder calls: all in one (their bytes joined, the offsets shifted) when
-    the TF offsets are known, which spares a call's fixed cost per range; else one a range."""
-    counts = [r.tf_last - r.tf_first + 1 for r in ranges]
-    within = [boundaries.within(r.tf_first, r.tf_last) for r in ranges]
-    if not all(w is not None and w[-1] == len(data) for w, data in zip(within, kept, strict=True)):
-        return [(memoryview(data), n, w) for data, n, w in zip(kept, counts, within, strict=True)]
-    joined, at = [0], 0
-    for offsets in within:
-        assert offsets is not None
-        joined += [at + offset for offset in offsets[1:]]
-        at += offsets[-1]
-    return [(memoryview(b"".join(kept)), sum(counts), joined)]

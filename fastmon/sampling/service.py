@@ -255,6 +255,9 @@ def _measure(
             None,
         )
     content = sampled_content(stf.stf_filename, ranges, report.kept, report.boundaries)
+    # The kept bytes (up to CONTENT_MAX_BYTES_PER_STF) are decoded: let them go now, not when
+    # the whole chunk of STFs is registered (40 STFs held them all at once).
+    report = replace(report, kept=None)
     # A second read is for its checksums only, at the boundaries the first one found.
     again = (_read_again(lambda: read(lambda size, read_at: report.boundaries), stf.stf_filename)
              if _verified(stf.stf_filename) else None)  # fmt: skip

@@ -16,10 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fastmon.conf import TESTBED_DETECTORS
-from fastmon.content import etf1, histograms
+from fastmon.content import etf1
+from fastmon.content.counting import Tally
 from fastmon.content.decoding import Corrupt, Decoded
 from fastmon.content.detectors import DetectorMap
-from fastmon.content.histograms import MAX_UNMAPPED_IDS, Content, book, fill
+from fastmon.content.histograms import MAX_UNMAPPED_IDS, Content, book, fill, stored_fill
 
 pytestmark = pytest.mark.unit
 
@@ -103,12 +104,8 @@ def assert_same_content(a: Content, b: Content) -> None:
     assert (a.unmapped, a.hits, a.tfs, a.corrupt) == (b.unmapped, b.hits, b.tfs, b.corrupt)
 
 
-@pytest.mark.parametrize("seed", range(6))
-@pytest.mark.parametrize("chunk", [3, 64, 1 << 14])
-def test_fill_is_bin_for_bin_boost_histograms_own_fill(
-    seed: int, chunk: int, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(histograms, "CHUNK_RECORDS", chunk)  # chunks cut through blocks too
+@pytest.mark.parametrize("seed", range(12))
+def test_fill_is_bin_for_bin_boost_histograms_own_fill(seed: int) -> None:
     batch = random_batch(seed)
     expected = reference([batch])
     for form in (batch, plain(batch)):  # the hits in place, and as per-hit arrays
@@ -126,6 +123,19 @@ def test_fill_is_bin_for_bin_boost_histograms_own_fill(
                                                                strict=True)}  # fmt: skip
 
 
+def test_counts_past_32_bits_stay_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counts are kept in 32 bits until a tally could hold more hits than they do."""
+    monkeypatch.setattr(Tally, "WIDEN_AT", 100)
+    batches = [random_batch(seed, tfs=3) for seed in (51, 52)]
+    tally = Tally(TESTBED)
+    for batch in batches:
+        tally.count(batch)
+    assert tally.occupancy.dtype == np.int64
+    content = Content()
+    fill(content, batches, TESTBED)
+    assert_same_histograms(content.histograms, reference(batches))
+
+
 def test_tfs_without_hits_count_in_hits_per_tf() -> None:
     blocks = [(300, np.zeros(0, dtype=etf1.HIT)), (5000, np.zeros(3, dtype=etf1.HIT))]
     data = etf1.encode_stf([etf1.encode_tf(0, 0, []), etf1.encode_tf(1, 0, blocks)])
@@ -139,23 +149,20 @@ def test_tfs_without_hits_count_in_hits_per_tf() -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.integers(0, 2**16), st.integers(1, 12), st.integers(1, 300),
+@given(st.integers(0, 2**16), st.integers(1, 12), st.integers(0, 7),
        st.lists(st.tuples(st.integers(0, 1 << 20), st.integers(0, 255)), max_size=6))  # fmt: skip
 def test_fill_of_damaged_batches_is_boosts_fill(
-    seed: int, tfs: int, chunk: int, changes: list[tuple[int, int]]
+    seed: int, tfs: int, pad: int, changes: list[tuple[int, int]]
 ) -> None:
-    """Whatever survives decoding is counted as boost-histogram counts it, in any chunking."""
+    """Whatever survives decoding is counted as boost-histogram counts it, at any alignment
+    of the bytes in memory."""
     data, boundaries = random_stf(seed, tfs)
-    damaged = bytearray(data)
+    damaged = bytearray(bytes(pad) + data)
     for place, value in changes:
-        damaged[place % boundaries[-1]] = value
-    decoded = etf1.Etf1Decoder().decode(damaged, tfs, boundaries, TESTBED)
-    before, histograms.CHUNK_RECORDS = histograms.CHUNK_RECORDS, chunk
-    try:
-        content = Content()
-        fill(content, decoded, TESTBED)
-    finally:
-        histograms.CHUNK_RECORDS = before
+        damaged[pad + place % boundaries[-1]] = value
+    decoded = etf1.Etf1Decoder().decode(memoryview(damaged)[pad:], tfs, boundaries, TESTBED)
+    content = Content()
+    fill(content, decoded, TESTBED)
     assert_same_histograms(content.histograms, reference([decoded]) if len(decoded.decoded) else {})
     assert content.tfs_decoded + content.corrupt_tfs + content.undecodable == tfs
 
@@ -242,12 +249,50 @@ def test_stored_and_loaded_exactly() -> None:
     fill(content, broken, TESTBED)
     content.histograms["site/extra"] = bh.Histogram(bh.axis.Variable([0, 1.5, 10], metadata="m"))
     content.histograms["site/extra"].fill([0.5, 2, 11, -3], weight=[1, 0.25, 2, 3])
+    weighted = content.histograms["site/weighted"] = bh.Histogram(
+        bh.axis.Regular(4, 0, 1), storage=bh.storage.Weight())  # fmt: skip
+    weighted.fill([0.1, 0.6, 0.6, 2], weight=[2, 0.5, 3, 1])
+    mean = content.histograms["site/mean"] = bh.Histogram(bh.axis.Integer(0, 3),
+                                                          storage=bh.storage.Mean())  # fmt: skip
+    mean.fill([0, 1, 1], sample=[1.5, 2, 7])
+    big = content.histograms["site/big"] = bh.Histogram(bh.axis.Integer(0, 4))
+    big.view()[...] = [2**40, 3, 0, 2**31 + 0.5]  # past 32 bits, and not an integer
     loaded = Content.loads(content.dumps())
     assert_same_content(loaded, content)
     assert loaded.corrupt_first_reason == "TF 1: why" and loaded.undecodable == 2
     assert loaded.histograms["SVT/occupancy"].axes[0].metadata == "source"
     assert loaded.histograms["site/extra"].axes[0].metadata == "m"
+    for name in ("site/weighted", "site/mean", "site/big"):
+        assert loaded.histograms[name] == content.histograms[name]  # storage type and bins
     assert Content.loads(Content().dumps()).summary() == Content().summary()
+
+
+@pytest.mark.parametrize("tasks", [[], [f"{__name__}.my_task"]])
+def test_a_partial_written_from_its_counts_is_fill_then_dumps(tasks: list[str]) -> None:
+    """``stored_fill`` (a sampled STF's partial: the built-in histograms never made) loads as
+    the content ``fill`` makes of the same batches, stored and loaded."""
+    broken = plain(random_batch(22, tfs=3))
+    broken.corrupt, broken.undecodable = [Corrupt("ZDC", "TF 1: why")], 2
+    batches = [random_batch(31, unmapped=[5, 6000]), broken, Decoded.empty(undecodable=4),
+               random_batch(32, tfs=5)]  # fmt: skip
+    with override_settings(FASTMON={"CONTENT_TASKS": tasks}):
+        filled = Content()
+        fill(filled, batches, TESTBED)
+        partial = Content.loads(stored_fill(batches, TESTBED))
+    assert_same_content(partial, Content.loads(filled.dumps()))
+    assert_same_content(partial, filled)
+    assert ("site/flags" in partial.histograms) == bool(tasks)
+    nothing = Content.loads(stored_fill([Decoded.empty(undecodable=3)], TESTBED))
+    assert nothing.histograms == {} and nothing.undecodable == 3
+
+
+@pytest.mark.parametrize("top", [0, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**53, -1, 0.5])
+def test_bins_are_stored_exactly_whatever_their_width(top: float) -> None:
+    histogram = bh.Histogram(bh.axis.Integer(0, 3, metadata="w"), bh.axis.Integer(0, 2))
+    histogram.view(flow=True)[...] = np.array([[0, 1, top, 3], [4, 5, 6, 7], [8, 9, 10, 11],
+                                               [12, 13, 14, 15], [1, 2, 3, top]])  # fmt: skip
+    content = Content(histograms={"site/wide": histogram})
+    assert Content.loads(content.dumps()).histograms["site/wide"] == histogram
 
 
 def test_unmapped_sources_are_bounded_most_frequent_first() -> None:
