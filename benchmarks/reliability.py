@@ -1,6 +1,8 @@
 """Reliability figures on demand: the faults the tests cover, at scale, on the real services.
 
     .venv/bin/python benchmarks/reliability.py [--announcements 10000] [--kills 5] [--fuzz 100000]
+    .venv/bin/python benchmarks/reliability.py --hostile 100
+    .venv/bin/python benchmarks/reliability.py --flood 3000 [--announcements 10000]
 
 Needs the services (`scripts/services.sh up`); restarts its ActiveMQ and PostgreSQL on the way.
 Uses its own database, fastmon_bench, created afresh. Each fault gets a fresh run of persistent
@@ -13,6 +15,16 @@ the figures are ingest's):
 - fuzz: ``--fuzz`` bodies mutated from the spec's examples (fields set to hostile values,
   dropped or added; bytes flipped, cut or inserted), through the ingest pipeline in batches.
 
+``--hostile N`` runs the hostile-server round alone (``hostile_round``): N local STFs and N read
+over nginx, sampled by run_fastmon's own sampler, first alone, then beside hostile data servers
+(``fastmon.testing.hostile_server``) serving STFs of their own; it prints the others' ingest and
+sampling latencies, p50 and p99, alone and beside them, and what became of the hostile STFs.
+
+``--flood RUNS`` runs the start_run-flood round alone (``flood_round``): ``--announcements``
+STFs of one run drained by run_fastmon, then again while RUNS runs announced with no STF are
+ticked, then the RUNS end_runs; it prints the ingest rate and longest stall both ways, and the
+alarm messages the flood's alarms went out in.
+
 Prints one row per fault: announcements stored, lost (sent, not stored), duplicated (an STF
 announced to the live pages twice), dead-lettered (of them fastmon's own failures, "internal")
 and crashed (a run_fastmon exiting on its own or with a traceback; an exception out of
@@ -24,9 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -36,14 +46,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
-os.environ["FASTMON_DB_NAME"] = "fastmon_bench"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import django  # noqa: E402
+import django
 
-from benchmarks.consume import fill_queue, recreate_database  # noqa: E402
+from benchmarks.consume import fill_queue, recreate_database
+from benchmarks.harness import ROOT, RunFastmon, query
+from benchmarks.reliability_rounds import flood_round, hostile_round
 
 STALL_S = 60  # no new row for this long: the drain is over, whatever is missing is lost
 FUZZ_BATCH = 100
@@ -66,64 +75,6 @@ class Figures:
     @property
     def lost(self) -> int:
         return self.sent - (self.stored if self.accounted is None else self.accounted)
-
-
-class RunFastmon:
-    """``manage.py run_fastmon`` on one queue, its output in a log of its own."""
-
-    def __init__(self, destination: str) -> None:
-        self.changes = {"SUBSCRIBE_DESTINATIONS": [destination], "SAMPLING_ENABLED": False,
-                        "AGENT_NAME": f"fastmon-reliability-{uuid.uuid4().hex[:6]}",
-                        "RETRY_MIN_S": 0.1, "RETRY_MAX_S": 1.0}  # fmt: skip
-        self.log = Path(f"/tmp/fastmon-reliability-{uuid.uuid4().hex[:6]}.log")
-        self.log.touch()
-        self.process: subprocess.Popen[bytes] | None = None
-        self.crashed = 0
-
-    def start(self) -> None:
-        """Start it and return once it has subscribed: a SIGTERM before its signal handlers
-        are set would look like a crash."""
-        env = {**os.environ, "FASTMON_TEST_SETTINGS": json.dumps(self.changes)}
-        subscribed = self._subscriptions()
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen([sys.executable, "manage.py", "run_fastmon"],
-                                            cwd=ROOT, env=env, stdout=log,
-                                            stderr=subprocess.STDOUT)  # fmt: skip
-        while self._subscriptions() == subscribed and self.process.poll() is None:
-            time.sleep(0.01)
-
-    def _subscriptions(self) -> int:
-        return self.log.read_text(errors="replace").count("subscribed to")
-
-    def check(self) -> None:
-        """A run_fastmon that exited without being asked to is a crash: counted, restarted."""
-        if self.process is not None and self.process.poll() is not None:
-            self.crashed += 1
-            self.start()
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-
-    def stop(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        if self.process.wait(60) != 0:
-            self.crashed += 1
-        self.crashed += self.log.read_text(errors="replace").count("Traceback")
-
-
-def query(read: Callable[[], int]) -> int:
-    """A count from the database, across its restart."""
-    from django.db import OperationalError, connection
-
-    while True:
-        try:
-            return read()
-        except OperationalError:
-            connection.close()
-            time.sleep(0.5)
 
 
 def drain(name: str, count: int, faults: Callable[[RunFastmon, int], None]) -> Figures:
@@ -270,6 +221,10 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--fuzz", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--hostile", type=int, default=0, metavar="STFS",
+                        help="run the hostile-server round alone, STFS STFs a lane")  # fmt: skip
+    parser.add_argument("--flood", type=int, default=0, metavar="RUNS",
+                        help="run the start_run-flood round alone, with RUNS runs")  # fmt: skip
     args = parser.parse_args()
     random.seed(args.seed)
 
@@ -278,6 +233,12 @@ def main() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+    if args.hostile:
+        hostile_round(args.hostile)
+        return
+    if args.flood:
+        flood_round(args.flood, args.announcements)
+        return
     count = args.announcements
     faults = [
         (f"SIGKILL x{args.kills}", kills(args.kills)),

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
+import socket
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -49,7 +51,16 @@ def _broker_hosts() -> list[tuple[str, int]]:
 
 @cache
 def _agent_name() -> str:
-    return f"fastmon-agent-{getpass.getuser()}-1"
+    return default_agent_name(getpass.getuser(), socket.gethostname())
+
+
+def default_agent_name(user: str, host: str) -> str:
+    """``fastmon-agent-<user>-<short host name>``: unique per host, since the broker refuses a
+    second connection under one client-id, and the same at every restart, since the durable
+    subscriptions are kept under it. At most 100 characters (swf-monitor's instance_name), the
+    host's part kept whole up to 45."""
+    short_host = host.split(".")[0] or "localhost"
+    return re.sub(r"[^A-Za-z0-9_-]", "_", f"fastmon-agent-{user[:40]}-{short_host[:45]}")
 
 
 def _testbed_config() -> str:
@@ -106,7 +117,10 @@ DEFAULTS: dict[str, Any | Callable[[], Any]] = {
     # file: every namespace, said at start), "required" (no file is a start-up error too), or
     # "ignore". A file that exists but gives no namespace is a start-up error unless ignored.
     "TESTBED_NAMESPACE": "optional",
-    # fastmon's agent name: the STOMP client-id, and `sender`/`processed_by` of what it sends.
+    # fastmon's agent name: the STOMP client-id of run_fastmon's durable subscriptions (one
+    # connection per client-id: a second run_fastmon under the same name exits, code 6),
+    # `sender`/`processed_by` of what it sends, and its heartbeat's instance_name (at most 100
+    # characters). Default fastmon-agent-<user>-<short host name>, the same at every restart.
     "AGENT_NAME": _agent_name,
     # TFs per STF when an announcement gives no tf_count (the testbed's runner sends none).
     "DEFAULT_TF_COUNT": 1000,
@@ -116,6 +130,14 @@ DEFAULTS: dict[str, Any | Callable[[], Any]] = {
     # a flood of huge bodies must not fill the database or make reading the letters expensive.
     # A letter kept in part cannot be replayed.
     "DEAD_LETTER_BODY_BYTES": 64 * 1024,
+    # Free-form JSON a message carries and fastmon stores (an STF announcement's other fields,
+    # per message type; a run's run_conditions; a slice's metrics) is kept up to this size:
+    # past it, its entries are kept in order while they fit, and a "fastmon_cut" entry says
+    # how many were left out (naming the first ten) and the whole value's size.
+    "STORED_JSON_MAX_BYTES": 64 * 1024,
+    # API lists (stf-files, slices, runs, and their CSV) serve each such value up to this size,
+    # cut the same way; an item's own URL serves it as kept.
+    "LISTED_JSON_MAX_BYTES": 2 * 1024,
     # The broker connection class (dotted path), as DRF names its classes.
     "TRANSPORT": "fastmon.transport.stomp.StompTransport",
     # Broker: a list of (host, port) pairs, tried in order.
@@ -183,13 +205,20 @@ DEFAULTS: dict[str, Any | Callable[[], Any]] = {
     "OUTBOX_KEEP_S": 7 * 86400.0,
     # Subscribers: requests arrive on CONTROL_DESTINATION (None: REST only) and are answered on
     # their reply-to; their destinations must start with one of these prefixes (a broker-made
-    # temporary queue, as a requester's reply-to names it, is /remote-temp-queue/...).
+    # temporary queue, as a requester's reply-to names it, is /remote-temp-queue/...). Every
+    # destination a *_DESTINATION(S) setting names is fastmon's own: never a subscriber's or a
+    # reply-to, whatever its prefix.
     "CONTROL_DESTINATION": "/queue/fastmon.control",
     "SUBSCRIBER_DESTINATION_PREFIXES": [
         "/queue/fastmon.",
         "/topic/fastmon.",
         "/remote-temp-queue/",
     ],
+    # A control request's largest body (a larger one is dead-lettered unparsed and answered),
+    # and the most values a subscriber's filter lists may hold together: each sample is matched
+    # against every list, and every subscriber page shows them all.
+    "CONTROL_MAX_BODY_BYTES": 64 * 1024,
+    "SUBSCRIBER_MAX_FILTER_VALUES": 1000,
     # A subscriber's lease when its request names none: not renewed for this long, it is set
     # inactive (None: subscribers never lapse).
     "SUBSCRIBER_IDLE_EXPIRY_S": 24 * 3600.0,
@@ -216,15 +245,18 @@ DEFAULTS: dict[str, Any | Callable[[], Any]] = {
     "SAMPLING_SWEEP_LIMIT": 5000,
     # STF files are read only under these roots; elsewhere samples are metadata-only. A root is
     # a directory, or a URL prefix read remotely: root://HOST[:PORT]//ABS/PATH/ (XRootD, the
-    # xrootd extra) or http(s)://HOST[:PORT]/PATH/ (davs:// is read as https://).
+    # xrootd extra) or http(s)://HOST[:PORT]/PATH/ (davs:// is read as https://). A redirect
+    # is followed only to a URL under a root: list a dCache door's pools too.
     "DATA_ROOTS": [],
-    # Remote reads: the timeout of each request, retries of a transient error (with backoff
-    # from RETRY_MIN_S), concurrent reads per host, and the bytes one XRootD vector read
-    # asks for (what a read holds in memory). HTTP sends a WLCG bearer token when one is found
-    # (BEARER_TOKEN, BEARER_TOKEN_FILE, ...); XRootD takes its X.509 proxy from the
-    # environment (X509_USER_PROXY), as every grid client does.
+    # Remote reads: the timeout of each socket operation, retries of a transient error (with
+    # backoff from RETRY_MIN_S), concurrent reads per host, and the bytes one XRootD vector
+    # read asks for (what a read holds in memory). HTTP sends a WLCG bearer token when one is
+    # found (BEARER_TOKEN, BEARER_TOKEN_FILE, ...); XRootD takes its X.509 proxy from the
+    # environment (X509_USER_PROXY), as every grid client does. The whole read of one STF,
+    # retries included, ends by REMOTE_READ_DEADLINE_S however slowly a server answers.
     "REMOTE_READ_TIMEOUT_S": 30.0,
     "REMOTE_READ_RETRIES": 3,
+    "REMOTE_READ_DEADLINE_S": 120.0,
     # The fraction of read STFs whose sampled ranges are read a second time, to catch storage
     # that returns other bytes (the TfChecksum check compares). 0 turns it off.
     "VERIFY_READ_FRACTION": 0.01,
@@ -258,6 +290,8 @@ DEFAULTS: dict[str, Any | Callable[[], Any]] = {
     # The site's SSO header, trusted on websocket handshakes from these proxy addresses only (a
     # site that logs users in per request from a header, as swf-monitor does with X-Remote-User
     # from localhost, has no session for the websocket to find). None: sessions and tokens only.
+    # The address is the connection's as the ASGI server reports it: the proxy's with uvicorn's
+    # --no-proxy-headers (deploy/supervisord/fastmon.conf), the browser's without.
     "WEBSOCKET_REMOTE_USER_HEADER": None,
     "WEBSOCKET_TRUSTED_PROXIES": ["127.0.0.1", "::1"],
     # Per websocket client: live events waiting to be sent (past this, newer ones are re-read
@@ -314,6 +348,11 @@ DEFAULTS: dict[str, Any | Callable[[], Any]] = {
     ],
     # Seconds between run_fastmon's time-window evaluation (absence, rate, dead letters).
     "CHECK_INTERVAL_S": 5.0,
+    # A tick judges the running runs with an STF or a state change in the last CHECK_IDLE_S, at
+    # most CHECK_TICK_MAX_RUNS of them (the most recently active; the log says how many were
+    # left out): a flood of runs that send nothing cannot load it. The others keep their verdicts.
+    "CHECK_IDLE_S": 300.0,
+    "CHECK_TICK_MAX_RUNS": 200,
     # Checks fire only while a run's state is one of these and its substate none of those, and
     # not within CHECK_GRACE_S of a state change (a transition is not a fault).
     "CHECK_RUNNING_STATES": ["run"],
@@ -323,6 +362,9 @@ DEFAULTS: dict[str, Any | Callable[[], Any]] = {
     # recovers; published through the outbox as msg_type fastmon_alarm.
     "ALARM_LEVEL": "bad",
     "ALARM_DESTINATION": "/topic/fastmon.alarms",
+    # A check's alarms of this many runs or more of one namespace, raised (or cleared) by one
+    # evaluation, go out as one fastmon_alarm naming them all.
+    "ALARM_COALESCE_RUNS": 5,
     # Content monitoring (fastmon.content): the sampled TFs decoded into histograms per run and
     # detector. CONTENT_ENABLED False leaves the envelope monitoring alone.
     "CONTENT_ENABLED": True,

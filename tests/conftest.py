@@ -29,6 +29,7 @@ from fastmon.testing.broker import broker_login
 from fastmon.testing.browser import chromium
 from fastmon.testing.network import TcpProxy
 from fastmon.testing.processes import ServiceProcess
+from fastmon.testing.swf_monitor import SwfMonitorStandIn
 
 ROOT = Path(__file__).resolve().parent.parent  # the checkout: manage.py, scripts/
 START_HINT = "start it with `scripts/services.sh up`"
@@ -192,6 +193,15 @@ def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with chromium() as launched:
         yield launched
+
+
+@pytest.fixture
+def monitor() -> Iterator[SwfMonitorStandIn]:
+    """A swf-monitor stand-in on loopback (``fastmon.testing.swf_monitor``), stopped after."""
+    stand_in = SwfMonitorStandIn()
+    stand_in.start()
+    yield stand_in
+    stand_in.stop()
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """The live pages in a real headless Chromium (Debian's, driven by Playwright), fed by
 announcements published to the real broker and ingested by run_fastmon: the dashboard fills
 live, catches up after its server went away, and shows hostile file names as text; a run's
-quality and fast processing follow live. Screenshots go to test-artifacts/ (the run page's
+quality, alarms and fast processing follow live. Screenshots go to test-artifacts/ (the run page's
 detector panels: test_views_content_browser)."""
 
 from __future__ import annotations
@@ -12,7 +12,12 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.test import Client, override_settings
 
+from fastmon.inbound.messages import InboundMessage
+from fastmon.ingest.pipeline import ingest_batch
 from fastmon.models import Run, SamplingPolicy, StfFile, TfSample
 from fastmon.sampling.ledger import save_policy_version
 from fastmon.sampling.service import sample_stfs
@@ -240,6 +245,47 @@ def test_run_quality_goes_bad_live_and_the_run_page_draws_its_flags(
     assert [bars.nth(i).get_attribute("class") for i in range(3)] == [
         "fastmon-q-good", "fastmon-q-bad", "fastmon-q-medium"]  # fmt: skip
     shot(runs, "run-quality")
+
+
+def test_an_alarm_raised_and_cleared_at_once_waits_on_the_run_page_until_acknowledged(
+    browser, start_process: StartProcess
+) -> None:
+    """A run ends with a total it never announced: its EndRunTotal alarm, raised and cleared in
+    one commit, shows "cleared, unacknowledged" with a button; the shifter's click shows who
+    acknowledged it, and another page follows live."""
+    run = 100520
+    port = serve(start_process)
+    checks = [{"class": "fastmon.quality.builtin.EndRunTotal"}]
+    with override_settings(FASTMON={**settings.FASTMON, "CHECKS": checks, "CHECK_GRACE_S": 0}):
+        ingest_batch(InboundMessage(json.dumps(body)) for body in [
+            example("start_run", run_id=run), example("end_run", run_id=run, total_stf_files=3),
+        ])  # fmt: skip
+    url = f"http://127.0.0.1:{port}/fastmon/runs/{run}/"
+    watching = browser.new_page()
+    watching.goto(url)
+    watching.wait_for_selector("#fastmon-live-status[data-state=live]", timeout=10_000)
+    assert watching.locator("#run-alarms button").count() == 0  # no login, no button
+
+    django = Client()
+    django.force_login(User.objects.create_user("shifter"))
+    context = browser.new_context()
+    session = django.cookies[settings.SESSION_COOKIE_NAME].value
+    context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": session,
+                          "url": f"http://127.0.0.1:{port}/"}])  # fmt: skip
+    page = context.new_page()
+    page.goto(url)
+    row = page.locator("#run-alarms tr.fastmon-alarm-unacknowledged")
+    row.wait_for(timeout=10_000)
+    assert row.locator(".fastmon-alarm-state").inner_text() == "cleared, unacknowledged"
+    assert "EndRunTotal" in row.inner_text()
+    shot(page, "run-alarm-unacknowledged")
+    row.locator("button", has_text="acknowledge").click()
+    done = page.locator("#run-alarms tr.fastmon-alarm-acknowledged .fastmon-alarm-state")
+    done.wait_for(timeout=10_000)
+    assert done.inner_text() == "acknowledged by shifter"
+    assert page.locator("#run-alarms button").count() == 0
+    watching.locator("#run-alarms tr.fastmon-alarm-acknowledged").wait_for(timeout=15_000)
+    shot(page, "run-alarm-acknowledged")
 
 
 def sampled(run: int, *sequences: int, size_bytes: int = 700_000) -> list[str]:

@@ -88,7 +88,8 @@ class AlarmFilter(filters.FilterSet):
     run_number = filters.NumberFilter(field_name="run__run_number")
     check = filters.CharFilter(field_name="check_name")
     active = filters.BooleanFilter(field_name="cleared_at", lookup_expr="isnull")
+    unacknowledged = filters.BooleanFilter(field_name="acknowledged_at", lookup_expr="isnull")
 
     class Meta:
         model = Alarm
-        fields = ["run_number", "check", "quality", "active"]
+        fields = ["run_number", "check", "quality", "active", "unacknowledged"]

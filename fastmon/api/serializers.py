@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +11,8 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from fastmon.api.openapi import ModelSerializer, component
+from fastmon.conf import fastmon_settings
+from fastmon.inbound.bounds import bounded
 from fastmon.live.frames import event_frame
 from fastmon.models import (
     Alarm,
@@ -25,6 +27,22 @@ from fastmon.models import (
 )
 from fastmon.sampling.ledger import check_params
 from fastmon.subscribers.rules import RequestError, parse_subscription
+
+
+class ListedJSONField(serializers.JSONField):
+    """Free-form JSON from the wire: in a list, cut to ``LISTED_JSON_MAX_BYTES`` (a
+    ``fastmon_cut`` entry says what was left out), so a page of rows stays small whatever the
+    messages carried; the row's own answer serves it as kept."""
+
+    def __init__(self) -> None:
+        super().__init__(read_only=True)
+
+    def to_representation(self, value: Any) -> Any:
+        value = super().to_representation(value)
+        listed = isinstance(getattr(self.parent, "parent", None), serializers.ListSerializer)
+        if listed and isinstance(value, Mapping):
+            return bounded(value, fastmon_settings.LISTED_JSON_MAX_BYTES)
+        return value
 
 
 @component("FastMonFile")
@@ -78,6 +96,9 @@ class FastMonFileSerializer(ModelSerializer):
 
 @component("Run")
 class RunSerializer(ModelSerializer):
+    run_conditions = ListedJSONField()
+    fast_processing = ListedJSONField()
+
     class Meta:
         model = Run
         fields = [
@@ -90,6 +111,7 @@ class RunSerializer(ModelSerializer):
 @component("StfFile")
 class StfFileSerializer(ModelSerializer):
     run_number = serializers.IntegerField(source="run.run_number", read_only=True, default=None)
+    metadata = ListedJSONField()
 
     class Meta:
         model = StfFile
@@ -154,6 +176,7 @@ class SliceSerializer(ModelSerializer):
 
     run_number = serializers.IntegerField(source="run.run_number", read_only=True, default=None)
     sample = serializers.CharField(source="sample.tf_filename", read_only=True, default=None)
+    metrics = ListedJSONField()
 
     class Meta:
         model = Slice
@@ -203,10 +226,13 @@ class LiveEventSerializer(ModelSerializer):
 class AlarmSerializer(ModelSerializer):
     run_number = serializers.IntegerField(source="run.run_number", read_only=True)
     check = serializers.CharField(source="check_name", read_only=True)
+    state = serializers.ChoiceField(
+        choices=["active", "cleared, unacknowledged", "acknowledged"], read_only=True
+    )
 
     class Meta:
         model = Alarm
         fields = [
             "id", "run_number", "check", "quality", "reason", "raised_at", "cleared_at",
-            "clear_reason",
+            "clear_reason", "state", "acknowledged_at", "acknowledged_by",
         ]  # fmt: skip

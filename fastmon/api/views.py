@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 
 from django.db.models import Model, QuerySet
 from django.urls import get_script_prefix, reverse
+from django.utils import timezone
 from django.utils.module_loading import import_string
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
@@ -52,6 +53,7 @@ from fastmon.models import (
     TfSample,
 )
 from fastmon.processing.figures import processing_summary
+from fastmon.quality.alarms import acknowledge
 from fastmon.quality.flags import run_quality
 from fastmon.sampling.ledger import save_policy_version
 from fastmon.sampling.samples import change_sample
@@ -213,11 +215,20 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, FastmonViewSe
 
 
 class AlarmViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, FastmonViewSet):
-    """Quality alarms, newest first, with their history (``?active=true``: open ones)."""
+    """Quality alarms, newest first, with their history (``?active=true``: open ones,
+    ``?unacknowledged=true``: those no person has acknowledged yet)."""
 
     queryset = Alarm.objects.select_related("run")
     serializer_class = AlarmSerializer
     filterset_class = filters.AlarmFilter
+
+    @extend_schema(request=None, responses=AlarmSerializer)
+    @action(detail=True, methods=["post"])
+    def acknowledge(self, request: Request, pk: str) -> Response:
+        """A person has seen the alarm (a login needed): who and when are kept, the first
+        acknowledgement stays."""
+        alarm = acknowledge(self.get_object().pk, by=self.user_name(), at=timezone.now())
+        return Response(AlarmSerializer(alarm).data)
 
 
 class SliceViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, FastmonViewSet):

@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
+from functools import cached_property
+
+from fastmon.inbound.times import header_time
 
 
 @dataclass(frozen=True)
@@ -27,13 +30,10 @@ class InboundMessage:
         body = self.body
         return body.encode("utf-8", "surrogateescape") if isinstance(body, str) else bytes(body)
 
-    @property
+    @cached_property
     def broker_at(self) -> datetime | None:
-        """When the broker took the message (its ``timestamp`` header, in ms)."""
-        try:
-            return datetime.fromtimestamp(int(self.headers["timestamp"]) / 1000, tz=UTC)
-        except (KeyError, ValueError, OverflowError):
-            return None
+        """When the broker took the message (its ``timestamp`` header, in ms), when sane."""
+        return header_time(self.headers, "timestamp")
 
 
 class Outcome(StrEnum):

@@ -25,6 +25,8 @@ from pydantic import (
     model_validator,
 )
 
+from fastmon.inbound.times import sane_time
+
 STF_FILENAME_RE = re.compile(r"^swf\.(?P<run>\d+)\.(?P<seq>\d+)\.stf$")
 _COMPACT_TIME_RE = re.compile(r"^\d{14}(\d{1,6})?$")
 
@@ -57,17 +59,9 @@ def _timestamp(value: Any) -> Any:
     return value
 
 
-def _within_years(value: datetime) -> datetime:
-    """A date a day from the ends of Python's calendar could leave it once moved to UTC or the
-    site's time zone, and then be stored but never read back."""
-    if not 2 <= value.year <= 9998:
-        raise ValueError("timestamp out of range (years 2 to 9998)")
-    return value
-
-
 # Bounds match the database columns, so a value the database would refuse is named here.
 RunNumber = Annotated[int, BeforeValidator(_run_number), Field(ge=0, le=2**63 - 1)]
-Timestamp = Annotated[datetime, BeforeValidator(_timestamp), AfterValidator(_within_years)]
+Timestamp = Annotated[datetime, BeforeValidator(_timestamp), AfterValidator(sane_time)]
 Count = Annotated[int, Field(ge=0, le=2**31 - 1)]
 Bytes = Annotated[int, Field(ge=0, le=2**63 - 1)]
 Label = Annotated[str, Field(max_length=100)]
@@ -137,7 +131,8 @@ class StfMessage(Message):
     checksum: str | None = Field(default=None, max_length=100)
     size: Bytes | None = None
     size_bytes: Bytes | None = None
-    file_url: str | None = None
+    # A path or URL, kept whole (cut, it would name another file): a longer one is refused.
+    file_url: str | None = Field(default=None, max_length=4096)
     tf_count: Count | None = None
     run_conditions: dict[str, Any] | None = None
 
@@ -196,9 +191,15 @@ class SliceOutcome(Content):
     metrics: dict[str, Any] | None = None
 
 
+class ResultEnvelope(Content):
+    """``result: {result: {...}}``: the inner one is the worker's outcome, and required."""
+
+    result: SliceOutcome
+
+
 class ResultContent(Content):
     state: Label | None = None
-    result: dict[Literal["result"], SliceOutcome]
+    result: ResultEnvelope
     processed_at: Timestamp | None = None
     hostname: Annotated[str, Field(max_length=255)] | None = None
     panda_id: int | Annotated[str, Field(max_length=100)] | None = None
@@ -236,7 +237,7 @@ class SliceResultMessage(ProcessingMessage):
 
     @property
     def outcome(self) -> SliceOutcome:
-        return self.content.result["result"]
+        return self.content.result.result
 
     @property
     def done(self) -> bool:

@@ -6,7 +6,9 @@ from typing import Any
 
 from django.utils import timezone
 
+from fastmon.conf import fastmon_settings
 from fastmon.database.rows import aware, set_changed
+from fastmon.inbound.bounds import bounded
 from fastmon.inbound.schema import RunMessage
 from fastmon.live.events import record_live_events
 from fastmon.live.frames import run_event
@@ -27,7 +29,8 @@ def apply_run_message(message: RunMessage) -> str:
     if message.execution_id:
         values["execution_id"] = message.execution_id
     if message.run_conditions:
-        values["run_conditions"] = {**run.run_conditions, **message.run_conditions}
+        merged = {**run.run_conditions, **message.run_conditions}
+        values["run_conditions"] = bounded(merged, fastmon_settings.STORED_JSON_MAX_BYTES)
     if message.total_stf_files is not None:
         values["total_stf_files"] = message.total_stf_files
     if params := fast_processing_parameters(message.workflow_params):

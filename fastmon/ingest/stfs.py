@@ -10,8 +10,10 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from fastmon.conf import fastmon_settings
 from fastmon.database.bulk import insert_rows
 from fastmon.database.rows import aware, set_changed
+from fastmon.inbound.bounds import bounded
 from fastmon.inbound.messages import InboundMessage
 from fastmon.inbound.schema import StfMessage
 from fastmon.live.events import record_live_events
@@ -53,8 +55,9 @@ def upsert_stf_files(
     these: Seen = {}
     details = []
     now = timezone.now()
+    limit = fastmon_settings.STORED_JSON_MAX_BYTES
     for inbound, message in announcements:
-        values, status, extras = _stf_values(message, runs)
+        values, status, extras = _stf_values(message, runs, limit)
         stf, row = stored.get(message.filename), new.get(message.filename)
         known = stf.metadata if stf is not None else row["metadata"] if row is not None else {}
         size_known = stf.size_bytes if stf is not None else row.get("size_bytes") if row else None
@@ -66,6 +69,7 @@ def upsert_stf_files(
                 inbound.received_at or now, new=stf is None and row is None,
                 # The same announcement again, and not the broker redelivering it.
                 repeated=message.msg_type in known and inbound.headers.get("redelivered") != "true",
+                daq_at=aware(message.end or message.start or message.timestamp),
             ))  # fmt: skip
         if stf is None and row is None:
             new[message.filename] = {
@@ -159,8 +163,11 @@ def _run_ids(messages: list[StfMessage]) -> dict[int, int]:
     return ids
 
 
-def _stf_values(message: StfMessage, runs: dict[int, int]) -> tuple[dict[str, Any], str, dict]:
-    """The columns an announcement sets (nulls left out), its status, and its other fields."""
+def _stf_values(
+    message: StfMessage, runs: dict[int, int], limit: int
+) -> tuple[dict[str, Any], str, dict]:
+    """The columns an announcement sets (nulls left out), its status, and its other fields (up
+    to ``limit`` bytes of them)."""
     announced = {
         "run_id": runs.get(message.run_number) if message.run_number is not None else None,
         "sequence": message.sequence_number,
@@ -176,4 +183,4 @@ def _stf_values(message: StfMessage, runs: dict[int, int]) -> tuple[dict[str, An
     values = {name: value for name, value in announced.items() if value is not None}
     status = StfFile.Status.READY if message.msg_type == "stf_ready" else StfFile.Status.ANNOUNCED
     extras = message.model_dump(mode="json", exclude=_STF_COLUMNS, exclude_none=True)
-    return values, status, extras
+    return values, status, bounded(extras, limit)

@@ -118,11 +118,17 @@ def alarm_event(
 
 
 def quality_alarm_event(run_number: int, alarm: Alarm, action: str) -> LiveEvent:
-    """A quality alarm raised or cleared (``action``), shown beside the other alarms."""
-    message = alarm.reason if action == "raise" else f"cleared: {alarm.clear_reason}"
+    """A quality alarm raised, cleared or acknowledged (``action``), shown beside the other
+    alarms; its run's page redraws its alarms."""
+    message = {
+        "raise": alarm.reason,
+        "clear": f"cleared: {alarm.clear_reason}",
+        "acknowledge": f"acknowledged by {alarm.acknowledged_by}",
+    }[action]
+    severity = "error" if alarm.quality == "bad" else "warning"
     return alarm_event(
         run_number, f"{alarm.check_name}: {message}",
-        severity="error" if alarm.quality == "bad" else "warning",
+        severity="info" if action == "acknowledge" else severity,
         action=action, check=alarm.check_name, alarm_id=alarm.pk,
     )  # fmt: skip
 

@@ -70,7 +70,8 @@ class QualityFlag(models.Model):
 
 class Alarm(models.Model):
     """Raised when a check turned bad (ALARM_LEVEL), cleared when it recovered: at most one
-    open per run and check."""
+    open per run and check. It is shown until a person acknowledges it, cleared or not: a
+    verdict raised and cleared at once (a run's end) would otherwise go unseen."""
 
     run = models.ForeignKey("fastmon.Run", on_delete=models.CASCADE, related_name="+")
     check_name = models.CharField(max_length=100)  # "check" is a Model method
@@ -79,6 +80,9 @@ class Alarm(models.Model):
     raised_at = models.DateTimeField()
     cleared_at = models.DateTimeField(null=True, blank=True)
     clear_reason = models.TextField(blank=True, default="")
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    # db_default: a run_fastmon not yet upgraded still inserts alarms into the migrated table.
+    acknowledged_by = models.CharField(max_length=150, blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["-raised_at", "-id"]
@@ -93,3 +97,10 @@ class Alarm(models.Model):
 
     def __str__(self) -> str:
         return f"alarm {self.pk}: run {self.run_id} {self.check_name} {self.quality}"
+
+    @property
+    def state(self) -> str:
+        """As a control room shows it: open, cleared but not yet seen by a person, or seen."""
+        if self.acknowledged_at is not None:
+            return "acknowledged"
+        return "active" if self.cleared_at is None else "cleared, unacknowledged"

@@ -6,13 +6,14 @@ swf-monitor (its fastmon-files rows, agent heartbeats). ``docs/wire-formats.md``
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.utils import timezone
 
 from fastmon.conf import fastmon_settings
 from fastmon.models import Alarm, Run, StfFile, TfSample
+from fastmon.models.quality import Quality
 
 
 def tf_file_registered_bodies() -> Callable[[StfFile, TfSample], dict[str, Any]]:
@@ -101,22 +102,30 @@ def heartbeat_payload(
     }
 
 
-def alarm_body(run: Run, alarm: Alarm, action: str) -> dict[str, Any]:
-    """``fastmon_alarm``: a quality alarm raised or cleared, for shifters' tools and an
-    Alertmanager bridge."""
-    agent = fastmon_settings.AGENT_NAME
+def alarm_body(action: str, alarms: Sequence[Alarm], runs: Sequence[Run]) -> dict[str, Any]:
+    """``fastmon_alarm``: quality alarms raised or cleared, for shifters' tools and an
+    Alertmanager bridge. One run's alarm names its run and alarm (``run_id``, ``alarm_id``);
+    several runs' alarms of one check and namespace raised or cleared at once are one body,
+    naming them all in ``runs`` and ``alarm_ids`` (``run_id`` and ``alarm_id`` null); fastmon's
+    own alarms name no run and have no id."""
+    first = alarms[0]
+    one = runs[0] if len(runs) == 1 else None
+    more = f" (run {runs[0].run_number} and {len(runs) - 1} more)" if len(runs) > 1 else ""
+    cleared = [alarm.cleared_at for alarm in alarms if alarm.cleared_at]
     return {
         "msg_type": "fastmon_alarm",
         "action": action,
-        "alarm_id": alarm.pk,
-        "namespace": fastmon_settings.NAMESPACE or run.namespace or None,
-        "run_id": run.run_number,
-        "check": alarm.check_name,
-        "quality": alarm.quality,
-        "reason": alarm.reason,
-        "raised_at": alarm.raised_at.isoformat(),
-        "cleared_at": alarm.cleared_at.isoformat() if alarm.cleared_at else None,
-        "clear_reason": alarm.clear_reason or None,
-        "sender": agent,
+        "alarm_id": first.pk if one else None,
+        "namespace": fastmon_settings.NAMESPACE or (runs[0].namespace if runs else "") or None,
+        "run_id": one.run_number if one else None,
+        "runs": [run.run_number for run in runs],
+        "alarm_ids": [alarm.pk for alarm in alarms if alarm.pk is not None],
+        "check": first.check_name,
+        "quality": max((Quality(a.quality) for a in alarms), key=lambda q: q.severity).value,
+        "reason": first.reason + more,
+        "raised_at": min(alarm.raised_at for alarm in alarms).isoformat(),
+        "cleared_at": max(cleared).isoformat() if cleared else None,
+        "clear_reason": (first.clear_reason + more) if first.clear_reason else None,
+        "sender": fastmon_settings.AGENT_NAME,
         "timestamp": timezone.now().isoformat(),
     }

@@ -11,7 +11,9 @@ from typing import Any
 
 from django.utils import timezone
 
+from fastmon.conf import fastmon_settings
 from fastmon.database.rows import aware, set_changed
+from fastmon.inbound.bounds import bounded
 from fastmon.inbound.schema import (
     ProcessingReading,
     SliceMessage,
@@ -91,7 +93,7 @@ def _apply_result(message: SliceResultMessage) -> str:
         "status": status,
         "completed_at": completed,
         "worker": message.worker[:255],
-        "metrics": outcome.metrics or {},
+        "metrics": bounded(outcome.metrics or {}, fastmon_settings.STORED_JSON_MAX_BYTES),
     }
     if outcome.slice_id is not None and row.slice_id is None:
         values["slice_id"] = outcome.slice_id

@@ -3,47 +3,62 @@ what the batch adds. Parameters are class attributes, overridable in ``FASTMON["
 
 from __future__ import annotations
 
+import bisect
 import statistics
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from itertools import islice
 
 from fastmon.quality.framework import Check, RunFacts, SampleSeen, StfSeen, Window
 from fastmon.quality.verdicts import Quality, Verdict, good
 
-MISSING_KEPT = 10_000  # missing sequence numbers remembered one by one (the count goes on)
+GAPS_KEPT = 10_000  # gaps remembered as ranges of sequence numbers (the count goes on)
+SHOWN = 10  # numbers a reason lists
 
 
 class StfSequence(Check):
     """STF sequence numbers: gaps (bad), duplicates (bad), late arrivals that fill a gap
-    (medium). A number is missing as soon as a later one arrives; it stops being missing if it
-    turns up late."""
+    (medium) and numbers outside the run's plausible range (medium). A number is missing as
+    soon as a later one arrives; it stops being missing if it turns up late. A number below
+    ``first`` or over ``max_jump`` past the highest so far is implausible (a corrupt field
+    makes no gap of two billion): counted and listed, and the run's range stays as it was."""
 
     first = 1  # the run's first sequence number
     max_missing = 0
     max_duplicates = 0
+    max_jump = 100_000
 
     def on_stfs(self, memory: dict, run: RunFacts, stfs: Sequence[StfSeen]) -> Verdict | None:
-        missing = set(memory.get("missing", []))
+        gaps: list[list[int]] = memory.get("gaps", [])  # [first, last] of each, in order
         last = memory.get("last", self.first - 1)
-        counts = {key: memory.get(key, 0) for key in ("missing_total", "duplicates", "late")}
+        keys = ("missing_total", "unkept", "duplicates", "late", "implausible")
+        counts = {key: memory.get(key, 0) for key in keys}
+        odd: list[int] = memory.get("odd", [])
         for stf in stfs:
             number = stf.sequence
             if stf.repeated:
                 counts["duplicates"] += 1
             if not stf.new or number is None:
                 continue
-            if number > last:
-                skipped = range(last + 1, number)
-                missing.update(skipped[: max(0, MISSING_KEPT - len(missing))])
-                counts["missing_total"] += len(skipped)
+            if not self.first <= number <= last + self.max_jump:
+                counts["implausible"] += 1
+                odd = odd if len(odd) >= SHOWN else [*odd, number]
+            elif number > last:
+                if number > last + 1:
+                    gaps.append([last + 1, number - 1])
+                    counts["missing_total"] += number - last - 1
                 last = number
-            elif number in missing:
-                missing.discard(number)
+            elif (filled := _fill(gaps, number)) or counts["unkept"]:
+                # In a gap remembered, or perhaps in one that was not: late, not a duplicate.
+                counts["unkept"] -= not filled
                 counts["missing_total"] -= 1
                 counts["late"] += 1
             else:
                 counts["duplicates"] += 1
-        memory.update(counts, last=last, missing=sorted(missing))
+        while len(gaps) > GAPS_KEPT:  # the latest forgotten, their numbers still counted
+            low, high = gaps.pop()
+            counts["unkept"] += high - low + 1
+        memory.update(counts, last=last, gaps=gaps, odd=odd)
         return self._verdict(memory)
 
     def on_end(self, memory: dict, run: RunFacts) -> Verdict | None:
@@ -51,17 +66,34 @@ class StfSequence(Check):
         return self._verdict(memory) if "last" in memory else None
 
     def _verdict(self, memory: dict) -> Verdict:
-        total, duplicates, late = (memory[k] for k in ("missing_total", "duplicates", "late"))
-        shown = ", ".join(str(n) for n in memory["missing"][:10])
+        total, duplicates, late, odd = (
+            memory[k] for k in ("missing_total", "duplicates", "late", "implausible")
+        )
+        numbers = (n for low, high in memory["gaps"] for n in range(low, high + 1))
         parts = [
-            f"{total} missing ({shown}{', ...' if total > 10 else ''})" if total else "",
+            f"{total} missing ({_listed(list(islice(numbers, SHOWN)), total)})" if total else "",
             f"{duplicates} duplicated" if duplicates else "",
             f"{late} late" if late else "",
+            f"{odd} implausible ({_listed(memory['odd'], odd)})" if odd else "",
         ]
         reason = "STF sequence: " + ("; ".join(p for p in parts if p) or "complete")
         if total > self.max_missing or duplicates > self.max_duplicates:
             return Verdict(Quality.BAD, reason)
-        return Verdict(Quality.MEDIUM, reason) if late else good(reason)
+        return Verdict(Quality.MEDIUM, reason) if late or odd else good(reason)
+
+
+def _fill(gaps: list[list[int]], number: int) -> bool:
+    """Take ``number`` out of the remembered gap that holds it; False if none does."""
+    at = bisect.bisect_right(gaps, number, key=lambda gap: gap[0]) - 1
+    if at < 0 or gaps[at][1] < number:
+        return False
+    low, high = gaps[at]
+    gaps[at : at + 1] = [[a, b] for a, b in ((low, number - 1), (number + 1, high)) if a <= b]
+    return True
+
+
+def _listed(numbers: list[int], total: int) -> str:
+    return ", ".join(map(str, numbers)) + (", ..." if total > len(numbers) else "")
 
 
 class EndRunTotal(Check):
@@ -81,8 +113,10 @@ class EndRunTotal(Check):
 
 
 class StfAbsence(Check):
-    """No STF for ``max_silence_s`` while running (counted from the last STF or the last
-    state change, whichever is later)."""
+    """No STF for ``max_silence_s`` while running, counted from the last STF, the last state
+    change or run_fastmon's last (re)connection to the broker, whichever is later. Held while
+    it is not connected: fastmon hearing nothing says nothing of the DAQ (run_fastmon raises
+    an alarm of its own for that)."""
 
     max_silence_s = 30.0
 
@@ -92,8 +126,10 @@ class StfAbsence(Check):
         return good("STFs arriving")
 
     def on_tick(self, memory: dict, run: RunFacts, now: datetime, window: Window) -> Verdict | None:
+        if not window.connected:
+            return None
         since = [datetime.fromisoformat(memory["last_at"])] if "last_at" in memory else []
-        since += [run.state_since] if run.state_since else []
+        since += [at for at in (run.state_since, window.connected_since) if at]
         if not since:
             return None
         silence = (now - max(since)).total_seconds()
@@ -104,7 +140,10 @@ class StfAbsence(Check):
 
 class StfRateDrop(Check):
     """The STF rate of the last complete window against the median of the run's own earlier
-    windows (those with STFs): below ``drop_below`` of it is a drop."""
+    windows (those with STFs): below ``drop_below`` of it is a drop. Windows are on the DAQ's
+    clock (the STFs' own times), so a backlog drained after an outage fills the windows its
+    STFs were made in rather than making a burst; a window is complete once an STF of a later
+    one has arrived (no STF at all is StfAbsence's to judge)."""
 
     quality = Quality.MEDIUM
     window_s = 30.0
@@ -113,19 +152,24 @@ class StfRateDrop(Check):
     drop_below = 0.5
 
     def on_stfs(self, memory: dict, run: RunFacts, stfs: Sequence[StfSeen]) -> Verdict | None:
+        new = [self._window(stf.daq_at or stf.at) for stf in stfs if stf.new]
+        if not new:
+            return None
         bins = memory.setdefault("bins", {})
-        for stf in stfs:
-            if stf.new:
-                key = str(int(stf.at.timestamp() // self.window_s))
-                bins[key] = bins.get(key, 0) + 1
-        newest = max(int(key) for key in bins) if bins else 0
-        memory["bins"] = {k: n for k, n in bins.items() if int(k) > newest - self.history - 2}
+        for key in map(str, new):
+            bins[key] = bins.get(key, 0) + 1
+        # The latest to arrive: an odd time in one STF moves it for one batch only.
+        current = memory["current"] = new[-1]
+        kept = range(current - self.history - 2, current + self.history + 1)
+        memory["bins"] = {key: n for key, n in bins.items() if int(key) in kept}
         return None
 
     def on_tick(self, memory: dict, run: RunFacts, now: datetime, window: Window) -> Verdict | None:
-        bins = memory.get("bins", {})
-        last = int(now.timestamp() // self.window_s) - 1  # the last complete window
-        if run.state_since and run.state_since.timestamp() > last * self.window_s:
+        if "current" not in memory:
+            return None
+        bins, last = memory["bins"], memory["current"] - 1  # the last complete window
+        changed = run.state_changed_at
+        if changed and self._window(changed) >= last:
             return None  # the window straddles a state change: not comparable
         earlier = [bins[str(k)] for k in range(last - self.history, last) if str(k) in bins]
         if len(earlier) < self.min_history:
@@ -135,6 +179,9 @@ class StfRateDrop(Check):
         if now_count < self.drop_below * usual:
             return self.says(f"STF rate dropped: {rate}")
         return good(f"STF rate {rate}")
+
+    def _window(self, at: datetime) -> int:
+        return int(at.timestamp() // self.window_s)
 
 
 class StfSizeOutlier(Check):
@@ -237,13 +284,15 @@ class SliceFailures(Check):
 
 class DeadLetterRate(Check):
     """Dead letters (unusable messages) in the last ``window_s``: over ``max_count`` says the
-    stream is damaged. Dead letters belong to no run: every running run hears of them."""
+    stream is damaged. A letter whose body names a run (``run_id``, or an STF file name)
+    counts for that run alone; one that names none, for every running run."""
 
     window_s = 60.0
     max_count = 10
 
     def on_tick(self, memory: dict, run: RunFacts, now: datetime, window: Window) -> Verdict | None:
-        count = window.dead_letters_since(now - timedelta(seconds=self.window_s))
+        since = now - timedelta(seconds=self.window_s)
+        count = window.run_dead_letters_since(run.number, since)
         if count > self.max_count:
             return self.says(f"{count} dead letters in the last {self.window_s:g} s")
         return good(f"{count} dead letters in the last {self.window_s:g} s")

@@ -9,6 +9,10 @@ or no state known, as in watch mode) and past CHECK_GRACE_S after fastmon saw it
 Their memory is kept up all the same, and a verdict held back is given at the next evaluation,
 since checks judge what they keep. End-of-run verdicts are never held back.
 
+A tick judges the running runs active in the last CHECK_IDLE_S (an STF or a state change),
+at most CHECK_TICK_MAX_RUNS of them, the most recently active first: a flood of runs that send
+nothing costs a bounded tick, and the others keep their verdicts until they are active again.
+
 Locks: a transaction takes the check states it needs once, in (run, check) order, so two
 evaluations never deadlock; the tick skips states an ingest or sampling transaction holds."""
 
@@ -16,11 +20,15 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Count
+from django.db.models import Count, Max, Q
+from django.db.models.functions import Substr
 from django.utils import timezone
 
 from fastmon.conf import fastmon_settings
@@ -30,7 +38,7 @@ from fastmon.content.references import references
 from fastmon.database.bulk import update_each
 from fastmon.live.events import record_live_events
 from fastmon.live.frames import quality_event
-from fastmon.models import CheckState, ContentCycle, DeadLetter, Run, RunContent, Slice
+from fastmon.models import CheckState, ContentCycle, DeadLetter, Run, RunContent, Slice, StfFile
 from fastmon.quality import alarms, flags
 from fastmon.quality.framework import (
     Check,
@@ -47,6 +55,21 @@ logger = logging.getLogger("fastmon.quality")
 
 # A hook's call: (check, its memory of the run, the run's facts, the run's id) -> verdict.
 Hook = Callable[[Check, dict, RunFacts, int], Verdict | None]
+# The run a dead letter's body names: its run_id, else an STF file name's run.
+RUN_NAMED = re.compile(r'"run_id"\s*:\s*"?(\d{1,18})|swf\.(\d{1,18})\.\d+\.stf')
+LETTER_HEAD = 4096  # characters of a dead letter's body searched for the run it names
+_named: dict[str, int | None] = {}  # the run each body names, by the body's SHA-256
+NAMED_KEPT = 50_000
+
+
+@dataclass(frozen=True)
+class Ticked:
+    """What a tick did: runs judged, of the running runs active (``left_out`` past
+    CHECK_TICK_MAX_RUNS)."""
+
+    evaluated: int
+    active: int
+    left_out: int
 
 
 def on_batch(seen: Mapping[int, Sequence[StfSeen]], ended: Iterable[int]) -> None:
@@ -63,9 +86,11 @@ def on_batch(seen: Mapping[int, Sequence[StfSeen]], ended: Iterable[int]) -> Non
     def stfs(check: Check, memory: dict, facts: RunFacts, rid: int) -> Verdict | None:
         return check.on_stfs(memory, facts, seen[rid])
 
-    _evaluate(states, news, "on_stfs", stfs)
+    sent = alarms.AlarmNews()
+    _evaluate(states, news, "on_stfs", stfs, sent)
     if ended_ids:
-        _end(states, ended_ids)
+        _end(states, ended_ids, sent)
+    sent.send()
 
 
 def on_samples(seen: Mapping[int, Sequence[SampleSeen]]) -> None:
@@ -75,37 +100,93 @@ def on_samples(seen: Mapping[int, Sequence[SampleSeen]]) -> None:
     def samples(check: Check, memory: dict, facts: RunFacts, rid: int) -> Verdict | None:
         return check.on_samples(memory, facts, seen[rid])
 
-    _evaluate(states, list(seen), "on_samples", samples)
+    sent = alarms.AlarmNews()
+    _evaluate(states, list(seen), "on_samples", samples, sent)
+    sent.send()
 
 
-def on_tick(now: datetime | None = None) -> int:
-    """The time-window checks of every running run (in a running state: a run fastmon knows
-    no state of never ends, and is judged on ingest only); returns how many were evaluated."""
+def on_tick(
+    now: datetime | None = None, connected: bool = True, connected_since: datetime | None = None
+) -> Ticked:
+    """The time-window checks of the running runs active lately (in a running state: a run
+    fastmon knows no state of never ends, and is judged on ingest only). ``connected``: whether
+    run_fastmon hears the broker, and since when (absence is not judged while it does not)."""
     now = now or timezone.now()
-    runs = list(
-        Run.objects.filter(state__in=fastmon_settings.CHECK_RUNNING_STATES)
-        .exclude(substate__in=fastmon_settings.CHECK_QUIET_SUBSTATES)
-        .values_list("pk", flat=True)
-    )
-    counted: dict[datetime, int] = {}  # one query per window, whatever the number of runs
+    active = _active_runs(now)
+    runs = active[: fastmon_settings.CHECK_TICK_MAX_RUNS]
+    # One query per window, whatever the number of runs.
+    counted: dict[datetime, int] = {}
+    named: dict[datetime, Counter[int | None]] = {}
+    results: dict[datetime, dict[int, dict[str, int]]] = {}
 
     def dead_letters_since(since: datetime) -> int:
         if since not in counted:
             counted[since] = DeadLetter.objects.filter(last_received_at__gte=since).count()
         return counted[since]
 
-    def slice_results_since(run_number: int, since: datetime) -> dict[str, int]:
-        done = Slice.objects.filter(run__run_number=run_number, completed_at__gte=since)
-        return dict(done.values_list("status").annotate(n=Count("pk")).order_by())
+    def run_dead_letters_since(run_number: int, since: datetime) -> int:
+        if since not in named:
+            named[since] = _letters_by_run(since)
+        return named[since][run_number] + named[since][None]
 
-    window = Window(dead_letters_since, slice_results_since)
+    def slice_results_since(run_number: int, since: datetime) -> dict[str, int]:
+        if since not in results:
+            done = Slice.objects.filter(run_id__in=runs, completed_at__gte=since).order_by()
+            counts = done.values_list("run__run_number", "status").annotate(n=Count("pk"))
+            results[since] = {}
+            for number, status, n in counts:
+                results[since].setdefault(number, {})[status] = n
+        return results[since].get(run_number, {})
+
+    window = Window(dead_letters_since, slice_results_since, run_dead_letters_since,
+                    connected, connected_since)  # fmt: skip
     with transaction.atomic():
         states = _states(runs, _implementing("on_tick"), skip_locked=True)
         evaluated = {rid for rid, _ in states}
+        sent = alarms.AlarmNews()
         _evaluate(states, evaluated, "on_tick",
                   lambda check, memory, facts, _: check.on_tick(memory, facts, now, window),
-                  now)  # fmt: skip
-    return len(evaluated)
+                  sent, now)  # fmt: skip
+        sent.send()
+    return Ticked(len(evaluated), len(active), len(active) - len(runs))
+
+
+def _active_runs(now: datetime) -> list[int]:
+    """The running runs with an STF or a state change in the last CHECK_IDLE_S, by id, the
+    most recently active first."""
+    since = now - timedelta(seconds=fastmon_settings.CHECK_IDLE_S)
+    running = Run.objects.filter(state__in=fastmon_settings.CHECK_RUNNING_STATES).exclude(
+        substate__in=fastmon_settings.CHECK_QUIET_SUBSTATES
+    )
+    recent = StfFile.objects.filter(received_at__gte=since, run__in=running).order_by()
+    last_stf = dict(recent.values_list("run").annotate(last=Max("received_at")))
+    rows = running.filter(Q(state_seen_at__gte=since) | Q(pk__in=list(last_stf)))
+    activity = {
+        pk: max(filter(None, (changed, last_stf.get(pk))))
+        for pk, changed in rows.values_list("pk", "state_seen_at")
+    }
+    return sorted(activity, key=activity.__getitem__, reverse=True)
+
+
+def _letters_by_run(since: datetime) -> Counter[int | None]:
+    """Dead letters since then by the run their body names (None: none). A body is read
+    once per process (its first LETTER_HEAD characters), and a flood of one body is one row."""
+    letters = DeadLetter.objects.filter(last_received_at__gte=since).order_by()
+    by_body = dict(letters.values_list("body_sha256").annotate(n=Count("pk")))
+    if len(_named) > NAMED_KEPT:
+        _named.clear()
+    unknown = [sha for sha in by_body if sha not in _named]
+    for start in range(0, len(unknown), 500):
+        heads = letters.filter(body_sha256__in=unknown[start : start + 500]).values_list(
+            "body_sha256", Substr("body", 1, LETTER_HEAD)
+        )
+        for sha, head in heads:
+            found = RUN_NAMED.search(head)
+            _named[sha] = int(found[1] or found[2]) if found else None
+    runs: Counter[int | None] = Counter()
+    for sha, count in by_body.items():
+        runs[_named[sha]] += count
+    return runs
 
 
 def on_content(run_ids: Iterable[int]) -> None:
@@ -124,7 +205,9 @@ def on_content(run_ids: Iterable[int]) -> None:
                 found[rid] = _content_seen(rid, *common)
             return check.on_content(memory, facts, found[rid])
 
-        _evaluate(states, run_ids, "on_content", content)
+        sent = alarms.AlarmNews()
+        _evaluate(states, run_ids, "on_content", content, sent)
+        sent.send()
 
 
 def _content_seen(run_id: int, refs: Mapping[str, Content], detectors: DetectorMap) -> ContentSeen:
@@ -137,26 +220,30 @@ def _content_seen(run_id: int, refs: Mapping[str, Content], detectors: DetectorM
     return ContentSeen(whole, window, last[0] if last else Content(), refs, detectors)
 
 
-def _end(states: Mapping[tuple[int, str], CheckState], run_ids: list[int]) -> None:
+def _end(
+    states: Mapping[tuple[int, str], CheckState], run_ids: list[int], sent: alarms.AlarmNews
+) -> None:
     """These runs ended: end-of-run verdicts (over the whole run: from when fastmon first
     heard of it), then every flag closes and every open alarm clears; the runs' faults stay
     in their flags. Again for a redelivered end_run: nothing moves twice."""
     at = timezone.now()
-    for run in Run.objects.filter(pk__in=run_ids):
-        _evaluate(states, [run.pk], "on_end",
-                  lambda check, memory, facts, _: check.on_end(memory, facts), at,
-                  gated=False, start=flags.run_start(run))  # fmt: skip
-        flags.close_all(run, at)
-        alarms.clear_alarms(run, f"run {run.run_number} ended", at)
+    _evaluate(states, run_ids, "on_end",
+              lambda check, memory, facts, _: check.on_end(memory, facts), sent, at,
+              gated=False, starts=flags.run_starts(run_ids))  # fmt: skip
+    flags.close_all(run_ids, at)
+    ended = {run: f"run {run.run_number} ended" for run in Run.objects.filter(pk__in=run_ids)}
+    alarms.clear_alarms(sent, ended, at)
 
 
 def _evaluate(
     states: Mapping[tuple[int, str], CheckState], run_ids: Iterable[int], hook_name: str,
-    hook: Hook, at: datetime | None = None, gated: bool = True, start: datetime | None = None,
+    hook: Hook, sent: alarms.AlarmNews, at: datetime | None = None, gated: bool = True,
+    starts: Mapping[int, datetime] | None = None,
 ) -> None:  # fmt: skip
     """Call one hook of the checks that implement it, for these runs (their states locked),
-    and apply the verdicts. The runs are read after the lock: a state another transaction
-    changed meanwhile (an end_run) is the one judged."""
+    and apply the verdicts (the alarms they raise or clear into ``sent``; a check's first flag
+    from the run's ``starts``, else now). The runs are read after the lock: a state another
+    transaction changed meanwhile (an end_run) is the one judged."""
     checks = [check for check in configured_checks() if _implements(check, hook_name)]
     run_ids = list(run_ids)
     if not checks or not run_ids:
@@ -168,7 +255,7 @@ def _evaluate(
         if any((run.pk, check.name) not in states for check in checks):
             continue  # held by another transaction (a tick skips it)
         facts = RunFacts(run.run_number, run.state, run.substate, run.state_seen_at,
-                         run.total_stf_files)  # fmt: skip
+                         run.total_stf_files, run.state_changed_at)  # fmt: skip
         firing = not gated or _running(run, at)
         moved: dict[str, dict[str, str]] = {}
         for check in checks:
@@ -178,9 +265,9 @@ def _evaluate(
             if verdict is None or not firing:
                 continue
             before = Quality(state.quality)
-            first_flag = start if state.since is None else None
+            first_flag = (starts or {}).get(run.pk) if state.since is None else None
             if flags.move(state, verdict, at, first_flag):
-                alarms.follow(run, check.name, before, verdict.quality, verdict.reason, at)
+                alarms.follow(sent, run, check.name, before, verdict.quality, verdict.reason, at)
                 moved[check.name] = {"quality": verdict.quality, "reason": verdict.reason}
         if moved:  # one event per run and evaluation, however many checks moved
             overall, current = flags.overall_quality(run), flags.current_quality(run)

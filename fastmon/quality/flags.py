@@ -5,10 +5,11 @@ and time no flag covers is Unknown."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from django.db.models import F
+from django.db.models import F, Min
 
 from fastmon.models import CheckState, QualityFlag, Run
 from fastmon.quality.verdicts import Quality, Verdict, worst
@@ -31,18 +32,25 @@ def move(state: CheckState, verdict: Verdict, at: datetime, start: datetime | No
     return True
 
 
-def run_start(run: Run) -> datetime:
-    """Where a whole-run flag starts: the run's first flag, else when fastmon heard of it."""
-    first = QualityFlag.objects.filter(run=run).order_by("start").values_list("start", flat=True)
-    return first.first() or run.created_at
+def run_starts(run_ids: Sequence[int]) -> dict[int, datetime]:
+    """Where each run's whole-run flags start (by id): its first flag, else when fastmon heard
+    of it."""
+    flags = QualityFlag.objects.filter(run_id__in=run_ids).values("run").order_by()
+    first = dict(flags.annotate(first=Min("start")).values_list("run", "first"))
+    made = Run.objects.filter(pk__in=run_ids).values_list("pk", "created_at")
+    return {pk: first.get(pk) or created for pk, created in made}
 
 
-def close_all(run: Run, at: datetime) -> None:
-    """The run ended: every open flag ends with it, with its check's last reason."""
-    now = _checks_now(run)
-    for flag in QualityFlag.objects.filter(run=run, end=None):
-        flag.end, flag.reason = at, now.get(flag.check_name, ("", flag.reason))[1]
-        flag.save(update_fields=["end", "reason"])
+def close_all(run_ids: Sequence[int], at: datetime) -> None:
+    """These runs ended: every open flag ends with them, with its check's last reason."""
+    states = CheckState.objects.filter(run_id__in=run_ids)
+    now = {
+        (r, name): reason for r, name, reason in states.values_list("run", "check_name", "reason")
+    }
+    closed = list(QualityFlag.objects.filter(run_id__in=run_ids, end=None))
+    for flag in closed:
+        flag.end, flag.reason = at, now.get((flag.run_id, flag.check_name), flag.reason)
+    QualityFlag.objects.bulk_update(closed, ["end", "reason"])
 
 
 def _open(state: CheckState) -> Any:

@@ -40,6 +40,7 @@ class RunFacts:
     substate: str
     state_since: datetime | None  # when fastmon saw its state change (fastmon's clock)
     total_stf_files: int | None
+    state_changed_at: datetime | None = None  # the same change by the DAQ's clock
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,9 @@ class StfSeen:
     """One STF announcement just stored: ``new`` on the STF's first, ``repeated`` when the
     same kind of announcement of the same STF came before (the broker's redeliveries aside);
     ``size_bytes`` when it is the first to give the STF's size (an stf_ready after an
-    stf_gen without one)."""
+    stf_gen without one). ``at`` is when fastmon received it, ``daq_at`` when the DAQ made it
+    (its end, else its start, else its announcement's timestamp: a backlog drained after an
+    outage keeps its own times)."""
 
     filename: str
     sequence: int | None
@@ -55,6 +58,7 @@ class StfSeen:
     at: datetime
     new: bool
     repeated: bool = False
+    daq_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -70,11 +74,16 @@ class SampleSeen:
 
 @dataclass(frozen=True)
 class Window:
-    """What a tick gives beyond the time: counts the database answers for a recent window."""
+    """What a tick gives beyond the time: counts the database answers for a recent window, and
+    whether fastmon hears the broker (while it does not, silence is not the DAQ's)."""
 
     dead_letters_since: Callable[[datetime], int]
     # Fast processing: a run's slice results since then, by status ("done", "failed").
     slice_results_since: Callable[[int, datetime], Mapping[str, int]] = lambda run, since: {}
+    # Dead letters since then that name this run (by number) or name none.
+    run_dead_letters_since: Callable[[int, datetime], int] = lambda run, since: 0
+    connected: bool = True  # run_fastmon's consumer is connected to the broker
+    connected_since: datetime | None = None  # ... since then (None: not known)
 
 
 @dataclass(frozen=True)

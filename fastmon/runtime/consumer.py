@@ -85,6 +85,7 @@ class Consumer:
         self.stopping = threading.Event()
         # Connected and subscribed: what is sent from now on reaches this consumer.
         self.started = threading.Event()
+        self.subscribed_at: datetime | None = None  # this connection's subscription
         self.stats = Stats()
         # Status: heartbeats to swf-monitor and the ConsumerStatus row, in threads of their own.
         self.last_message_at: datetime | None = None
@@ -170,9 +171,13 @@ class Consumer:
         self._finish()
         return ExitCode.OK
 
+    def connected_since(self) -> datetime | None:
+        """Since when it hears the broker; None while it does not (silence is not judged)."""
+        return self.subscribed_at if self.transport.connected else None
+
     def _start_loops(self) -> None:
         if self.destinations:
-            self.loops += [QualityTicker(), ContentMerger()]
+            self.loops += [QualityTicker(self.connected_since), ContentMerger()]
         if self.relay:
             self.loops.append(MonitorFeed())
         if self.sampling == dispatch.RUN_FASTMON:
@@ -227,9 +232,11 @@ class Consumer:
         return None
 
     def _connect(self) -> None:
+        self.subscribed_at = None
         self._drop_stale_frames()
         self.transport.connect()
         self.transport.subscribe(self.destinations)
+        self.subscribed_at = datetime.now(UTC)
 
     def _reconnect(self) -> None:
         """After the start, a lost broker is waited for, however long it takes."""

@@ -6,13 +6,18 @@ deadline."""
 from __future__ import annotations
 
 import logging
+import math
 import time
+from collections.abc import Callable
+from datetime import datetime
 
 from django.db import DatabaseError
+from django.utils import timezone
 
 from fastmon import metrics
 from fastmon.conf import fastmon_settings
 from fastmon.content.merging import MERGE_BATCH, merge_cycle
+from fastmon.quality.alarms import OwnAlarm
 from fastmon.quality.evaluate import on_content, on_tick
 from fastmon.retry import backoff_delay
 from fastmon.runtime.loop import Loop
@@ -24,12 +29,21 @@ from fastmon.swf_monitor.parameters import fetch_missing_parameters
 
 
 class QualityTicker(Loop):
-    """Every CHECK_INTERVAL_S, the time-window checks of the running runs (what only the
-    passing of time reveals: a stall, a rate drop, dead letters piling up)."""
+    """Every CHECK_INTERVAL_S, the time-window checks of the running runs active lately (what
+    only the passing of time reveals: a stall, a rate drop, dead letters piling up). While the
+    consumer is cut off from the broker (``connected_since`` gives None), silence is not the
+    DAQ's: absence is not judged, and one alarm of fastmon's own says so until it is back."""
 
     name = "quality"
     what = "quality checks"
     logger = logging.getLogger("fastmon.quality")
+    capped_every_s = 60.0  # the cap's log line, at most this often while it holds
+
+    def __init__(self, connected_since: Callable[[], datetime | None]) -> None:
+        super().__init__()
+        self.connected_since = connected_since
+        self.cut_off = OwnAlarm("BrokerConnection")
+        self.capped_said = -math.inf  # time.monotonic() of the cap's last log line
 
     def enabled(self) -> bool:
         return bool(fastmon_settings.CHECKS)
@@ -38,7 +52,25 @@ class QualityTicker(Loop):
         return fastmon_settings.CHECK_INTERVAL_S
 
     def iterate(self) -> float:
-        on_tick()
+        since = self.connected_since()
+        ticked = on_tick(connected=since is not None, connected_since=since)
+        now = timezone.now()
+        if since is None:
+            held = f"absence not judged ({ticked.evaluated} running runs)"
+            self.cut_off.open(f"run_fastmon is not connected to the broker: {held}", now)
+        elif (raised := self.cut_off.raised) is not None:
+            away = (since - raised.raised_at).total_seconds()
+            self.cut_off.close(f"connected again, {away:.0f} s after the alarm", now)
+        if not ticked.left_out:
+            self.capped_said = -math.inf
+        elif time.monotonic() - self.capped_said >= self.capped_every_s:
+            self.capped_said = time.monotonic()
+            self.logger.warning(
+                "quality tick: %d running runs active in the last %.0f s (CHECK_IDLE_S); "
+                "judging the %d most recently active (CHECK_TICK_MAX_RUNS), %d left out",
+                ticked.active, fastmon_settings.CHECK_IDLE_S,
+                ticked.active - ticked.left_out, ticked.left_out,
+            )  # fmt: skip
         return fastmon_settings.CHECK_INTERVAL_S
 
     def retry_delay(self, attempt: int) -> float:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
@@ -74,14 +74,6 @@ def make_testbed(home: Path) -> Path:
     (venv / "python").chmod(0o755)
     (src / "manage.py").write_text(MANAGE)
     return testbed
-
-
-@pytest.fixture
-def monitor() -> Iterator[SwfMonitorStandIn]:
-    stand_in = SwfMonitorStandIn()
-    stand_in.start()
-    yield stand_in
-    stand_in.stop()
 
 
 def test_started_and_stopped_by_the_testbeds_supervisord_in_its_namespace(

@@ -97,6 +97,19 @@ def test_unknown_type_is_kept_as_unknown() -> None:
          "sequence number"),
         ('{"msg_type": "stf_ready", "filename": null}', "no_filename", "no filename"),
         ('{"msg_type": "stf_ready", "filename": ""}', "no_filename", "no filename"),
+        # Every time a body gives has the one window (fastmon.inbound.times), compact or not.
+        ('{"msg_type": "stf_gen", "filename": "f.stf", "start": "19991231235959"}', "invalid",
+         "start: Value error, out of range (years 2000 to 2099)"),
+        ('{"msg_type": "start_run", "run_id": 1, "timestamp": "2100-01-01T00:00:00"}',
+         "invalid", "timestamp: Value error, out of range"),
+        ('{"msg_type": "slice", "run_id": 1, "created_at": 0, "content": '
+         '{"tf_filename": "s.tf", "slice_id": 1}}', "invalid", "created_at: Value error, out"),
+        # A path cut would name another file: a longer one is refused, not cut.
+        (f'{{"msg_type": "stf_ready", "filename": "f.stf", "file_url": "/{"d" * 4096}"}}',
+         "invalid", "file_url"),
+        # The worker's outcome is required inside result (a KeyError once, an internal letter).
+        ('{"msg_type": "slice_result", "run_id": 1, "content": {"result": {}}}', "invalid",
+         "content.result.result: missing"),
     ],
 )  # fmt: skip
 def test_bad_bodies_are_refused_with_a_reason(body: str | bytes, code: str, words: str) -> None:

@@ -11,9 +11,10 @@ from datetime import timedelta
 import pytest
 from rest_framework.test import APIClient
 
+from fastmon.inbound.bounds import CUT, json_size
 from fastmon.inbound.messages import Outcome
 from fastmon.ingest.pipeline import ingest_message
-from fastmon.models import LiveEvent, Run, Slice
+from fastmon.models import DeadLetter, LiveEvent, Run, Slice
 from fastmon.sampling.policy import TfRange
 from fastmon.sampling.samples import SamplePlan, record_tf_samples
 from fastmon.testing.broker import broker_login, subscribed
@@ -131,3 +132,46 @@ def test_the_results_queue_keeps_its_reader_while_fastmon_counts_the_copy(
         Slice.objects.filter(status="done").values_list("processing_seconds", flat=True)
     )
     assert done_seconds == [float(20 + n) for n in range(20) if n % 5]  # fmt: skip
+
+
+@pytest.mark.django_db(transaction=True)
+def test_through_the_broker_an_empty_result_is_invalid_and_metrics_are_kept_and_listed_bounded(
+    start_process: Callable[..., ServiceProcess],
+    publish: Callable[[str, Iterable[str]], None],
+    unique_topic: str,
+) -> None:
+    """``"result": {}`` is a dead letter ``invalid`` naming what is missing (it was ``internal:
+    KeyError('result')``); a mebibyte of metrics is kept to STORED_JSON_MAX_BYTES, and a list
+    serves each slice's to LISTED_JSON_MAX_BYTES, the cut said where the metrics were."""
+    consumer = start_process(consumer_settings(unique_topic, DURABLE_SUBSCRIPTION=False))
+    consumer.wait_for_log(f"subscribed to {unique_topic}")
+    empty = json.loads(slice_result_body(1))
+    empty["content"]["result"] = {}
+    huge = {"processing_seconds": 12.5, "blob": "x" * 1_000_000}
+    many = {f"histogram_{n}": "y" * 2000 for n in range(30)}  # 60 KB: kept whole
+    publish(unique_topic, [json.dumps(empty), slice_result_body(0, **huge),
+                           slice_result_body(2, **many)])  # fmt: skip
+    wait_until(lambda: Slice.objects.count() == 2 and DeadLetter.objects.exists(), 20,
+               "two results stored, one dead-lettered", context=consumer.output)  # fmt: skip
+
+    letter = DeadLetter.objects.get()
+    assert letter.reason_code == DeadLetter.Reason.INVALID
+    assert "content.result.result: missing" in letter.reason
+    kept = Slice.objects.get(slice_id=0)
+    assert kept.metrics == {
+        "processing_seconds": 12.5,
+        CUT: {"bytes": json_size(huge), "left_out": 1, "keys": ["blob"]},
+    }
+    assert kept.processing_seconds == 12.5
+    assert Slice.objects.get(slice_id=2).metrics == many
+
+    listed = APIClient().get(f"{API}/slices/", {"run_number": RUN})
+    assert len(listed.content) < 10_000
+    rows = {row["slice_id"]: row["metrics"] for row in listed.json()["results"]}
+    assert rows[0] == kept.metrics
+    assert 0 < len(rows[2]) - 1 < len(many)
+    assert rows[2][CUT]["bytes"] == json_size(many)
+    csv = APIClient().get(f"{API}/slices/", {"run_number": RUN, "format": "csv"})
+    assert csv.status_code == 200 and len(csv.content) < 10_000
+    name = Slice.objects.get(slice_id=2).tf_filename
+    assert APIClient().get(f"{API}/slices/{name}/").json()["metrics"] == many

@@ -16,7 +16,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 from fastmon.ingest.pipeline import ingest_message
-from fastmon.models import Alarm, CheckState, OutboxMessage, QualityFlag, Run
+from fastmon.models import Alarm, CheckState, DeadLetter, OutboxMessage, QualityFlag, Run
 from fastmon.quality.evaluate import on_tick
 from fastmon.quality.flags import run_quality
 from fastmon.quality.framework import Check
@@ -122,15 +122,17 @@ def test_nothing_fires_while_paused_or_in_standby() -> None:
     ingest_message(json.dumps(example("start_run", run_id=run, timestamp=now_stamp())))
     ingest_message(stf_body("stf_gen", run, 1))
     ingest_message(json.dumps(example("pause_run", run_id=run, timestamp=now_stamp())))
-    holds_for(lambda: on_tick() == 0 and not Alarm.objects.exists(), 1.0, "no alarm while paused")
+    holds_for(lambda: not on_tick().evaluated and not Alarm.objects.exists(), 1.0,
+              "no alarm while paused")  # fmt: skip
     ingest_message(stf_body("stf_gen", run, 3))  # a gap, unjudged
     assert not Alarm.objects.exists()
     Run.objects.filter(run_number=run).update(state="standby", substate="")
-    holds_for(lambda: on_tick() == 0 and not Alarm.objects.exists(), 0.5, "none in standby")
+    holds_for(lambda: not on_tick().evaluated and not Alarm.objects.exists(), 0.5,
+              "none in standby")  # fmt: skip
 
     resume = example("pause_run", msg_type="resume_run", run_id=run, substate="physics")
     ingest_message(json.dumps({**resume, "timestamp": now_stamp()}))
-    wait_until(lambda: on_tick() and Alarm.objects.filter(cleared_at=None).exists(), 5,
+    wait_until(lambda: on_tick().evaluated and Alarm.objects.filter(cleared_at=None).exists(), 5,
                "a stall alarm once running again")  # fmt: skip
     assert set(Alarm.objects.values_list("check_name", flat=True)) == {"StfAbsence"}
     ingest_message(stf_body("stf_gen", run, 4))
@@ -237,6 +239,64 @@ def test_failed_slices_of_a_running_run_raise_an_alarm_on_the_tick() -> None:
     for n in range(6):
         Slice.objects.create(tf_filename=f"slice-{n}", run=stored, completed_at=timezone.now(),
                              status="failed" if n < 3 else "done")  # fmt: skip
-    assert on_tick() == 1
+    assert on_tick().evaluated == 1
     alarm = Alarm.objects.get(check_name="SliceFailures")
     assert alarm.reason.startswith("3 of 6 slices failed")
+
+
+@pytest.mark.django_db
+@override_settings(FASTMON={
+    **settings.FASTMON, "CHECK_GRACE_S": 0, "CHECK_IDLE_S": 60, "CHECK_TICK_MAX_RUNS": 5,
+    "ALARM_COALESCE_RUNS": 3,
+    "CHECKS": [{"class": "fastmon.quality.builtin.StfAbsence", "max_silence_s": 1}]})  # fmt: skip
+def test_a_tick_judges_the_most_recently_active_runs_up_to_its_bound() -> None:
+    """Twelve runs announced that send nothing, three idle past CHECK_IDLE_S, one with STFs:
+    the tick judges the one with STFs and the four latest of the twelve; one alarm message
+    raises the four's absence."""
+    flood, idle, live = range(100400, 100412), range(100420, 100423), 100430
+    for run in [*flood, *idle, live]:
+        ingest_message(json.dumps(example("start_run", run_id=run, timestamp=now_stamp())))
+    now = timezone.now()
+    for n, run in enumerate(flood):
+        Run.objects.filter(run_number=run).update(state_seen_at=now - timedelta(seconds=10 + n))
+    Run.objects.filter(run_number__in=idle).update(state_seen_at=now - timedelta(seconds=61))
+    Run.objects.filter(run_number=live).update(state_seen_at=now - timedelta(seconds=100))
+    announce("stf_gen", live, 1)
+
+    ticked = on_tick()
+    assert (ticked.evaluated, ticked.active, ticked.left_out) == (5, 13, 8)
+    judged = CheckState.objects.filter(check_name="StfAbsence")
+    assert set(judged.values_list("run__run_number", "quality")) == {
+        (live, "good"), *((run, "bad") for run in flood[:4])}  # fmt: skip
+    [message] = alarms_sent_together()
+    assert (message["action"], message["run_id"], message["alarm_id"]) == ("raise", None, None)
+    assert message["runs"] == list(flood[:4]) and len(message["alarm_ids"]) == 4
+    assert message["reason"].endswith(f"(run {flood[0]} and 3 more)")
+
+
+def alarms_sent_together() -> list[dict[str, Any]]:
+    rows = OutboxMessage.objects.filter(msg_type="fastmon_alarm").order_by("id")
+    return [json.loads(body) for body in rows.values_list("body", flat=True)]
+
+
+@pytest.mark.django_db
+@override_settings(FASTMON={**settings.FASTMON, "CHECK_GRACE_S": 0, "CHECKS": [
+    {"class": "fastmon.quality.builtin.DeadLetterRate", "max_count": 3}]})  # fmt: skip
+def test_dead_letters_count_for_the_run_their_body_names_and_those_naming_none_for_all() -> None:
+    named, other = 100440, 100441
+    for run in (named, other):
+        ingest_message(json.dumps(example("start_run", run_id=run, timestamp=now_stamp())))
+    for n in range(3):  # an STF announcement without a file name: dead-lettered, its run named
+        assert ingest_message(json.dumps({"msg_type": "stf_ready", "run_id": named, "n": n})
+                              ).outcome == "dead_lettered"  # fmt: skip
+    mistyped = {"msg_type": "stf_gen", "filename": stf_name(named, 7), "sequence": "seven"}
+    assert ingest_message(json.dumps(mistyped)).outcome == "dead_lettered"  # named by its file
+    ingest_message("<not json>")  # names no run: counts for both
+    ingest_message("<not json>")  # the same body again: one letter, counted once
+    assert DeadLetter.objects.count() == 5
+
+    assert on_tick().evaluated == 2
+    verdicts = dict(CheckState.objects.values_list("run__run_number", "reason"))
+    assert verdicts == {named: "5 dead letters in the last 60 s",
+                        other: "1 dead letters in the last 60 s"}, verdicts  # fmt: skip
+    assert list(Alarm.objects.values_list("run__run_number", flat=True)) == [named]

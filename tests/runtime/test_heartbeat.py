@@ -4,7 +4,7 @@ PROCESSING and EXITED, and ingest going on while the monitor is down."""
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 
 import pytest
 
@@ -22,14 +22,6 @@ RUN = 100100
 StartProcess = Callable[..., ServiceProcess]
 Publish = Callable[[str, Iterable[str]], None]
 FAST_STATUS = {"HEARTBEAT_INTERVAL_S": 0.5, "CONSUMER_STATUS_INTERVAL_S": 0.3}
-
-
-@pytest.fixture
-def monitor() -> Iterator[SwfMonitorStandIn]:
-    stand_in = SwfMonitorStandIn()
-    stand_in.start()
-    yield stand_in
-    stand_in.stop()
 
 
 def test_heartbeat_payload_has_the_spec_fields() -> None:

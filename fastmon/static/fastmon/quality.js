@@ -42,3 +42,50 @@ export async function drawQuality(section) {
     row.insertCell().textContent = last.reason;
   }
 }
+
+// A run's alarms, newest first: each shown until a person acknowledges it, a cleared one
+// that no one has acknowledged set apart. Logged in, a button acknowledges one (session and
+// CSRF) and its row is redrawn from the answer.
+const STATE_CLASS = {
+  active: "fastmon-alarm-active",
+  "cleared, unacknowledged": "fastmon-alarm-unacknowledged",
+  acknowledged: "fastmon-alarm-acknowledged",
+};
+
+function alarmRow(table, row, alarm) {
+  row.replaceChildren();
+  row.dataset.id = String(alarm.id);
+  row.className = STATE_CLASS[alarm.state];
+  for (const value of [alarm.raised_at, alarm.check, alarm.quality, alarm.reason]) row.insertCell().textContent = value;
+  const state = row.insertCell();
+  state.className = "fastmon-alarm-state";
+  state.textContent = alarm.acknowledged_by ? `${alarm.state} by ${alarm.acknowledged_by}` : alarm.state;
+  const action = row.insertCell();
+  if (alarm.state !== "acknowledged" && "mayAcknowledge" in table.dataset) {
+    const button = document.createElement("button");
+    button.textContent = "acknowledge";
+    button.addEventListener("click", () => acknowledge(table, row, button));
+    action.appendChild(button);
+  }
+}
+
+async function acknowledge(table, row, button) {
+  button.disabled = true;
+  const csrf = document.querySelector("input[name=csrfmiddlewaretoken]").value;
+  const response = await fetch(`${table.dataset.api}${row.dataset.id}/acknowledge/`, {
+    method: "POST",
+    headers: { "X-CSRFToken": csrf, Accept: "application/json" },
+    credentials: "same-origin",
+  });
+  if (response.ok) alarmRow(table, row, await response.json());
+  else button.replaceWith(response.statusText || String(response.status));
+}
+
+export async function drawAlarms(table) {
+  const url = `${table.dataset.api}?run_number=${table.dataset.runNumber}`;
+  const response = await fetch(url, { headers: { Accept: "application/json" } });
+  if (!response.ok) return;
+  const rows = table.tBodies[0];
+  rows.replaceChildren();
+  for (const alarm of (await response.json()).results) alarmRow(table, rows.insertRow(), alarm);
+}

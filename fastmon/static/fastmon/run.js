@@ -1,8 +1,8 @@
 // A run's page: new STFs join the table, samples are drawn over their STF as they arrive,
-// fast-processing figures follow the slices' results.
+// fast-processing figures follow the slices' results, alarms stay until a person acknowledges them.
 import { addRange, cell, connectLive, drawRanges, formatBytes, link, throttled } from "./live.js";
 import { contentPanels } from "./content.js";
-import { drawQuality } from "./quality.js";
+import { drawAlarms, drawQuality } from "./quality.js";
 
 const table = document.getElementById("stfs");
 const runNumber = Number(table.dataset.runNumber);
@@ -60,6 +60,11 @@ const quality = document.getElementById("quality");
 const refreshQuality = throttled(() => drawQuality(quality), 500);
 drawQuality(quality);
 
+// Alarms: drawn from the API, again when one of this run's is raised, cleared or acknowledged.
+const alarms = document.getElementById("run-alarms");
+const refreshAlarms = throttled(() => drawAlarms(alarms), 500);
+drawAlarms(alarms);
+
 // Detectors: redrawn when the run's histograms are merged or a check's verdict moves.
 const refreshContent = contentPanels(document.getElementById("detectors"));
 
@@ -73,7 +78,8 @@ connectLive({
       else if (event.kind === "quality") {
         refreshQuality();
         refreshContent();
-      } else if (event.kind === "content") refreshContent();
+      } else if (event.kind === "alarm") refreshAlarms();
+      else if (event.kind === "content") refreshContent();
       else if (event.kind === "run") {
         refreshQuality(); // an end closes the flags
         document.getElementById("run-state").textContent = `${event.payload.state || "—"} / ${event.payload.substate || "—"}`;
