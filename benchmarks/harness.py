@@ -1,6 +1,7 @@
 """What the reliability benchmarks share: run_fastmon on a queue of its own, its crashes
 counted, and counts read from the database across its restarts. Import it after putting the
-checkout on sys.path: it names the benchmarks' settings and database."""
+checkout on sys.path: through benchmarks.consume, it names the benchmarks' settings and
+database."""
 
 from __future__ import annotations
 
@@ -14,9 +15,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
-os.environ["FASTMON_DB_NAME"] = "fastmon_bench"
+from benchmarks.consume import ROOT  # its import sets the benchmarks' settings and database
 
 
 class RunFastmon:

@@ -7,7 +7,6 @@ agent of that testbed stamps on what it sends. So an operator sets the namespace
 from __future__ import annotations
 
 import tomllib
-from functools import cache
 from pathlib import Path
 
 DEFAULT_CONFIG = "workflows/testbed.toml"
@@ -27,10 +26,9 @@ def config_path(named: str | None) -> Path:
     return Path(named).absolute()
 
 
-@cache
 def read_namespace(path: Path) -> str:
-    """``[testbed] namespace`` of the file at ``path`` (read once per process, as an agent reads
-    it once at start); refused with the reason the testbed's agents give."""
+    """``[testbed] namespace`` of the file at ``path``; refused with the reason the testbed's
+    agents give. ``fastmon.conf`` reads it once per process, as an agent reads it at start."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -15,7 +15,7 @@ from rest_framework.response import Response
 
 from fastmon.api.openapi import ModelSerializer, component
 from fastmon.api.views import FastmonViewSet
-from fastmon.content.histograms import Content
+from fastmon.content import stored
 from fastmon.content.references import Refused, choose_reference
 from fastmon.models import ContentReference, Run
 
@@ -39,7 +39,7 @@ class ReferenceSerializer(ModelSerializer):
         }  # another POST replaces a reference
 
     def get_histograms(self, reference: ContentReference) -> list[str]:
-        return sorted(Content.loads(bytes(reference.data)).histograms)
+        return sorted(set(stored.names(bytes(reference.data))))  # the bins not decoded
 
     def get_replaced(self, reference: ContentReference) -> int | None:
         return self.context.get("replaced")

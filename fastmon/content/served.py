@@ -42,9 +42,11 @@ def summary(run: Run) -> dict[str, Any]:
     }
 
 
-def uhi(histogram: bh.Histogram) -> dict[str, Any]:
-    """UHI's JSON serialization (the Scikit-HEP schema boost-histogram reads back)."""
-    return json.loads(json.dumps(to_uhi(histogram), default=json_default))
+def uhi(histogram: bh.Histogram) -> bytes:
+    """UHI's JSON serialization (the Scikit-HEP schema boost-histogram reads back), compact,
+    as the API sends it: encoded once, not encoded, decoded and encoded again."""
+    return json.dumps(to_uhi(histogram), default=json_default, separators=(",", ":"),
+                      allow_nan=False).encode()  # fmt: skip
 
 
 def root_file(histograms: Mapping[str, bh.Histogram]) -> bytes:

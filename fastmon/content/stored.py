@@ -58,6 +58,15 @@ def read(data: bytes) -> tuple[dict[str, Any], list[tuple[str, bh.Histogram]]]:
     return head["counts"], histograms
 
 
+def names(data: bytes) -> list[str]:
+    """The histograms' names, in the order written, from the head alone: the bins are neither
+    decompressed nor read."""
+    inflate = zlib_ng.decompressobj()
+    length = int.from_bytes(inflate.decompress(data, 4), "little")
+    head = json.loads(inflate.decompress(inflate.unconsumed_tail, length))
+    return [entry["name"] for entry in head["histograms"]]
+
+
 def json_default(value: Any) -> Any:
     """numpy values as JSON (``json.dumps(..., default=json_default)``)."""
     if isinstance(value, np.ndarray):

@@ -31,19 +31,24 @@ def bounded(value: Mapping[str, Any], limit: int, depth: int = 1) -> dict[str, A
     when entries were left out, a ``fastmon_cut`` entry: the whole value's size, how many were
     left out, the keys of the first ``_NAMED``."""
     size = json_size(value)
-    if size <= limit:
-        return dict(value)
+    return dict(value) if size <= limit else _cut(value, size, limit, depth)
+
+
+def _cut(value: Mapping[str, Any], size: int, limit: int, depth: int) -> dict[str, Any]:
+    """``bounded`` past its limit, ``value``'s ``size`` measured already: an entry cut in turn is
+    not serialized again to learn it, nor a key for each sum."""
     kept: dict[str, Any] = {}
     left_out: list[str] = []
     room = limit
     for key, item in value.items():
-        item_size = json_size(key) + json_size(item) + 2  # the colon and the comma
-        if item_size > room and depth > 0 and isinstance(item, Mapping):
-            item = bounded(item, room - json_size(key) - 2, depth - 1)
-            item_size = json_size(key) + json_size(item) + 2
-        if item_size <= room:
+        key_size = json_size(key) + 2  # the colon and the comma
+        item_size = json_size(item)
+        if key_size + item_size > room and depth > 0 and isinstance(item, Mapping):
+            item = _cut(item, item_size, room - key_size, depth - 1)
+            item_size = json_size(item)
+        if key_size + item_size <= room:
             kept[key] = item
-            room -= item_size
+            room -= key_size + item_size
         else:
             left_out.append(key)
     if left_out:

@@ -69,7 +69,9 @@ def upsert_stf_files(
                 inbound.received_at or now, new=stf is None and row is None,
                 # The same announcement again, and not the broker redelivering it.
                 repeated=message.msg_type in known and inbound.headers.get("redelivered") != "true",
-                daq_at=aware(message.end or message.start or message.timestamp),
+                # The DAQ's time, made aware once (in values) where it is a column.
+                daq_at=values.get("ended_at") or values.get("started_at")
+                or aware(message.timestamp),
             ))  # fmt: skip
         if stf is None and row is None:
             new[message.filename] = {

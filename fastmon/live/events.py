@@ -16,14 +16,20 @@ from fastmon.models import LiveEvent
 _LIVE_EVENTS_LOCK = 0x66A57_0E7E
 
 
-def record_live_events(events: list[LiveEvent]) -> None:
-    """Store live events in the current transaction; push them after its commit."""
-    if not events:
-        return
+def hold_live_events() -> None:
+    """Take the live-events lock until the transaction ends (again: harmless). A writer that
+    locks other rows before its events takes it first, so every writer locks in one order."""
     connection = transaction.get_connection()
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_LIVE_EVENTS_LOCK])
+
+
+def record_live_events(events: list[LiveEvent]) -> None:
+    """Store live events in the current transaction; push them after its commit."""
+    if not events:
+        return
+    hold_live_events()
     LiveEvent.objects.bulk_create(events)
     frames = [event_frame(event) for event in events]
     transaction.on_commit(lambda: push.broadcast(frames))

@@ -117,9 +117,9 @@ def alarm_event(
     )
 
 
-def quality_alarm_event(run_number: int, alarm: Alarm, action: str) -> LiveEvent:
+def quality_alarm_event(run_number: int | None, alarm: Alarm, action: str) -> LiveEvent:
     """A quality alarm raised, cleared or acknowledged (``action``), shown beside the other
-    alarms; its run's page redraws its alarms."""
+    alarms; its run's page redraws its alarms (fastmon's own alarms: no run, no id)."""
     message = {
         "raise": alarm.reason,
         "clear": f"cleared: {alarm.clear_reason}",

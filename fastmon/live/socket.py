@@ -21,10 +21,10 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from django.db import Error as DatabaseError
 
 from fastmon import access, metrics
 from fastmon.conf import fastmon_settings
+from fastmon.database.outages import TRANSIENT_DB_ERRORS
 from fastmon.live.auth import origin_allowed
 from fastmon.live.events import events_since, newest_event_sequence, replay_start
 from fastmon.live.frames import event_frame
@@ -65,7 +65,7 @@ class LiveEventsConsumer(AsyncJsonWebsocketConsumer):
         # One trip to the database: a server restart reconnects every page at once.
         try:
             self.last_seen, skipped, replay = await database_sync_to_async(_opening)(since)
-        except DatabaseError as exc:
+        except TRANSIENT_DB_ERRORS as exc:
             logger.warning("live websocket closed: the database is unavailable (%s)", exc)
             await self.close(code=INTERNAL_ERROR)
             return
@@ -137,7 +137,7 @@ class LiveEventsConsumer(AsyncJsonWebsocketConsumer):
         frames are sent, so nothing is skipped and the order holds. Said once an outage."""
         try:
             await step
-        except DatabaseError as exc:
+        except TRANSIENT_DB_ERRORS as exc:
             if not self.database_away:
                 logger.warning("live websocket: the database is unavailable (%s); reading "
                                "back at each poll until it returns", exc)  # fmt: skip

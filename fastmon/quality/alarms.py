@@ -22,8 +22,8 @@ from prometheus_client.core import GaugeMetricFamily
 from fastmon import metrics
 from fastmon.conf import fastmon_settings
 from fastmon.live.events import record_live_events
-from fastmon.live.frames import alarm_event, quality_alarm_event
-from fastmon.models import Alarm, LiveEvent, OutboxMessage, Run
+from fastmon.live.frames import quality_alarm_event
+from fastmon.models import Alarm, OutboxMessage, Run
 from fastmon.outbox.bodies import alarm_body
 from fastmon.quality.verdicts import Quality
 
@@ -38,13 +38,16 @@ class AlarmNews:
         """Each (check, namespace, action) with ALARM_COALESCE_RUNS alarms or more as one
         message, the others one by one, in the order of each group's first (a raise goes out
         before its clear); live, one event per alarm; counted once committed."""
+        if not self.items:
+            return
+        site, coalesce = fastmon_settings.NAMESPACE, fastmon_settings.ALARM_COALESCE_RUNS
         groups: dict[tuple[str, str, str], list[tuple[Run | None, Alarm]]] = {}
         for run, alarm, action in self.items:
-            namespace = fastmon_settings.NAMESPACE or (run.namespace if run else "")
+            namespace = site or (run.namespace if run else "")
             groups.setdefault((alarm.check_name, namespace, action), []).append((run, alarm))
         messages = []
         for (check, _, action), members in groups.items():
-            together = len(members) >= fastmon_settings.ALARM_COALESCE_RUNS
+            together = len(members) >= coalesce
             for part in [members] if together else [[member] for member in members]:
                 runs = [run for run, _ in part if run is not None]
                 body = alarm_body(action, [alarm for _, alarm in part], runs)
@@ -55,20 +58,14 @@ class AlarmNews:
             counted = metrics.ALARMS.labels(check=check, action=action)
             transaction.on_commit(partial(counted.inc, len(members)))
         OutboxMessage.objects.bulk_create(messages)
-        record_live_events([_live(run, alarm, action) for run, alarm, action in self.items])
+        record_live_events([quality_alarm_event(run.run_number if run else None, alarm, action)
+                            for run, alarm, action in self.items])  # fmt: skip
         self.items.clear()
 
 
 def _named(runs: list[Run]) -> str:
     """An alarm message's subject names its run, how many runs, or fastmon for its own."""
     return str(runs[0].run_number) if len(runs) == 1 else f"{len(runs)} runs" if runs else "fastmon"
-
-
-def _live(run: Run | None, alarm: Alarm, action: str) -> LiveEvent:
-    if run is not None:
-        return quality_alarm_event(run.run_number, alarm, action)
-    said = alarm.reason if action == "raise" else f"cleared: {alarm.clear_reason}"
-    return alarm_event(None, f"{alarm.check_name}: {said}", action=action, check=alarm.check_name)
 
 
 def follow(

@@ -8,7 +8,7 @@ Python loop over bins: a cycle costs milliseconds whatever the channels."""
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import boost_histogram as bh
 import numpy as np
@@ -33,11 +33,14 @@ class DetectorCheck(Check):
     detector: str | None = None  # None: every detector of the map
     over = "window"
     min_entries = 1000
+    # Parameters that take one of a few words, each checked at start-up.
+    _choices: ClassVar[dict[str, tuple[str, ...]]] = {"over": OVER}
 
     def __init__(self, name: str | None = None, **params: Any) -> None:
         super().__init__(name, **params)
-        if self.over not in OVER:
-            raise ValueError(f"{self.name}: over must be one of {', '.join(OVER)}")
+        for key, allowed in self._choices.items():
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"{self.name}: {key} must be one of {', '.join(allowed)}")
 
     def on_content(self, memory: dict, run: RunFacts, content: ContentSeen) -> Verdict | None:
         judged = {"window": content.window, "run": content.whole, "cycle": content.delta}
@@ -106,11 +109,7 @@ class ChannelCheck(DetectorCheck):
 
     expect_from = "reference"
     min_reference_hits = 10.0
-
-    def __init__(self, name: str | None = None, **params: Any) -> None:
-        super().__init__(name, **params)
-        if self.expect_from not in EXPECT_FROM:
-            raise ValueError(f"{self.name}: expect_from must be one of {', '.join(EXPECT_FROM)}")
+    _choices = {**DetectorCheck._choices, "expect_from": EXPECT_FROM}
 
     def judge(self, memory: dict, detector: Detector, judged: Content,
               content: ContentSeen) -> Judged:  # fmt: skip

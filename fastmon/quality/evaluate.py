@@ -14,7 +14,10 @@ at most CHECK_TICK_MAX_RUNS of them, the most recently active first: a flood of 
 nothing costs a bounded tick, and the others keep their verdicts until they are active again.
 
 Locks: a transaction takes the check states it needs once, in (run, check) order, so two
-evaluations never deadlock; the tick skips states an ingest or sampling transaction holds."""
+evaluations never deadlock; the tick skips states an ingest or sampling transaction holds.
+The live-events lock comes first, as in ingest (which records its STFs' events before judging
+them): taken in the other order, a tick or a sampling transaction holding a run's states and
+waiting for it would deadlock against an ingest batch holding it and waiting for the states."""
 
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 
 from django.db import transaction
 from django.db.models import Count, Max, Q
@@ -36,7 +40,7 @@ from fastmon.content.detectors import DetectorMap, detector_map
 from fastmon.content.histograms import Content
 from fastmon.content.references import references
 from fastmon.database.bulk import update_each
-from fastmon.live.events import record_live_events
+from fastmon.live.events import hold_live_events, record_live_events
 from fastmon.live.frames import quality_event
 from fastmon.models import CheckState, ContentCycle, DeadLetter, Run, RunContent, Slice, StfFile
 from fastmon.quality import alarms, flags
@@ -115,31 +119,28 @@ def on_tick(
     active = _active_runs(now)
     runs = active[: fastmon_settings.CHECK_TICK_MAX_RUNS]
     # One query per window, whatever the number of runs.
-    counted: dict[datetime, int] = {}
-    named: dict[datetime, Counter[int | None]] = {}
-    results: dict[datetime, dict[int, dict[str, int]]] = {}
+    letters_by_run = cache(_letters_by_run)
 
+    @cache
     def dead_letters_since(since: datetime) -> int:
-        if since not in counted:
-            counted[since] = DeadLetter.objects.filter(last_received_at__gte=since).count()
-        return counted[since]
+        return DeadLetter.objects.filter(last_received_at__gte=since).count()
+
+    @cache
+    def results_by_run(since: datetime) -> dict[int, dict[str, int]]:
+        done = Slice.objects.filter(run_id__in=runs, completed_at__gte=since).order_by()
+        counts = done.values_list("run__run_number", "status").annotate(n=Count("pk"))
+        results: dict[int, dict[str, int]] = {}
+        for number, status, n in counts:
+            results.setdefault(number, {})[status] = n
+        return results
 
     def run_dead_letters_since(run_number: int, since: datetime) -> int:
-        if since not in named:
-            named[since] = _letters_by_run(since)
-        return named[since][run_number] + named[since][None]
+        named = letters_by_run(since)
+        return named[run_number] + named[None]
 
-    def slice_results_since(run_number: int, since: datetime) -> dict[str, int]:
-        if since not in results:
-            done = Slice.objects.filter(run_id__in=runs, completed_at__gte=since).order_by()
-            counts = done.values_list("run__run_number", "status").annotate(n=Count("pk"))
-            results[since] = {}
-            for number, status, n in counts:
-                results[since].setdefault(number, {})[status] = n
-        return results[since].get(run_number, {})
-
-    window = Window(dead_letters_since, slice_results_since, run_dead_letters_since,
-                    connected, connected_since)  # fmt: skip
+    window = Window(dead_letters_since,
+                    lambda run_number, since: results_by_run(since).get(run_number, {}),
+                    run_dead_letters_since, connected, connected_since)  # fmt: skip
     with transaction.atomic():
         states = _states(runs, _implementing("on_tick"), skip_locked=True)
         evaluated = {rid for rid, _ in states}
@@ -227,12 +228,12 @@ def _end(
     heard of it), then every flag closes and every open alarm clears; the runs' faults stay
     in their flags. Again for a redelivered end_run: nothing moves twice."""
     at = timezone.now()
+    runs = list(Run.objects.filter(pk__in=run_ids))
     _evaluate(states, run_ids, "on_end",
               lambda check, memory, facts, _: check.on_end(memory, facts), sent, at,
-              gated=False, starts=flags.run_starts(run_ids))  # fmt: skip
+              gated=False, starts=flags.run_starts(runs))  # fmt: skip
     flags.close_all(run_ids, at)
-    ended = {run: f"run {run.run_number} ended" for run in Run.objects.filter(pk__in=run_ids)}
-    alarms.clear_alarms(sent, ended, at)
+    alarms.clear_alarms(sent, {run: f"run {run.run_number} ended" for run in runs}, at)
 
 
 def _evaluate(
@@ -249,7 +250,7 @@ def _evaluate(
     if not checks or not run_ids:
         return
     at = at or timezone.now()
-    events = []
+    moves: list[tuple[Run, dict[str, dict[str, str]]]] = []
     touched = []
     for run in Run.objects.filter(pk__in=run_ids).order_by("pk"):
         if any((run.pk, check.name) not in states for check in checks):
@@ -269,12 +270,16 @@ def _evaluate(
             if flags.move(state, verdict, at, first_flag):
                 alarms.follow(sent, run, check.name, before, verdict.quality, verdict.reason, at)
                 moved[check.name] = {"quality": verdict.quality, "reason": verdict.reason}
-        if moved:  # one event per run and evaluation, however many checks moved
-            overall, current = flags.overall_quality(run), flags.current_quality(run)
-            events.append(quality_event(run.run_number, overall, current, moved))
+        if moved:
+            moves.append((run, moved))
     kept = {s.pk: [s.memory, s.quality, s.reason, s.since] for s in touched}
     update_each(CheckState, {}, ["memory", "quality", "reason", "since"], kept)
-    record_live_events(events)
+    # One event per run and evaluation, however many checks moved; its quality now read once
+    # the states above are stored.
+    record_live_events([
+        quality_event(run.run_number, flags.overall_quality(run), flags.current_quality(run), moved)
+        for run, moved in moves
+    ])  # fmt: skip
 
 
 def _judged(check: Check, state: CheckState, hook: Hook, facts: RunFacts) -> Verdict | None:
@@ -317,6 +322,7 @@ def _states(
     run_ids = sorted(set(run_ids))
     if not run_ids or not names:
         return {}
+    hold_live_events()  # before any check state, as ingest takes them: see Locks
     found = CheckState.objects.filter(run_id__in=run_ids, check_name__in=names)
     locked = found.select_for_update(skip_locked=skip_locked).order_by("run_id", "check_name")
     states = {(s.run_id, s.check_name): s for s in locked}

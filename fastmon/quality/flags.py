@@ -32,13 +32,12 @@ def move(state: CheckState, verdict: Verdict, at: datetime, start: datetime | No
     return True
 
 
-def run_starts(run_ids: Sequence[int]) -> dict[int, datetime]:
+def run_starts(runs: Sequence[Run]) -> dict[int, datetime]:
     """Where each run's whole-run flags start (by id): its first flag, else when fastmon heard
     of it."""
-    flags = QualityFlag.objects.filter(run_id__in=run_ids).values("run").order_by()
+    flags = QualityFlag.objects.filter(run__in=runs).values("run").order_by()
     first = dict(flags.annotate(first=Min("start")).values_list("run", "first"))
-    made = Run.objects.filter(pk__in=run_ids).values_list("pk", "created_at")
-    return {pk: first.get(pk) or created for pk, created in made}
+    return {run.pk: first.get(run.pk) or run.created_at for run in runs}
 
 
 def close_all(run_ids: Sequence[int], at: datetime) -> None:

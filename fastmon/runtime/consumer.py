@@ -32,14 +32,17 @@ from fastmon.runtime.ingest_worker import IngestDied, IngestProcess, InlineInges
 from fastmon.runtime.intake import Intake
 from fastmon.runtime.loop import Loop
 from fastmon.runtime.loops import ContentMerger, MonitorFeed, QualityTicker, Sampler
-from fastmon.runtime.startup import STOP_SIGNALS, ExitCode, namespace_line, wait_for_database
+from fastmon.runtime.startup import (
+    STOP_SIGNALS,
+    ExitCode,
+    connect_broker,
+    namespace_line,
+    wait_for_database,
+)
 from fastmon.runtime.summary import Stats, count_batch
 from fastmon.sampling import dispatch
 from fastmon.transport.base import (
-    BrokerAuthFailed,
     BrokerError,
-    BrokerRefused,
-    BrokerUnreachable,
     Delivery,
     durable_subscription_name,
     is_durable,
@@ -211,25 +214,7 @@ class Consumer:
         failure = wait_for_database(deadline, self.stopping, self._pause)
         if failure is not None:
             return failure
-        attempt = 0
-        while not self.stopping.is_set():
-            try:
-                self._connect()
-                return None
-            except BrokerAuthFailed as exc:
-                logger.error("%s", exc)
-                return ExitCode.AUTH
-            except BrokerRefused as exc:
-                logger.error("%s", exc)
-                return ExitCode.REFUSED
-            except BrokerUnreachable as exc:
-                if time.monotonic() >= deadline:
-                    logger.error("%s; giving up after %.0fs", exc,
-                                 fastmon_settings.STARTUP_CONNECT_TIMEOUT_S)  # fmt: skip
-                    return ExitCode.UNREACHABLE
-                self._pause(attempt, str(exc))
-                attempt += 1
-        return None
+        return connect_broker(self._connect, deadline, self.stopping, self._pause)
 
     def _connect(self) -> None:
         self.subscribed_at = None

@@ -22,6 +22,7 @@ from fastmon.quality.evaluate import on_content, on_tick
 from fastmon.retry import backoff_delay
 from fastmon.runtime.loop import Loop
 from fastmon.sampling.dispatch import due_for_sampling
+from fastmon.sampling.lanes import hand_over
 from fastmon.sampling.service import sample_stfs
 from fastmon.swf_monitor.client import MonitorUnavailable
 from fastmon.swf_monitor.feed import FEED_BATCH, relay_to_monitor, sync_from_monitor
@@ -80,8 +81,11 @@ class QualityTicker(Loop):
 class Sampler(Loop):
     """run_fastmon's own sampler, for a site without Celery (``SAMPLING_WORKERS``): samples the
     oldest unsampled STFs a chunk at a time with the same service and ledger as the Celery task.
-    It reads the database, not a hand-off, so nothing is lost across restarts; a chunk in hand
-    is finished before it stops."""
+    It reads the database, not a hand-off, so nothing is lost across restarts. Only the local
+    STFs are sampled on its thread: each remote host's are handed to its lane (``lanes``),
+    which samples them with the same service on a thread of its own, so a slow or hostile
+    server holds up only its own STFs. A local chunk in hand is finished before it stops; a
+    lane's read in flight is dropped and done again after a restart."""
 
     name = "sampler"
     what = "sampler"
@@ -89,11 +93,12 @@ class Sampler(Loop):
 
     def iterate(self) -> float:
         names = due_for_sampling(fastmon_settings.SAMPLING_TASK_CHUNK)
-        if names:
+        if not names:
+            return fastmon_settings.SAMPLING_POLL_S
+        if local := hand_over(names, sample_stfs):
             with metrics.SAMPLING_SECONDS.time():
-                sample_stfs(names)
-            return 0.0
-        return fastmon_settings.SAMPLING_POLL_S
+                sample_stfs(local)
+        return 0.0
 
 
 class MonitorFeed(Loop):

@@ -13,9 +13,10 @@ from enum import IntEnum
 
 from django.db import DatabaseError
 
-from fastmon.conf import namespace_origin
+from fastmon.conf import fastmon_settings, namespace_origin
 from fastmon.database.outages import TRANSIENT_DB_ERRORS, refresh_db_connections
 from fastmon.models import Run
+from fastmon.transport.base import BrokerAuthFailed, BrokerRefused, BrokerUnreachable
 
 logger = logging.getLogger("fastmon.consumer")
 
@@ -55,6 +56,33 @@ def wait_for_database(
         except DatabaseError as exc:
             logger.error("database not ready (run `manage.py migrate`?): %s", exc)
             return ExitCode.CONFIG
+
+
+def connect_broker(
+    connect: Callable[[], None], deadline: float, stopping: threading.Event,
+    pause: Callable[[int, str], None],
+) -> ExitCode | None:  # fmt: skip
+    """Connect and subscribe (``connect``), retrying an unreachable broker until ``deadline``;
+    an exit code if it refuses, or does not answer by then."""
+    attempt = 0
+    while not stopping.is_set():
+        try:
+            connect()
+            return None
+        except BrokerAuthFailed as exc:
+            logger.error("%s", exc)
+            return ExitCode.AUTH
+        except BrokerRefused as exc:
+            logger.error("%s", exc)
+            return ExitCode.REFUSED
+        except BrokerUnreachable as exc:
+            if time.monotonic() >= deadline:
+                logger.error("%s; giving up after %.0fs", exc,
+                             fastmon_settings.STARTUP_CONNECT_TIMEOUT_S)  # fmt: skip
+                return ExitCode.UNREACHABLE
+            pause(attempt, str(exc))
+            attempt += 1
+    return None
 
 
 def namespace_line() -> str:

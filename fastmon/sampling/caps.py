@@ -87,6 +87,8 @@ class Caps:
 def count_held_back(held_back: HeldBack) -> None:
     """What the caps held back of these STFs: added to their runs' counters in the caller's
     transaction, and to the metric once it commits."""
+    if not held_back:
+        return
     deltas, by_cap = counters.Deltas(), Counter[str]()
     for run_id, held in held_back.values():
         by_cap.update(held)

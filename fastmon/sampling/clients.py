@@ -31,6 +31,7 @@ from fastmon.sampling.roots import (
     bearer_token,
     parse_remote,
     pieces,
+    under_roots,
 )
 
 logger = logging.getLogger("fastmon.sampling")
@@ -55,7 +56,7 @@ class XRootDReader:
             landed = parse_remote(self.file.get_property("LastURL") or "")
         except ValueError:
             landed = None
-        if landed is None or not _under(landed, roots):
+        if landed is None or not under_roots(landed, roots):
             self.close()
             raise RemoteError("redirected off the data roots: not read there", transient=False,
                               kind="Redirect")  # fmt: skip
@@ -226,7 +227,7 @@ class HttpReader:
             target = parse_remote(urljoin(str(url), location), keep_query=True)
         except ValueError:
             target = None
-        if target is None or target.protocol != "http" or not _under(target, self.roots):
+        if target is None or target.protocol != "http" or not under_roots(target, self.roots):
             logger.warning("%s redirects to %r, off the data roots: not followed", url,
                            location[:500])  # fmt: skip
             raise RemoteError("redirected off the data roots: not followed", transient=False,
@@ -249,10 +250,6 @@ def _client(url: RemoteURL) -> httpx.Client:
                 timeout=fastmon_settings.REMOTE_READ_TIMEOUT_S,
             )  # fmt: skip
         return _http_clients[key]
-
-
-def _under(url: RemoteURL, roots: Sequence[RemoteURL]) -> bool:
-    return any(root.contains(url) for root in roots)
 
 
 def _raise_for(answer: httpx.Response) -> None:

@@ -21,7 +21,7 @@ from django.db import DatabaseError, connection
 
 from fastmon.conf import fastmon_settings
 from fastmon.models import StfFile
-from fastmon.sampling.roots import RemoteURL, parse_remote, remote_roots
+from fastmon.sampling.roots import RemoteURL, parse_remote, remote_roots, under_roots
 
 logger = logging.getLogger("fastmon.sampling")
 
@@ -36,7 +36,7 @@ def lane_of(file_url: str, roots: Sequence[RemoteURL]) -> str:
         remote = parse_remote(file_url) if file_url else None
     except ValueError:
         return LOCAL
-    if remote is None or not any(root.contains(remote) for root in roots):
+    if remote is None or not under_roots(remote, roots):
         return LOCAL
     return f"{remote.scheme}://{remote.netloc}"
 
@@ -81,12 +81,12 @@ class _Lane:
         self.jobs: queue.SimpleQueue[tuple[list[str], Work]] = queue.SimpleQueue()
         threading.Thread(target=self._run, name=f"fastmon-lane-{key}", daemon=True).start()
 
-    def take(self, names: list[str], work: Work) -> bool:
-        if not self.idle.is_set():
-            return False
-        self.idle.clear()
-        self.jobs.put((names, work))
-        return True
+    def take(self, names: list[str], work: Work) -> None:
+        """The chunk to sample, when the lane is idle; else it is left (it waits in the
+        database for a later round)."""
+        if self.idle.is_set():
+            self.idle.clear()
+            self.jobs.put((names, work))
 
     def _run(self) -> None:
         while True:
@@ -116,7 +116,9 @@ class Lanes:
         with self._lock:
             for key, group in groups.items():
                 if key != LOCAL:
-                    lane = self._lanes.get(key) or self._lanes.setdefault(key, _Lane(key))
+                    if key not in self._lanes:
+                        self._lanes[key] = _Lane(key)
+                    lane = self._lanes[key]
                     lane.prefixes.update(filter(None, (_prefix(urls[name]) for name in group)))
                     lane.take(group, work)
         return groups.get(LOCAL, [])

@@ -18,7 +18,14 @@ from fastmon.retry import backoff_delay
 from fastmon.sampling.checksums import Checksums, adler32
 from fastmon.sampling.clients import HttpReader, XRootDReader
 from fastmon.sampling.deadline import Deadline
-from fastmon.sampling.roots import RemoteError, RemoteURL, host_slot, parse_remote, remote_roots
+from fastmon.sampling.roots import (
+    RemoteError,
+    RemoteURL,
+    host_slot,
+    parse_remote,
+    remote_roots,
+    under_roots,
+)
 from fastmon.sampling.spans import EQUAL, TfBoundaries, byte_spans
 
 logger = logging.getLogger("fastmon.sampling")
@@ -145,7 +152,7 @@ def read_stf(
         roots = remote_roots(data_roots)
     except ValueError as exc:
         raise Unreachable(f"a remote data root cannot be read: {exc}") from None
-    if not any(root.contains(remote) for root in roots):
+    if not under_roots(remote, roots):
         raise Unreachable(f"{remote} is outside the data roots")
     deadline = Deadline(fastmon_settings.REMOTE_READ_DEADLINE_S)
     attempt = 0

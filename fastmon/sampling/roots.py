@@ -7,7 +7,7 @@ port, a path inside the prefix, no credentials in the URL. A path is normalised 
 segments, and requests are built from those segments alone: whatever percent-decoding (once or
 again, as a server or a proxy may) yields a separator, a dot segment, ``?``, ``#`` or a control
 character is refused, so no path reaches a server that means something else there. A redirect
-must land under a root too (``redirects``). XRootD reads go by vector reads (the ``xrootd``
+must land under a root too (``clients``). XRootD reads go by vector reads (the ``xrootd``
 bindings, an optional extra); HTTP by ``Range`` requests, several ranges per request where the
 server answers them so, one per range otherwise (httpx). Each host has a bound on concurrent
 reads; connections are reused; transient errors are retried by the caller
@@ -33,6 +33,9 @@ XROOTD_MAX_ELEMENTS = 1024
 # XRootD errors that waiting will not change: no such file, permission denied, not a file.
 XROOTD_PERMANENT = {3010, 3011, 3016}
 HTTP_PERMANENT = {400, 401, 403, 404, 405, 410, 416}
+# Never in a remote URL, nor in a path's names however often they are decoded.
+_CONTROL = frozenset(map(chr, [*range(0x20), 0x7F]))
+_STRUCTURE = _CONTROL | set("/\\?#")
 
 
 class RemoteError(Exception):
@@ -86,7 +89,7 @@ def parse_remote(url: str, keep_query: bool = False) -> RemoteURL | None:
     ``ValueError`` for a remote URL that can never be read (credentials in it, no host, a path
     that is not plainly a path: ``_names``). An announced URL's query is dropped; a redirect's
     is kept (``keep_query``)."""
-    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in url):
+    if not _CONTROL.isdisjoint(url):
         raise ValueError("control characters are not allowed in a remote URL")
     parts = urlsplit(url)
     scheme = SCHEMES.get(parts.scheme.lower())
@@ -115,9 +118,7 @@ def _names(raw_path: str) -> tuple[str, ...]:
             raise ValueError("'..' is not allowed in a remote path")
         name = level = unquote(raw)
         while True:
-            if level.split(";")[0] in (".", "..") or any(
-                char in "/\\?#" or ord(char) < 0x20 or ord(char) == 0x7F for char in level
-            ):
+            if level.split(";")[0] in (".", "..") or not _STRUCTURE.isdisjoint(level):
                 raise ValueError(f"{raw!r} is or decodes to a separator, a dot segment, '?', "
                                  "'#' or a control character")  # fmt: skip
             decoded = unquote(level)
@@ -130,6 +131,11 @@ def _names(raw_path: str) -> tuple[str, ...]:
 
 def remote_roots(data_roots: Sequence[str]) -> list[RemoteURL]:
     return [root for entry in data_roots if (root := parse_remote(entry)) is not None]
+
+
+def under_roots(url: RemoteURL, roots: Sequence[RemoteURL]) -> bool:
+    """Whether ``url`` lies under one of the remote ``roots``."""
+    return any(root.contains(url) for root in roots)
 
 
 _host_slots: dict[tuple[str, int], threading.BoundedSemaphore] = {}

@@ -26,8 +26,6 @@ from fastmon.models import SamplingPolicy, StfFile, TfSample
 from fastmon.processing.parameters import policy_overrides
 from fastmon.sampling.caps import Caps, HeldBack, count_held_back
 from fastmon.sampling.checksums import ANNOUNCED, REREAD, announced_range_checksums
-from fastmon.sampling.dispatch import RUN_FASTMON, workers
-from fastmon.sampling.lanes import hand_over
 from fastmon.sampling.ledger import current_policy, policy_of
 from fastmon.sampling.policy import Policy, StfFacts, TfRange, sample
 from fastmon.sampling.reading import Boundaries, ReadReport, Unreachable, read_stf
@@ -58,18 +56,8 @@ def sample_stfs(stf_filenames: Sequence[str]) -> SamplingReport:
     Each run counts an attempt first, in a transaction of its own: a worker that dies while
     sampling leaves the count behind, and past SAMPLING_MAX_ATTEMPTS the STF is marked failed
     instead of killing workers for ever.
-
-    With run_fastmon's own sampler (SAMPLING_WORKERS), only the local STFs are sampled here:
-    each remote host's are handed to its lane (``lanes``), which samples them as this does, on
-    a thread of its own, so a slow or hostile server holds up only its own STFs.
     """
     names = list(dict.fromkeys(stf_filenames))
-    if workers() == RUN_FASTMON:
-        names = hand_over(names, _sample)
-    return _sample(names)
-
-
-def _sample(names: list[str]) -> SamplingReport:
     pending = StfFile.objects.filter(
         stf_filename__in=names, sampled_at__isnull=True, status__in=_SAMPLABLE
     )

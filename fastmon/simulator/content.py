@@ -77,13 +77,9 @@ def profile_of(detector: Detector) -> Profile:
                    1000.0 + (h >> 8) % 1000, 100.0 + (h >> 20) % 200)  # fmt: skip
 
 
+@cache
 def default_detectors() -> DetectorMap:
     """The testbed's map (``fastmon.conf.TESTBED_DETECTORS``), without a site's settings."""
-    return _default_detectors()
-
-
-@cache
-def _default_detectors() -> DetectorMap:
     return DetectorMap.from_setting(TESTBED_DETECTORS)
 
 

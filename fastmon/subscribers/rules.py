@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Annotated, Any, Literal
@@ -130,13 +130,14 @@ def own_destinations() -> set[str]:
     return own
 
 
-def check_destination(destination: str) -> str:
+def check_destination(destination: str, own: Collection[str] | None = None) -> str:
     """Refuse what fastmon must never send subscribers' copies to: anything outside the
-    allowed prefixes, and its own destinations (a loop, or copies where they do not belong)."""
+    allowed prefixes, and its own destinations (a loop, or copies where they do not belong;
+    ``own``: ``own_destinations()``, when the caller has it already)."""
     prefixes = tuple(fastmon_settings.SUBSCRIBER_DESTINATION_PREFIXES)
     allowed = destination.startswith(prefixes) and destination not in prefixes
     if allowed or destination.startswith("/"):  # a bare name not allowed: the prefix is news
-        _not_own(destination)
+        _not_own(destination, own_destinations() if own is None else own)
     if not allowed:
         raise ValueError(
             f"destination {destination!r} is not allowed; it must start with one of: "
@@ -145,11 +146,11 @@ def check_destination(destination: str) -> str:
     return _plain(destination)
 
 
-def _not_own(destination: str) -> None:
+def _not_own(destination: str, own: Collection[str]) -> None:
     """Compared by name, whatever the prefix: a broker may map /queue/x, /topic/x and a temporary
     x onto one address (Artemis does), and none of them is the requester's to use."""
     name = _name(destination)
-    mine = sorted(own for own in own_destinations() if _name(own) == name)
+    mine = sorted(each for each in own if _name(each) == name)
     if mine:
         named = "" if mine == [destination] else f" ({', '.join(mine)} by name)"
         raise ValueError(f"{destination} is one of fastmon's own destinations{named}")
@@ -205,16 +206,18 @@ def check_reply_to(destination: str) -> str:
     """Where control replies may go: a temporary queue (what a requester's ``reply-to`` names)
     or a destination a subscriber could use; never one of fastmon's own."""
     if destination.startswith(TEMPORARY_PREFIXES):
-        _not_own(destination)
+        _not_own(destination, own_destinations())
         return _plain(destination)
     return check_destination(destination)
 
 
-def stored_problem(destination: str, filters: Mapping[str, Any]) -> str | None:
+def stored_problem(
+    destination: str, filters: Mapping[str, Any], own: Collection[str] | None = None
+) -> str | None:
     """Why a subscriber stored earlier (before these rules, or before a setting changed) may not
-    be routed to now, or None."""
+    be routed to now, or None (``own`` as ``check_destination`` takes it)."""
     try:
-        check_destination(destination)
+        check_destination(destination, own)
     except ValueError as exc:
         return str(exc)
     problem = filter_values_problem(filters)

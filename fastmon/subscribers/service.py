@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from fastmon.models import OutboxMessage, Subscriber
 from fastmon.outbox.relay import drop_subscriber_backlog
-from fastmon.subscribers.rules import Subscription, stored_problem
+from fastmon.subscribers.rules import Subscription, own_destinations, stored_problem
 
 logger = logging.getLogger("fastmon.outbox")
 
@@ -22,8 +22,9 @@ def routable_subscribers() -> list[Subscriber]:
     destination), their undelivered copies given up."""
     expire_subscribers()
     routable = []
+    own = own_destinations()  # once, not per subscriber: read at every chunk sampled
     for subscriber in Subscriber.objects.filter(active=True):
-        if problem := stored_problem(subscriber.destination, subscriber.filters):
+        if problem := stored_problem(subscriber.destination, subscriber.filters, own):
             drop_subscriber_backlog(subscriber.pk, f"refused by the rules: {problem}")
         else:
             routable.append(subscriber)

@@ -93,8 +93,8 @@ class HostileServer:
         if self.mode == "redirect" and self._redirects(target):
             location = self.redirect_to + target.lstrip("/")
             return _head(302, {"Location": location, "Content-Length": "0"}), b""
-        path = self.root / unquote(urlsplit(target).path).lstrip("/")
-        if not path.resolve().is_relative_to(self.root) or not path.resolve().is_file():
+        path = (self.root / unquote(urlsplit(target).path).lstrip("/")).resolve()
+        if not path.is_relative_to(self.root) or not path.is_file():
             return _head(404, {"Content-Length": "0"}), b""
         data = path.read_bytes()
         if method == "HEAD":

@@ -1,5 +1,5 @@
 // The dashboard: cards, the live TF sample table and three charts (uPlot), fed by live events.
-import { cell, connectLive, formatBytes, link, showQuality, throttled } from "./live.js";
+import { byteUnit, cell, connectLive, formatBytes, link, showQuality, throttled } from "./live.js";
 import { drawDetectorTiles } from "./content.js";
 
 const WINDOW_S = 600;
@@ -56,13 +56,10 @@ function makeChart(id, label, data, points) {
 
 // Sizes in the unit their largest calls for (as the tables write them): a few KB are not
 // plotted as thousandths of a MB.
-const SIZE_UNITS = ["bytes", "KB", "MB", "GB", "TB"];
 function sizeUnit() {
-  const largest = samples.reduce((most, s) => Math.max(most, s.bytes ?? 0), 0);
-  let unit = 0;
-  while (largest >= 1024 ** (unit + 1) && unit < SIZE_UNITS.length - 1) unit += 1;
-  document.getElementById("chart-tf-sizes-unit").textContent = SIZE_UNITS[unit];
-  return 1024 ** unit;
+  const unit = byteUnit(samples.reduce((most, s) => Math.max(most, s.bytes ?? 0), 0));
+  document.getElementById("chart-tf-sizes-unit").textContent = unit.name;
+  return unit.size;
 }
 
 const sampleSeries = (key, scale) => [samples.map((s) => s.at), samples.map((s) => (s[key] === null ? null : s[key] / scale))];

@@ -105,16 +105,18 @@ export function cell(row, content) {
   return td;
 }
 
+// The unit a size calls for (base 1024, as the tables write sizes): its name and its bytes.
+export function byteUnit(bytes) {
+  const units = ["bytes", "KB", "MB", "GB", "TB"];
+  let unit = 0;
+  while (bytes >= 1024 ** (unit + 1) && unit < units.length - 1) unit += 1;
+  return { name: units[unit], size: 1024 ** unit };
+}
+
 export function formatBytes(bytes) {
   if (bytes === null || bytes === undefined) return "";
-  const units = ["bytes", "KB", "MB", "GB", "TB"];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit += 1;
-  }
-  return unit ? `${value.toFixed(1)} ${units[unit]}` : `${value} bytes`;
+  const unit = byteUnit(bytes);
+  return unit.size > 1 ? `${(bytes / unit.size).toFixed(1)} ${unit.name}` : `${bytes} bytes`;
 }
 
 // fn(...args) at most once per `ms`: the last call's arguments win. For figures the database
